@@ -1,0 +1,435 @@
+//! `fuzz._cranelift`: the thin bridge from callfuzz to the published Cranelift crates.
+//!
+//! It only does what needs Cranelift itself: parse CLIF, verify, compile for a
+//! target, interpret, and report the version. Everything else lives in Python.
+//! Every entry point runs under `catch_unwind`, so a Cranelift panic becomes a
+//! `CraneliftPanic` exception carrying its message and source location.
+
+mod panics;
+mod values;
+
+use std::str::FromStr;
+
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::{self, ExternalName, Function, InstructionData, Opcode};
+use cranelift_codegen::isa::{self, OwnedTargetIsa};
+use cranelift_codegen::FinalizedRelocTarget;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::{CodegenError, Context};
+use cranelift_interpreter::environment::FunctionStore;
+use cranelift_interpreter::interpreter::{Interpreter, InterpreterError, InterpreterState};
+use cranelift_interpreter::step::ControlFlow;
+use cranelift_reader::{parse_option, parse_run_command, Comparison, Location, RunCommand};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use target_lexicon::Triple;
+
+create_exception!(_cranelift, CraneliftError, PyException, "Base of every bridge error.");
+create_exception!(_cranelift, ParseError, CraneliftError, "CLIF text that does not parse.");
+create_exception!(_cranelift, VerifierError, CraneliftError, "CLIF that the verifier rejects.");
+create_exception!(_cranelift, FlagError, CraneliftError, "An unknown target, flag or flag value.");
+create_exception!(_cranelift, CompileError, CraneliftError, "Cranelift refused to compile.");
+create_exception!(_cranelift, Unsupported, CompileError, "A feature the backend does not implement.");
+create_exception!(_cranelift, InterpreterFailure, CraneliftError, "The interpreter itself failed.");
+create_exception!(_cranelift, CraneliftPanic, CraneliftError, "Cranelift panicked: (message, location).");
+
+/// The Cranelift release this bridge was built against (read from Cargo.lock by build.rs).
+#[pyfunction]
+fn version() -> &'static str {
+    env!("CALLFUZZ_CRANELIFT_VERSION")
+}
+
+/// A target ISA built once from a triple, shared flags and ISA flags.
+#[pyclass(frozen)]
+struct Isa {
+    isa: OwnedTargetIsa,
+}
+
+#[pymethods]
+impl Isa {
+    /// `shared` and `isa_flags` are option words as in a filetest (`name` or `name=value`).
+    #[new]
+    fn new(triple: &str, shared: Vec<String>, isa_flags: Vec<String>) -> PyResult<Self> {
+        panics::guard(|| build_isa(triple, &shared, &isa_flags))
+    }
+
+    /// Every ISA flag with its value, as Cranelift prints them.
+    fn flags(&self) -> Vec<(String, String)> {
+        self.isa
+            .isa_flags()
+            .iter()
+            .map(|v| (v.name.to_string(), v.value_string()))
+            .collect()
+    }
+
+    #[getter]
+    fn triple(&self) -> String {
+        self.isa.triple().to_string()
+    }
+
+    #[getter]
+    fn pointer_bits(&self) -> u32 {
+        self.isa.pointer_bits().into()
+    }
+
+    #[getter]
+    fn default_call_conv(&self) -> String {
+        self.isa.default_call_conv().to_string()
+    }
+}
+
+fn option_message(e: cranelift_reader::ParseOptionError) -> String {
+    cranelift_reader::ParseError::from(e).message
+}
+
+fn build_isa(triple: &str, shared: &[String], isa_flags: &[String]) -> PyResult<Isa> {
+    let loc = Location { line_number: 0 };
+    let triple = Triple::from_str(triple)
+        .map_err(|e| FlagError::new_err(format!("unknown target '{triple}': {e}")))?;
+    let mut isa_builder = isa::lookup(triple.clone())
+        .map_err(|e| FlagError::new_err(format!("unknown target '{triple}': {e}")))?;
+    let mut flag_builder = settings::builder();
+    flag_builder
+        .set("unwind_info", "false")
+        .map_err(|e| FlagError::new_err(format!("{e}")))?;
+    for opt in shared {
+        parse_option(opt, &mut flag_builder, loc)
+            .map_err(|e| FlagError::new_err(format!("shared flag '{opt}': {}", option_message(e))))?;
+    }
+    for opt in isa_flags {
+        parse_option(opt, &mut isa_builder, loc).map_err(|e| {
+            FlagError::new_err(format!("{triple} flag '{opt}': {}", option_message(e)))
+        })?;
+    }
+    let isa = isa_builder
+        .finish(settings::Flags::new(flag_builder))
+        .map_err(|e| FlagError::new_err(format!("invalid flags for {triple}: {e}")))?;
+    Ok(Isa { isa })
+}
+
+/// A parsed CLIF module: its functions and the run commands written after them.
+#[pyclass(frozen)]
+struct Module {
+    funcs: Vec<Function>,
+    /// Per function: the comment text of each `; run:` / `; print:` line.
+    run_lines: Vec<Vec<String>>,
+}
+
+#[pyfunction]
+fn parse(text: &str) -> PyResult<Module> {
+    panics::guard(|| {
+        let file = cranelift_reader::parse_test(text, cranelift_reader::ParseOptions::default())
+            .map_err(|e| {
+                ParseError::new_err((format!("line {}: {}", e.location.line_number, e.message), e.location.line_number))
+            })?;
+        let mut funcs = Vec::new();
+        let mut run_lines = Vec::new();
+        for (func, details) in file.functions {
+            run_lines.push(
+                details
+                    .comments
+                    .iter()
+                    .map(|c| c.text.trim_start_matches([';', ' ']).to_string())
+                    .filter(|t| t.starts_with("run:") || t.starts_with("print:"))
+                    .collect(),
+            );
+            funcs.push(func);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for f in &funcs {
+            let name = f.name.to_string();
+            if !seen.insert(name.clone()) {
+                return Err(ParseError::new_err((format!("function {name} is defined twice"), 0u32)));
+            }
+        }
+        Ok(Module { funcs, run_lines })
+    })
+}
+
+impl Module {
+    fn find(&self, name: &str) -> PyResult<&Function> {
+        self.funcs
+            .iter()
+            .find(|f| f.name.to_string() == name)
+            .ok_or_else(|| CraneliftError::new_err(format!("no function named {name}")))
+    }
+}
+
+fn abi_param_list<'py>(py: Python<'py>, params: &[ir::AbiParam]) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    for p in params {
+        let ext = match p.extension {
+            ir::ArgumentExtension::Uext => "uext",
+            ir::ArgumentExtension::Sext => "sext",
+            ir::ArgumentExtension::None => "",
+        };
+        let purpose = match p.purpose {
+            ir::ArgumentPurpose::Normal => "normal".to_string(),
+            other => other.to_string(),
+        };
+        list.append((p.value_type.to_string(), ext, purpose))?;
+    }
+    Ok(list)
+}
+
+fn signature_dict<'py>(py: Python<'py>, sig: &ir::Signature) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("text", sig.to_string())?;
+    d.set_item("params", abi_param_list(py, &sig.params)?)?;
+    d.set_item("returns", abi_param_list(py, &sig.returns)?)?;
+    d.set_item("call_conv", sig.call_conv.to_string())?;
+    Ok(d)
+}
+
+fn ext_name(func: &Function, name: &ExternalName) -> String {
+    name.display(Some(&func.params)).to_string()
+}
+
+/// Every call site of `func`, with the signature it uses and, when known
+/// statically, the callee it reaches (direct calls, or `func_addr` feeding an
+/// indirect call in the same function).
+fn call_sites<'py>(py: Python<'py>, func: &Function) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    let dfg = &func.dfg;
+    for block in func.layout.blocks() {
+        for inst in func.layout.block_insts(block) {
+            let data = &dfg.insts[inst];
+            let (opcode, callee, sig) = match *data {
+                InstructionData::Call { opcode, func_ref, .. } => {
+                    let ext = &dfg.ext_funcs[func_ref];
+                    (opcode, Some((ext_name(func, &ext.name), ext.colocated)), ext.signature)
+                }
+                InstructionData::CallIndirect { opcode, sig_ref, args, .. } => {
+                    let target = args.first(&dfg.value_lists).and_then(|v| {
+                        let v = dfg.resolve_aliases(v);
+                        let def = dfg.value_def(v).inst()?;
+                        match dfg.insts[def] {
+                            InstructionData::FuncAddr { func_ref, .. } => {
+                                let ext = &dfg.ext_funcs[func_ref];
+                                Some((ext_name(func, &ext.name), ext.colocated))
+                            }
+                            _ => None,
+                        }
+                    });
+                    (opcode, target, sig_ref)
+                }
+                InstructionData::FuncAddr { opcode, func_ref, .. } => {
+                    let ext = &dfg.ext_funcs[func_ref];
+                    (opcode, Some((ext_name(func, &ext.name), ext.colocated)), ext.signature)
+                }
+                _ => continue,
+            };
+            let site = PyDict::new(py);
+            site.set_item("opcode", opcode.to_string())?;
+            site.set_item("inst", dfg.display_inst(inst).to_string())?;
+            site.set_item("callee", callee.as_ref().map(|c| c.0.clone()))?;
+            site.set_item("colocated", callee.map(|c| c.1).unwrap_or(false))?;
+            site.set_item("signature", signature_dict(py, &dfg.signatures[sig])?)?;
+            site.set_item("tail", matches!(opcode, Opcode::ReturnCall | Opcode::ReturnCallIndirect))?;
+            list.append(site)?;
+        }
+    }
+    Ok(list)
+}
+
+#[pymethods]
+impl Module {
+    /// Function names in file order, as CLIF prints them (`%name` or `u0:1`).
+    fn names(&self) -> Vec<String> {
+        self.funcs.iter().map(|f| f.name.to_string()).collect()
+    }
+
+    /// One dict per function: name, signature, call sites, run commands.
+    fn functions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        panics::guard(|| {
+            let out = PyList::empty(py);
+            for (func, lines) in self.funcs.iter().zip(&self.run_lines) {
+                let d = PyDict::new(py);
+                d.set_item("name", func.name.to_string())?;
+                d.set_item("signature", signature_dict(py, &func.signature)?)?;
+                d.set_item("call_sites", call_sites(py, func)?)?;
+                let runs = PyList::empty(py);
+                for line in lines {
+                    runs.append(run_command_dict(py, func, line)?)?;
+                }
+                d.set_item("runs", runs)?;
+                d.set_item("text", func.display().to_string())?;
+                out.append(d)?;
+            }
+            Ok(out)
+        })
+    }
+
+    /// Run Cranelift's verifier on every function with the given shared flags.
+    fn verify(&self, shared: Vec<String>) -> PyResult<()> {
+        panics::guard(|| {
+            let mut builder = settings::builder();
+            for opt in &shared {
+                parse_option(opt, &mut builder, Location { line_number: 0 })
+                    .map_err(|e| FlagError::new_err(format!("shared flag '{opt}': {}", option_message(e))))?;
+            }
+            let flags = settings::Flags::new(builder);
+            for func in &self.funcs {
+                cranelift_codegen::verify_function(func, &flags).map_err(|errors| {
+                    let first = errors.0.first().map(|e| e.to_string()).unwrap_or_default();
+                    VerifierError::new_err(format!("{}: {first}", func.name))
+                })?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Compile one function (or every function) for `isa`.
+    /// Returns one dict per function: name, code, relocs, traps, disasm.
+    #[pyo3(signature = (isa, name=None, disasm=false))]
+    fn compile<'py>(
+        &self,
+        py: Python<'py>,
+        isa: &Isa,
+        name: Option<&str>,
+        disasm: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        panics::guard(|| {
+            let out = PyList::empty(py);
+            let funcs: Vec<&Function> = match name {
+                Some(n) => vec![self.find(n)?],
+                None => self.funcs.iter().collect(),
+            };
+            for func in funcs {
+                out.append(compile_one(py, &*isa.isa, func, disasm)?)?;
+            }
+            Ok(out)
+        })
+    }
+
+    /// Interpret `name` with `args` (a list of (type, value)) for at most `fuel` steps.
+    /// Returns ("return", [values]), ("trap", code) or ("fuel", None).
+    #[pyo3(signature = (name, args, fuel=1_000_000))]
+    fn interpret<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        args: Vec<(String, Bound<'py, PyAny>)>,
+        fuel: u64,
+    ) -> PyResult<(&'static str, Py<PyAny>)> {
+        panics::guard(|| {
+            let args = args
+                .iter()
+                .map(|(ty, v)| values::from_py(ty, v))
+                .collect::<PyResult<Vec<_>>>()?;
+            let mut store = FunctionStore::default();
+            for f in &self.funcs {
+                store.add(f.name.to_string(), f);
+            }
+            let state = InterpreterState::default().with_function_store(store);
+            let mut interp = Interpreter::new(state).with_fuel(Some(fuel));
+            match interp.call_by_name(name, &args) {
+                Ok(ControlFlow::Return(vals)) => Ok(("return", values::list_to_py(py, &vals)?.into_any().unbind())),
+                Ok(ControlFlow::Trap(trap)) => Ok(("trap", trap_name(&trap).into_pyobject(py)?.into_any().unbind())),
+                Ok(_) => Err(InterpreterFailure::new_err("interpreter stopped without returning")),
+                Err(InterpreterError::FuelExhausted) => Ok(("fuel", py.None())),
+                Err(e) => Err(InterpreterFailure::new_err(format!("{e}: {e:?}"))),
+            }
+        })
+    }
+}
+
+fn trap_name(trap: &cranelift_interpreter::step::CraneliftTrap) -> String {
+    use cranelift_interpreter::step::CraneliftTrap;
+    match trap {
+        CraneliftTrap::User(code) => code.to_string(),
+        other => format!("{other}"),
+    }
+}
+
+fn run_command_dict<'py>(py: Python<'py>, func: &Function, line: &str) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("text", line)?;
+    let cmd = parse_run_command(line, &func.signature)
+        .map_err(|e| ParseError::new_err((format!("{}: `{line}`: {}", func.name, e.message), 0u32)))?;
+    match cmd {
+        Some(RunCommand::Run(inv, cmp, expected)) => {
+            d.set_item("func", format!("%{}", inv.func))?;
+            d.set_item("args", values::list_to_py(py, &inv.args)?)?;
+            d.set_item("compare", match cmp {
+                Comparison::Equals => "==",
+                Comparison::NotEquals => "!=",
+            })?;
+            d.set_item("expected", values::list_to_py(py, &expected)?)?;
+        }
+        Some(RunCommand::Print(inv)) => {
+            d.set_item("func", format!("%{}", inv.func))?;
+            d.set_item("args", values::list_to_py(py, &inv.args)?)?;
+            d.set_item("compare", py.None())?;
+            d.set_item("expected", py.None())?;
+        }
+        None => return Err(ParseError::new_err((format!("not a run command: `{line}`"), 0u32))),
+    }
+    Ok(d)
+}
+
+fn compile_one<'py>(
+    py: Python<'py>,
+    isa: &dyn isa::TargetIsa,
+    func: &Function,
+    disasm: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let mut ctx = Context::for_function(func.clone());
+    ctx.set_disasm(disasm);
+    let compiled = ctx.compile(isa, &mut ControlPlane::default()).map_err(|e| match e.inner {
+        CodegenError::Unsupported(msg) => Unsupported::new_err(format!("{}: {msg}", func.name)),
+        CodegenError::Verifier(errs) => {
+            let first = errs.0.first().map(|e| e.to_string()).unwrap_or_default();
+            VerifierError::new_err(format!("{}: {first}", func.name))
+        }
+        other => CompileError::new_err(format!("{}: {other}", func.name)),
+    })?;
+    let buffer = &compiled.buffer;
+    let d = PyDict::new(py);
+    d.set_item("name", func.name.to_string())?;
+    d.set_item("code", pyo3::types::PyBytes::new(py, buffer.data()))?;
+    let relocs = PyList::empty(py);
+    for r in buffer.relocs() {
+        let target = match &r.target {
+            FinalizedRelocTarget::ExternalName(name) => ext_name(func, name),
+            FinalizedRelocTarget::Func(off) => format!("+{off}"),
+        };
+        relocs.append((r.offset, format!("{:?}", r.kind), target, r.addend))?;
+    }
+    d.set_item("relocs", relocs)?;
+    let traps = PyList::empty(py);
+    for t in buffer.traps() {
+        traps.append((t.offset, t.code.to_string()))?;
+    }
+    d.set_item("traps", traps)?;
+    d.set_item("disasm", compiled.vcode.clone())?;
+    Ok(d)
+}
+
+#[pymodule]
+fn _cranelift(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    panics::install_hook();
+    let py = m.py();
+    m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(parse, m)?)?;
+    m.add_class::<Isa>()?;
+    m.add_class::<Module>()?;
+    m.add("CraneliftError", py.get_type::<CraneliftError>())?;
+    m.add("ParseError", py.get_type::<ParseError>())?;
+    m.add("VerifierError", py.get_type::<VerifierError>())?;
+    m.add("FlagError", py.get_type::<FlagError>())?;
+    m.add("CompileError", py.get_type::<CompileError>())?;
+    m.add("Unsupported", py.get_type::<Unsupported>())?;
+    m.add("InterpreterFailure", py.get_type::<InterpreterFailure>())?;
+    m.add("CraneliftPanic", py.get_type::<CraneliftPanic>())?;
+    m.add_function(wrap_pyfunction!(panic_for_test, m)?)?;
+    Ok(())
+}
+
+/// Panics on purpose, so tests can check that panics become exceptions.
+#[pyfunction]
+fn panic_for_test() -> PyResult<()> {
+    panics::guard(|| -> PyResult<()> { panic!("callfuzz test panic") })
+}

@@ -1,0 +1,44 @@
+//! Turns Cranelift panics into Python exceptions instead of dead processes.
+
+use std::cell::RefCell;
+use std::panic::{self, AssertUnwindSafe};
+
+use pyo3::PyResult;
+
+use crate::CraneliftPanic;
+
+thread_local! {
+    /// Message and location of the last panic on this thread, set by the hook.
+    static LAST_PANIC: RefCell<Option<(String, String)>> = const { RefCell::new(None) };
+}
+
+/// Records panics instead of printing them; `guard` reports them.
+pub fn install_hook() {
+    panic::set_hook(Box::new(|info| {
+        let message = if let Some(s) = info.payload().downcast_ref::<&str>() {
+            (*s).to_string()
+        } else if let Some(s) = info.payload().downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "panic with a non-string payload".to_string()
+        };
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some((message, location)));
+    }));
+}
+
+/// Runs `f`, converting a panic into `CraneliftPanic(message, location)`.
+pub fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(_) => {
+            let (message, location) = LAST_PANIC
+                .with(|p| p.borrow_mut().take())
+                .unwrap_or_else(|| ("unknown panic".to_string(), String::new()));
+            Err(CraneliftPanic::new_err((message, location)))
+        }
+    }
+}
