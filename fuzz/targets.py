@@ -1,0 +1,224 @@
+"""One table of per-target facts: triple, emulator and disassembler set-up, ABI
+registers, relocation kinds, and what the emulator can run.
+
+Everything that differs between backends lives here, so the rest of the
+harness never asks `if arch == ...`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import capstone as cs
+import unicorn as uc
+from unicorn import arm64_const, riscv_const, s390x_const, x86_const
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    triple: str
+    big_endian: bool
+    # unicorn set-up
+    uc_arch: int
+    uc_mode: int
+    uc_cpu: int | None
+    pc_reg: int
+    sp_reg: int
+    # registers carrying the trampoline's (slots pointer, callee address)
+    arg_regs: tuple[int, int]
+    # where the sentinel return address goes: a register, or None to push it
+    link_reg: int | None
+    # bytes kept free above the stack pointer at entry (s390x's register save area)
+    stack_bias: int
+    # extra CPU set-up the emulator needs (FP enable, vector facility)
+    setup: Callable[[uc.Uc], None]
+    # unicorn error codes for an illegal instruction on this target
+    illegal_errnos: frozenset[int]
+    # capstone set-up
+    cs_arch: int
+    cs_mode: int
+    # relocation kinds the linker patches for this target
+    reloc_kinds: frozenset[str]
+    # ISA flags the emulator cannot run: enabling one makes code "not executable here"
+    emulator_lacks: frozenset[str] = field(default_factory=frozenset)
+    # aliases accepted on the command line and in `target` lines
+    aliases: tuple[str, ...] = ()
+
+
+def _no_setup(_: uc.Uc) -> None:
+    pass
+
+
+def _riscv_setup(mu: uc.Uc) -> None:
+    # mstatus.FS = Dirty, otherwise every FP instruction is illegal.
+    mstatus = mu.reg_read(riscv_const.UC_RISCV_REG_MSTATUS)
+    mu.reg_write(riscv_const.UC_RISCV_REG_MSTATUS, mstatus | 0x6000)
+
+
+def _s390x_setup(mu: uc.Uc) -> None:
+    # CR0 bits enabling the AFP registers and the vector facility.
+    cr0 = mu.reg_read(s390x_const.UC_S390X_REG_CR0)
+    mu.reg_write(s390x_const.UC_S390X_REG_CR0, cr0 | 0x60000)
+    # PSW EA+BA: 64-bit addressing (the reset state is 24-bit).
+    pswm = mu.reg_read(s390x_const.UC_S390X_REG_PSWM)
+    mu.reg_write(s390x_const.UC_S390X_REG_PSWM, pswm | 0x1_8000_0000)
+
+
+_ERR_ILLEGAL = frozenset({uc.UC_ERR_INSN_INVALID, uc.UC_ERR_EXCEPTION})
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target(
+            name="x86_64",
+            triple="x86_64-unknown-linux-gnu",
+            big_endian=False,
+            uc_arch=uc.UC_ARCH_X86,
+            uc_mode=uc.UC_MODE_64,
+            uc_cpu=None,
+            pc_reg=x86_const.UC_X86_REG_RIP,
+            sp_reg=x86_const.UC_X86_REG_RSP,
+            arg_regs=(x86_const.UC_X86_REG_RDI, x86_const.UC_X86_REG_RSI),
+            link_reg=None,
+            stack_bias=0,
+            setup=_no_setup,
+            illegal_errnos=_ERR_ILLEGAL,
+            cs_arch=cs.CS_ARCH_X86,
+            cs_mode=cs.CS_MODE_64,
+            reloc_kinds=frozenset(
+                {"Abs4", "Abs8", "X86PCRel4", "X86CallPCRel4", "X86CallPLTRel4", "X86GOTPCRel4"}
+            ),
+            # unicorn (QEMU 5.0 TCG) has no AVX: 128-bit VEX runs with wrong results.
+            emulator_lacks=frozenset(
+                {
+                    "has_avx",
+                    "has_avx2",
+                    "has_fma",
+                    "has_avx_vnni",
+                    "has_avx512bitalg",
+                    "has_avx512dq",
+                    "has_avx512vl",
+                    "has_avx512vbmi",
+                    "has_avx512f",
+                    "has_avx512vnni",
+                }
+            ),
+            aliases=("x86_64", "x64", "amd64"),
+        ),
+        Target(
+            name="aarch64",
+            triple="aarch64-unknown-linux-gnu",
+            big_endian=False,
+            uc_arch=uc.UC_ARCH_ARM64,
+            uc_mode=uc.UC_MODE_ARM,
+            uc_cpu=arm64_const.UC_CPU_ARM64_MAX,
+            pc_reg=arm64_const.UC_ARM64_REG_PC,
+            sp_reg=arm64_const.UC_ARM64_REG_SP,
+            arg_regs=(arm64_const.UC_ARM64_REG_X0, arm64_const.UC_ARM64_REG_X1),
+            link_reg=arm64_const.UC_ARM64_REG_X30,
+            stack_bias=0,
+            setup=_no_setup,
+            illegal_errnos=_ERR_ILLEGAL,
+            cs_arch=cs.CS_ARCH_ARM64,
+            cs_mode=cs.CS_MODE_ARM,
+            reloc_kinds=frozenset(
+                {
+                    "Abs4",
+                    "Abs8",
+                    "Arm64Call",
+                    "Aarch64AdrPrelPgHi21",
+                    "Aarch64AddAbsLo12Nc",
+                    "Aarch64AdrGotPage21",
+                    "Aarch64Ld64GotLo12Nc",
+                }
+            ),
+            aliases=("aarch64", "arm64"),
+        ),
+        Target(
+            name="riscv64",
+            triple="riscv64gc-unknown-linux-gnu",
+            big_endian=False,
+            uc_arch=uc.UC_ARCH_RISCV,
+            uc_mode=uc.UC_MODE_RISCV64,
+            uc_cpu=None,
+            pc_reg=riscv_const.UC_RISCV_REG_PC,
+            sp_reg=riscv_const.UC_RISCV_REG_SP,
+            arg_regs=(riscv_const.UC_RISCV_REG_A0, riscv_const.UC_RISCV_REG_A1),
+            link_reg=riscv_const.UC_RISCV_REG_RA,
+            stack_bias=0,
+            setup=_riscv_setup,
+            illegal_errnos=_ERR_ILLEGAL,
+            cs_arch=cs.CS_ARCH_RISCV,
+            cs_mode=cs.CS_MODE_RISCV64 | cs.CS_MODE_RISCVC,
+            reloc_kinds=frozenset(
+                {"Abs4", "Abs8", "RiscvCallPlt", "RiscvPCRelHi20", "RiscvPCRelLo12I", "RiscvGotHi20"}
+            ),
+            # unicorn runs base RV64GC only.
+            emulator_lacks=frozenset(
+                {
+                    "has_v",
+                    "has_zvfh",
+                    "has_zvbb",
+                    "has_zfa",
+                    "has_zfhmin",
+                    "has_zfh",
+                    "has_zcb",
+                    "has_zbkb",
+                    "has_zba",
+                    "has_zbb",
+                    "has_zbc",
+                    "has_zbs",
+                    "has_zicond",
+                }
+            ),
+            aliases=("riscv64", "riscv64gc", "rv64"),
+        ),
+        Target(
+            name="s390x",
+            triple="s390x-unknown-linux-gnu",
+            big_endian=True,
+            uc_arch=uc.UC_ARCH_S390X,
+            uc_mode=uc.UC_MODE_BIG_ENDIAN,
+            uc_cpu=None,
+            pc_reg=s390x_const.UC_S390X_REG_PC,
+            sp_reg=s390x_const.UC_S390X_REG_R15,
+            arg_regs=(s390x_const.UC_S390X_REG_R2, s390x_const.UC_S390X_REG_R3),
+            link_reg=s390x_const.UC_S390X_REG_R14,
+            # the caller provides a 160-byte register save area above SP
+            stack_bias=160,
+            setup=_s390x_setup,
+            illegal_errnos=_ERR_ILLEGAL,
+            cs_arch=cs.CS_ARCH_SYSZ,
+            cs_mode=cs.CS_MODE_BIG_ENDIAN,
+            reloc_kinds=frozenset({"Abs4", "Abs8", "S390xPCRel32Dbl", "S390xPLTRel32Dbl"}),
+            # unicorn's s390x lacks vector enhancements 2 and MIE3/MIE4.
+            emulator_lacks=frozenset({"has_mie3", "has_mie4", "has_vxrs_ext2", "has_vxrs_ext3"}),
+            aliases=("s390x",),
+        ),
+    )
+}
+
+TARGET_NAMES: tuple[str, ...] = tuple(TARGETS)
+
+
+class UnknownTarget(ValueError):
+    pass
+
+
+def lookup(name: str) -> Target:
+    """A target by its name, alias or the architecture part of a triple."""
+    arch = name.split("-", 1)[0]
+    for target in TARGETS.values():
+        if arch == target.name or arch in target.aliases:
+            return target
+    raise UnknownTarget(f"unknown target '{name}' (known: {', '.join(TARGET_NAMES)})")
+
+
+def is_known(name: str) -> bool:
+    try:
+        lookup(name)
+    except UnknownTarget:
+        return False
+    return True

@@ -1,0 +1,166 @@
+"""CLIF values as bit patterns: conversion to and from the bridge, memory
+images for the trampoline slots, printing, and the bit-exact comparison with
+its NaN policy.
+
+NaN policy (`NanPolicy`):
+- `exact`: every bit counts, NaN payloads and signs included.
+- `any` (the default for `callfuzz run`): two NaNs of the same float type (or in
+  the same lane of a float vector) are equal whatever their payload and sign,
+  because Cranelift leaves the payload of a NaN produced by arithmetic
+  unspecified; every other value still compares bit-exact.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+class NanPolicy(enum.Enum):
+    EXACT = "exact"
+    ANY = "any"
+
+
+@dataclass(frozen=True)
+class TypeInfo:
+    name: str
+    bits: int  # total width
+    lane_bits: int
+    lanes: int
+    is_float: bool
+
+    @property
+    def is_vector(self) -> bool:
+        return self.lanes > 1
+
+    @property
+    def bytes(self) -> int:
+        return self.bits // 8
+
+
+_SCALARS = {
+    "i8": (8, False),
+    "i16": (16, False),
+    "i32": (32, False),
+    "i64": (64, False),
+    "i128": (128, False),
+    "f16": (16, True),
+    "f32": (32, True),
+    "f64": (64, True),
+    "f128": (128, True),
+}
+
+# exponent width per float size, for NaN detection
+_EXP_BITS = {16: 5, 32: 8, 64: 11, 128: 15}
+
+
+@lru_cache(maxsize=None)
+def type_info(name: str) -> TypeInfo:
+    lane, _, count = name.partition("x")
+    if lane not in _SCALARS or (count and not count.isdigit()):
+        raise ValueError(f"unknown CLIF type '{name}'")
+    bits, is_float = _SCALARS[lane]
+    lanes = int(count) if count else 1
+    return TypeInfo(name, bits * lanes, bits, lanes, is_float)
+
+
+def is_nan(bits: int, width: int) -> bool:
+    exp_bits = _EXP_BITS[width]
+    mant_bits = width - 1 - exp_bits
+    exp = (bits >> mant_bits) & ((1 << exp_bits) - 1)
+    return exp == (1 << exp_bits) - 1 and bits & ((1 << mant_bits) - 1) != 0
+
+
+@dataclass(frozen=True)
+class Value:
+    """A CLIF value: its type and its bits as an unsigned integer
+    (vector lane 0 in the low bits, as in the little-endian memory image)."""
+
+    ty: str
+    bits: int
+
+    @property
+    def info(self) -> TypeInfo:
+        return type_info(self.ty)
+
+    @classmethod
+    def from_bridge(cls, pair: tuple[str, int | bytes]) -> Value:
+        ty, raw = pair
+        info = type_info(ty)
+        if isinstance(raw, bytes):
+            return cls(ty, int.from_bytes(raw, "little"))
+        return cls(ty, raw & ((1 << info.bits) - 1))
+
+    def to_bridge(self) -> tuple[str, int | bytes]:
+        info = self.info
+        if info.is_float or info.is_vector:
+            return (self.ty, self.bits.to_bytes(info.bytes, "little"))
+        return (self.ty, self.signed())
+
+    def signed(self) -> int:
+        bits = self.info.bits
+        return self.bits - (1 << bits) if self.bits >> (bits - 1) else self.bits
+
+    def memory_image(self, big_endian: bool) -> bytes:
+        """The bytes a native load of this type reads. Vectors always use the
+        little-endian image, as the trampoline loads them with `little`."""
+        info = self.info
+        order = "big" if big_endian and not info.is_vector else "little"
+        return self.bits.to_bytes(info.bytes, order)
+
+    @classmethod
+    def from_memory(cls, ty: str, data: bytes, big_endian: bool) -> Value:
+        info = type_info(ty)
+        order = "big" if big_endian and not info.is_vector else "little"
+        return cls(ty, int.from_bytes(data[: info.bytes], order))
+
+    def lanes(self) -> list[int]:
+        info = self.info
+        mask = (1 << info.lane_bits) - 1
+        return [(self.bits >> (i * info.lane_bits)) & mask for i in range(info.lanes)]
+
+    def same_as(self, other: Value, policy: NanPolicy = NanPolicy.EXACT) -> bool:
+        if self.ty != other.ty:
+            return False
+        if self.bits == other.bits:
+            return True
+        info = self.info
+        if policy is NanPolicy.ANY and info.is_float:
+            w = info.lane_bits
+            return all(
+                a == b or (is_nan(a, w) and is_nan(b, w))
+                for a, b in zip(self.lanes(), other.lanes(), strict=True)
+            )
+        return False
+
+    def __str__(self) -> str:
+        return format_value(self)
+
+
+def _format_float(bits: int, width: int) -> str:
+    if width == 32:
+        return repr(struct.unpack("<f", bits.to_bytes(4, "little"))[0])
+    if width == 64:
+        return repr(struct.unpack("<d", bits.to_bytes(8, "little"))[0])
+    if width == 16:
+        return repr(struct.unpack("<e", bits.to_bytes(2, "little"))[0])
+    return f"0x{bits:032x}"
+
+
+def format_value(v: Value) -> str:
+    info = v.info
+    if info.is_vector:
+        return "0x" + v.bits.to_bytes(info.bytes, "big").hex()
+    if info.is_float:
+        if is_nan(v.bits, info.bits):
+            return f"NaN(0x{v.bits:0{info.bits // 4}x})"
+        return _format_float(v.bits, info.bits)
+    return str(v.signed())
+
+
+def format_values(values: list[Value] | tuple[Value, ...]) -> str:
+    if len(values) == 1:
+        return format_value(values[0])
+    return "[" + ", ".join(format_value(v) for v in values) + "]"
