@@ -27,7 +27,7 @@ SLOTS_BASE = 0x6000_0000
 SLOTS_SIZE = 1 << 16
 SENTINEL = 0x5000_0000
 PAGE = 4096
-DEFAULT_BUDGET = 5_000_000  # instructions
+DEFAULT_BUDGET = 50_000_000  # instructions: upstream runtests loop 100,000 times
 
 _MEMORY_FAULTS = {
     uc.UC_ERR_READ_UNMAPPED: "read of unmapped memory",
@@ -106,6 +106,8 @@ class Emulator:
             return
         self._ensure_mapped(image.base, image.base + len(image.data))
         self.mu.mem_write(image.base, bytes(image.data))
+        # Drop translated blocks of the previous image at the same addresses.
+        self.mu.ctl_remove_cache(image.base, image.base + len(image.data))
         self._loaded = key
 
     def run(

@@ -319,20 +319,58 @@ impl Module {
                 .iter()
                 .map(|(ty, v)| values::from_py(ty, v))
                 .collect::<PyResult<Vec<_>>>()?;
-            let mut store = FunctionStore::default();
-            for f in &self.funcs {
-                store.add(f.name.to_string(), f);
-            }
-            let state = InterpreterState::default().with_function_store(store);
-            let mut interp = Interpreter::new(state).with_fuel(Some(fuel));
-            match interp.call_by_name(name, &args) {
-                Ok(ControlFlow::Return(vals)) => Ok(("return", values::list_to_py(py, &vals)?.into_any().unbind())),
-                Ok(ControlFlow::Trap(trap)) => Ok(("trap", trap_name(&trap).into_pyobject(py)?.into_any().unbind())),
-                Ok(_) => Err(InterpreterFailure::new_err("interpreter stopped without returning")),
-                Err(InterpreterError::FuelExhausted) => Ok(("fuel", py.None())),
-                Err(e) => Err(InterpreterFailure::new_err(format!("{e}: {e:?}"))),
+            // The interpreter recurses natively for every call and tail call, so
+            // it runs on a thread with a large (lazily committed) stack.
+            let outcome = std::thread::scope(|scope| {
+                std::thread::Builder::new()
+                    .name("cranelift-interpreter".into())
+                    .stack_size(INTERPRETER_STACK)
+                    .spawn_scoped(scope, || panics::catch(|| self.run_interpreter(name, &args, fuel)))
+                    .map_err(|e| InterpreterFailure::new_err(format!("cannot start interpreter thread: {e}")))
+                    .and_then(|h| {
+                        h.join().map_err(|_| InterpreterFailure::new_err("interpreter thread died"))
+                    })
+            })?
+            .map_err(CraneliftPanic::new_err)?;
+            match outcome {
+                Interpreted::Return(vals) => Ok(("return", values::list_to_py(py, &vals)?.into_any().unbind())),
+                Interpreted::Trap(code) => Ok(("trap", code.into_pyobject(py)?.into_any().unbind())),
+                Interpreted::Fuel => Ok(("fuel", py.None())),
+                Interpreted::Failure(msg) => Err(InterpreterFailure::new_err(msg)),
             }
         })
+    }
+}
+
+const INTERPRETER_STACK: usize = 2 << 30;
+
+enum Interpreted {
+    Return(Vec<cranelift_codegen::data_value::DataValue>),
+    Trap(String),
+    Fuel,
+    Failure(String),
+}
+
+impl Module {
+    fn run_interpreter(
+        &self,
+        name: &str,
+        args: &[cranelift_codegen::data_value::DataValue],
+        fuel: u64,
+    ) -> Interpreted {
+        let mut store = FunctionStore::default();
+        for f in &self.funcs {
+            store.add(f.name.to_string(), f);
+        }
+        let state = InterpreterState::default().with_function_store(store);
+        let mut interp = Interpreter::new(state).with_fuel(Some(fuel));
+        match interp.call_by_name(name, args) {
+            Ok(ControlFlow::Return(vals)) => Interpreted::Return(vals.to_vec()),
+            Ok(ControlFlow::Trap(trap)) => Interpreted::Trap(trap_name(&trap)),
+            Ok(_) => Interpreted::Failure("interpreter stopped without returning".into()),
+            Err(InterpreterError::FuelExhausted) => Interpreted::Fuel,
+            Err(e) => Interpreted::Failure(format!("{e}: {e:?}")),
+        }
     }
 }
 

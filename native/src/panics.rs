@@ -30,15 +30,16 @@ pub fn install_hook() {
     }));
 }
 
+/// Runs `f` on this thread; a panic becomes `Err((message, location))`.
+pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, (String, String)> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|_| {
+        LAST_PANIC
+            .with(|p| p.borrow_mut().take())
+            .unwrap_or_else(|| ("unknown panic".to_string(), String::new()))
+    })
+}
+
 /// Runs `f`, converting a panic into `CraneliftPanic(message, location)`.
 pub fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
-    match panic::catch_unwind(AssertUnwindSafe(f)) {
-        Ok(result) => result,
-        Err(_) => {
-            let (message, location) = LAST_PANIC
-                .with(|p| p.borrow_mut().take())
-                .unwrap_or_else(|| ("unknown panic".to_string(), String::new()));
-            Err(CraneliftPanic::new_err((message, location)))
-        }
-    }
+    catch(f).unwrap_or_else(|panic| Err(CraneliftPanic::new_err(panic)))
 }

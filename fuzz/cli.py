@@ -1,0 +1,196 @@
+"""The `callfuzz` command line (click for parsing, rich for tables)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from fuzz import _cranelift
+from fuzz.emulate import DEFAULT_BUDGET
+from fuzz.filetest import BadInput, FileTest, TargetLine, parse_file
+from fuzz.oracle import BENIGN, INTERPRETER, Outcome, Verdict
+from fuzz.runner import RunResult, Runner, default_lines
+from fuzz.targets import UnknownTarget, lookup
+from fuzz.values import NanPolicy, Value, format_values
+
+EXIT_AGREE, EXIT_DIVERGENCE, EXIT_BAD_INPUT = 0, 1, 2
+
+console = Console()
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"callfuzz: error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def parse_target_option(spec: str) -> TargetLine:
+    """`--target aarch64` or `--target "riscv64 has_c"`."""
+    words = spec.split()
+    if not words:
+        fail("empty --target")
+    try:
+        return TargetLine(lookup(words[0]), tuple(words[1:]))
+    except UnknownTarget as err:
+        fail(str(err))
+
+
+def collect_files(paths: Sequence[str]) -> list[str]:
+    files: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            files += sorted(
+                os.path.join(root, name)
+                for root, _dirs, names in os.walk(path)
+                for name in names
+                if name.endswith(".clif")
+            )
+        else:
+            files.append(path)
+    return files
+
+
+@click.group()
+@click.version_option(
+    message=f"callfuzz %(version)s (cranelift {_cranelift.version()})", package_name="callfuzz"
+)
+def main() -> None:
+    """Differential fuzzing of Cranelift's call lowering on four emulated backends."""
+
+
+def _cell(outcome: Outcome, verdict: Verdict, notes: list[str]) -> str:
+    style = "green" if verdict is Verdict.AGREE else ("yellow" if verdict in BENIGN else "bold red")
+    if verdict in (Verdict.NOT_EXECUTABLE, Verdict.UNSUPPORTED):
+        note = f"{verdict.value}: {outcome.detail}"
+        if note not in notes:
+            notes.append(note)
+        text = f"{'n/e' if verdict is Verdict.NOT_EXECUTABLE else 'unsupp.'} [{notes.index(note) + 1}]"
+    else:
+        text = str(outcome)
+        if verdict is not Verdict.AGREE:
+            text += f"\n{verdict.value}"
+    return f"[{style}]{text}[/{style}]"
+
+
+def print_table(path: str, ft: FileTest, results: list[RunResult]) -> None:
+    if not results:
+        console.print(f"[bold]{path}[/bold]: no run commands")
+        return
+    labels = [label for label in results[0].outcomes if label != INTERPRETER]
+    table = Table(title=path, show_lines=True, title_justify="left")
+    table.add_column("run")
+    table.add_column("expected")
+    table.add_column(INTERPRETER)
+    for label in labels:
+        table.add_column(label)
+    table.add_column("verdict")
+    notes: list[str] = []
+    for r in results:
+        j = r.judgement
+        expected = "" if r.command.expected is None else (
+            ("" if r.command.compare == "==" else "!= ") + format_values(r.command.expected)
+        )
+        row = [r.command.text.removeprefix("run: "), expected]
+        row += [_cell(r.outcomes[k], j.verdicts[k], notes) for k in [INTERPRETER, *labels]]
+        row.append(
+            "[bold red]divergence[/bold red]\nblame: " + ", ".join(j.blame)
+            if j.divergent
+            else "[green]agree[/green]"
+        )
+        table.add_row(*row)
+    console.print(table)
+    for i, note in enumerate(notes, 1):
+        console.print(f"  [{i}] {note}", highlight=False)
+    for skipped in ft.skipped_targets:
+        console.print(f"  skipped target `{skipped}`: no emulator for it", highlight=False)
+
+
+def _value_json(v: Value) -> dict[str, Any]:
+    return {"type": v.ty, "value": str(v), "bits": hex(v.bits)}
+
+
+def result_json(r: RunResult) -> dict[str, Any]:
+    return {
+        "function": r.command.func,
+        "command": r.command.text,
+        "compare": r.command.compare,
+        "expected": None
+        if r.command.expected is None
+        else [_value_json(v) for v in r.command.expected],
+        "outcomes": {
+            label: {
+                "kind": o.kind.value,
+                "values": [_value_json(v) for v in o.values],
+                "detail": o.detail,
+                "pc": o.pc,
+                "verdict": r.judgement.verdicts[label].value,
+            }
+            for label, o in r.outcomes.items()
+        },
+        "divergent": r.judgement.divergent,
+        "blame": r.judgement.blame,
+    }
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--target", "-t", "targets", multiple=True, help="x86_64, aarch64, riscv64, s390x, optionally with ISA flags: 'riscv64 has_c'.")
+@click.option("--set", "-s", "flags", multiple=True, help="Shared Cranelift flag, e.g. opt_level=speed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--nan", type=click.Choice([p.value for p in NanPolicy]), default=NanPolicy.ANY.value, show_default=True, help="NaN comparison policy.")
+@click.option("--budget", type=click.IntRange(min=1), default=DEFAULT_BUDGET, show_default=True, help="Instruction budget per emulated run.")
+def run(
+    paths: tuple[str, ...],
+    targets: tuple[str, ...],
+    flags: tuple[str, ...],
+    as_json: bool,
+    nan: str,
+    budget: int,
+) -> None:
+    """Run CLIF filetests on the interpreter and every target; compare."""
+    wanted = [parse_target_option(t) for t in targets]
+    runner = Runner(NanPolicy(nan), budget=budget)
+    files = collect_files(paths)
+    if not files:
+        fail(f"no .clif files in {' '.join(paths)}")
+    report: list[dict[str, Any]] = []
+    divergent = False
+    for path in files:
+        try:
+            ft = parse_file(path)
+            results = runner.run_file(ft, default_lines(ft, wanted), flags)
+        except BadInput as err:
+            fail(str(err) if str(err).startswith(path) else f"{path}: {err}")
+        divergent |= any(r.judgement.divergent for r in results)
+        if as_json:
+            report.append(
+                {
+                    "file": path,
+                    "skipped_targets": ft.skipped_targets,
+                    "runs": [result_json(r) for r in results],
+                }
+            )
+        else:
+            print_table(path, ft, results)
+    if as_json:
+        click.echo(json.dumps({"cranelift": _cranelift.version(), "files": report}, indent=2))
+    sys.exit(EXIT_DIVERGENCE if divergent else EXIT_AGREE)
+
+
+@main.command()
+@click.option("--repeat", type=click.IntRange(min=1), default=200, show_default=True, help="Runs per measurement.")
+def bench(repeat: int) -> None:
+    """Time each pipeline stage on a fixed set of CLIF files."""
+    from fuzz.bench import run_bench
+
+    run_bench(console, repeat)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Outcomes, verdicts and blame.
+
+Every executor (the interpreter, and each target configuration) produces an
+`Outcome` for a run command. Values compare bit-exact at their own width (see
+`fuzz.values` for the NaN policy); traps compare by trap code. With several
+opinions, the odd one out is blamed: the largest group of agreeing executors
+wins when it is strictly the largest, otherwise the interpreter (the
+specification) decides.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fuzz.values import NanPolicy, Value, format_values
+
+
+class Kind(enum.StrEnum):
+    RETURN = "return"
+    TRAP = "trap"
+    CRASH = "crash"
+    TIMEOUT = "timeout"
+    FUEL = "fuel exhausted"
+    NOT_EXECUTABLE = "not executable here"
+    UNSUPPORTED = "unsupported"
+    COMPILE_PANIC = "compile panic"
+    COMPILE_ERROR = "compile error"
+    INTERP_FAILURE = "interpreter failure"
+
+
+# Kinds that are an opinion about what the program does.
+OPINIONS = frozenset({Kind.RETURN, Kind.TRAP, Kind.CRASH, Kind.TIMEOUT, Kind.FUEL})
+# Kinds that abstain: nothing is known, nothing is wrong.
+ABSTAIN = frozenset({Kind.NOT_EXECUTABLE, Kind.UNSUPPORTED})
+
+
+class Verdict(enum.StrEnum):
+    AGREE = "agree"
+    WRONG_RESULT = "wrong result"
+    CRASH = "crash"
+    UNEXPECTED_TRAP = "unexpected trap"
+    MISSING_TRAP = "missing trap"
+    TIMEOUT = "timeout"
+    COMPILE_PANIC = "compile panic"
+    COMPILE_ERROR = "compile error"
+    UNSUPPORTED = "unsupported"
+    INTERP_FAILURE = "interpreter failure"
+    NOT_EXECUTABLE = "not executable here"
+    NO_REFERENCE = "no reference"
+
+
+# Verdicts that are not a divergence.
+BENIGN = frozenset(
+    {Verdict.AGREE, Verdict.UNSUPPORTED, Verdict.NOT_EXECUTABLE, Verdict.NO_REFERENCE}
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: Kind
+    values: tuple[Value, ...] = ()
+    detail: str = ""
+    pc: int | None = None
+
+    def __str__(self) -> str:
+        if self.kind is Kind.RETURN:
+            return format_values(self.values) if self.values else "(no values)"
+        if self.kind is Kind.TRAP:
+            return f"trap {self.detail}"
+        text = self.kind.value
+        if self.detail:
+            text += f": {self.detail}"
+        if self.pc is not None:
+            text += f" (pc {self.pc:#x})"
+        return text
+
+
+def same_outcome(a: Outcome, b: Outcome, policy: NanPolicy) -> bool:
+    if a.kind is not b.kind:
+        # Running out of budget in the interpreter or the machine is the same opinion.
+        return {a.kind, b.kind} == {Kind.FUEL, Kind.TIMEOUT}
+    if a.kind is Kind.RETURN:
+        return len(a.values) == len(b.values) and all(
+            x.same_as(y, policy) for x, y in zip(a.values, b.values, strict=True)
+        )
+    if a.kind is Kind.TRAP:
+        return a.detail == b.detail
+    return a.kind in (Kind.TIMEOUT, Kind.FUEL)
+
+
+def matches_expectation(
+    outcome: Outcome, compare: str | None, expected: tuple[Value, ...] | None, policy: NanPolicy
+) -> bool | None:
+    """Whether a returned outcome satisfies the file's `; run:` line (None: nothing stated)."""
+    if compare is None or expected is None:
+        return None
+    if outcome.kind is not Kind.RETURN:
+        return False
+    equal = same_outcome(outcome, Outcome(Kind.RETURN, expected), policy)
+    return equal if compare == "==" else not equal
+
+
+def _versus(outcome: Outcome, reference: Outcome, policy: NanPolicy) -> Verdict:
+    if same_outcome(outcome, reference, policy):
+        return Verdict.AGREE
+    if outcome.kind is Kind.CRASH:
+        return Verdict.CRASH
+    if outcome.kind in (Kind.TIMEOUT, Kind.FUEL):
+        return Verdict.TIMEOUT
+    if outcome.kind is Kind.TRAP:
+        return Verdict.UNEXPECTED_TRAP
+    if reference.kind is Kind.TRAP:
+        return Verdict.MISSING_TRAP
+    return Verdict.WRONG_RESULT
+
+
+_OWN_VERDICT = {
+    Kind.NOT_EXECUTABLE: Verdict.NOT_EXECUTABLE,
+    Kind.UNSUPPORTED: Verdict.UNSUPPORTED,
+    Kind.COMPILE_PANIC: Verdict.COMPILE_PANIC,
+    Kind.COMPILE_ERROR: Verdict.COMPILE_ERROR,
+    Kind.INTERP_FAILURE: Verdict.INTERP_FAILURE,
+}
+
+
+@dataclass
+class Judgement:
+    verdicts: dict[str, Verdict]
+    blame: list[str] = field(default_factory=list)
+
+    @property
+    def divergent(self) -> bool:
+        return any(v not in BENIGN for v in self.verdicts.values())
+
+
+INTERPRETER = "interpreter"
+
+
+def judge(
+    outcomes: Mapping[str, Outcome],
+    compare: str | None = None,
+    expected: tuple[Value, ...] | None = None,
+    policy: NanPolicy = NanPolicy.ANY,
+) -> Judgement:
+    """Verdict per executor and the executors to blame.
+
+    `outcomes` maps executor labels to outcomes; the interpreter's label is
+    `INTERPRETER`. The file's expectation, when stated, checks everyone."""
+    interp = outcomes.get(INTERPRETER)
+    reference: Outcome | None = None
+    if interp is not None and interp.kind in OPINIONS:
+        reference = interp
+    elif compare == "==" and expected is not None:
+        reference = Outcome(Kind.RETURN, expected)
+
+    verdicts: dict[str, Verdict] = {}
+    for label, outcome in outcomes.items():
+        if outcome.kind in _OWN_VERDICT:
+            verdicts[label] = _OWN_VERDICT[outcome.kind]
+            continue
+        meets = matches_expectation(outcome, compare, expected, policy)
+        if label == INTERPRETER:
+            verdicts[label] = Verdict.WRONG_RESULT if meets is False else Verdict.AGREE
+        elif reference is None:
+            verdicts[label] = Verdict.NO_REFERENCE if meets is None else (
+                Verdict.AGREE if meets else Verdict.WRONG_RESULT
+            )
+        else:
+            verdict = _versus(outcome, reference, policy)
+            if verdict is Verdict.AGREE and meets is False:
+                verdict = Verdict.WRONG_RESULT
+            verdicts[label] = verdict
+
+    return Judgement(verdicts, _blame(outcomes, verdicts, policy))
+
+
+def _blame(
+    outcomes: Mapping[str, Outcome], verdicts: Mapping[str, Verdict], policy: NanPolicy
+) -> list[str]:
+    blamed = {label for label, v in verdicts.items() if v in _FAULTS_OF_THEIR_OWN}
+    opinions = [(label, o) for label, o in outcomes.items() if o.kind in OPINIONS]
+    groups: list[list[str]] = []
+    for label, outcome in opinions:
+        for group in groups:
+            if same_outcome(outcomes[group[0]], outcome, policy):
+                group.append(label)
+                break
+        else:
+            groups.append([label])
+    if len(groups) > 1:
+        sizes = sorted((len(g) for g in groups), reverse=True)
+        if sizes[0] > sizes[1]:
+            winner = max(groups, key=len)
+            blamed |= {label for g in groups if g is not winner for label in g}
+        else:
+            blamed |= {label for label, v in verdicts.items() if v not in BENIGN}
+    elif any(v is Verdict.WRONG_RESULT for v in verdicts.values()):
+        # Everyone agrees with each other but not with the file's expectation.
+        blamed |= {label for label, v in verdicts.items() if v is Verdict.WRONG_RESULT}
+    order = list(outcomes)
+    return sorted(blamed, key=order.index)
+
+
+_FAULTS_OF_THEIR_OWN = frozenset(
+    {Verdict.COMPILE_PANIC, Verdict.COMPILE_ERROR, Verdict.INTERP_FAILURE}
+)

@@ -1,0 +1,245 @@
+"""Runs a parsed file: every run command on the interpreter and on every target
+configuration (compile, link, emulate), then judges the outcomes."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fuzz import _cranelift
+from fuzz.emulate import DEFAULT_BUDGET, Emulator, find_vex
+from fuzz.filetest import BadInput, FileTest, RunCommand, TargetLine
+from fuzz.link import CompiledFunction, Image, LinkError, NeedsLibcall, link
+from fuzz.oracle import INTERPRETER, Judgement, Kind, Outcome, judge
+from fuzz.sigcheck import check_signatures
+from fuzz.targets import TARGETS, Target
+from fuzz.trampoline import SLOT_BYTES, slot_count, trampoline_clif
+from fuzz.values import NanPolicy, Value
+
+DEFAULT_FUEL = 1_000_000
+
+
+@dataclass
+class RunResult:
+    command: RunCommand
+    outcomes: dict[str, Outcome]
+    judgement: Judgement
+
+
+@dataclass
+class Config:
+    """One target line, compiled and linked (or the reason it cannot run)."""
+
+    line: TargetLine
+    isa: Any
+    image: Image | None = None
+    trampolines: dict[str, str] = field(default_factory=dict)  # signature text -> symbol
+    failure: Outcome | None = None
+    functions: list[CompiledFunction] = field(default_factory=list)
+
+
+def _compile_failure(err: Exception) -> Outcome:
+    if isinstance(err, _cranelift.CraneliftPanic):
+        message, location = err.args
+        return Outcome(Kind.COMPILE_PANIC, detail=f"{message} at {location}")
+    if isinstance(err, _cranelift.Unsupported):
+        return Outcome(Kind.UNSUPPORTED, detail=str(err))
+    return Outcome(Kind.COMPILE_ERROR, detail=str(err))
+
+
+class Runner:
+    """Holds the reusable state: one emulator per target, built ISAs and
+    compiled trampolines. `timings` accumulates seconds per stage."""
+
+    def __init__(
+        self,
+        nan_policy: NanPolicy = NanPolicy.ANY,
+        budget: int = DEFAULT_BUDGET,
+        fuel: int = DEFAULT_FUEL,
+    ) -> None:
+        self.nan_policy = nan_policy
+        self.budget = budget
+        self.fuel = fuel
+        self.emulators: dict[str, Emulator] = {}
+        self._isas: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Any] = {}
+        self._trampolines: dict[tuple[int, str], CompiledFunction] = {}
+        self.timings: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] += time.perf_counter() - start
+            self.counts[name] += 1
+
+    def emulator(self, target: Target) -> Emulator:
+        if target.name not in self.emulators:
+            self.emulators[target.name] = Emulator(target)
+        return self.emulators[target.name]
+
+    def isa(self, line: TargetLine, shared: Sequence[str]) -> Any:
+        key = (line.target.triple, tuple(shared), line.isa_flags)
+        if key not in self._isas:
+            try:
+                self._isas[key] = _cranelift.Isa(line.target.triple, list(shared), list(line.isa_flags))
+            except _cranelift.FlagError as err:
+                raise BadInput(str(err)) from None
+        return self._isas[key]
+
+    # --- preparation -------------------------------------------------------
+
+    def check(self, ft: FileTest, shared: Sequence[str]) -> None:
+        """Reject invalid input before anything runs."""
+        check_signatures(ft.functions)
+        try:
+            ft.module.verify(list(shared))
+        except _cranelift.VerifierError as err:
+            raise BadInput(f"verifier error: {err}") from None
+        except _cranelift.FlagError as err:
+            raise BadInput(str(err)) from None
+
+    def _trampoline(self, isa: Any, signature: dict[str, Any], symbol: str) -> CompiledFunction:
+        key = (id(isa), signature["text"])
+        if key not in self._trampolines:
+            module = _cranelift.parse(trampoline_clif(signature))
+            self._trampolines[key] = CompiledFunction.from_bridge(module.compile(isa)[0])
+        t = self._trampolines[key]
+        return CompiledFunction(symbol, t.code, t.relocs, t.traps, t.disasm)
+
+    def prepare(self, ft: FileTest, line: TargetLine, shared: Sequence[str]) -> Config:
+        isa = self.isa(line, shared)
+        config = Config(line, isa)
+        lacking = [
+            name for name, value in isa.flags() if value == "true" and name in line.target.emulator_lacks
+        ]
+        if lacking:
+            config.failure = Outcome(
+                Kind.NOT_EXECUTABLE, detail=f"emulator lacks {', '.join(lacking)}"
+            )
+            return config
+        try:
+            with self.stage(f"compile {line.target.name}"):
+                config.functions = [CompiledFunction.from_bridge(d) for d in ft.module.compile(isa)]
+                signatures = {ft.functions[r.func]["signature"]["text"]: ft.functions[r.func]["signature"] for r in ft.runs}
+                tramps = []
+                for i, (text, sig) in enumerate(signatures.items()):
+                    symbol = f"%callfuzz_trampoline{i}"
+                    config.trampolines[text] = symbol
+                    tramps.append(self._trampoline(isa, sig, symbol))
+        except _cranelift.CraneliftError as err:
+            config.failure = _compile_failure(err)
+            return config
+        try:
+            with self.stage("link"):
+                config.image = link(config.functions + tramps, line.target)
+        except NeedsLibcall as err:
+            config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=str(err))
+            return config
+        except LinkError as err:
+            config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=f"link: {err}")
+            return config
+        if line.target.name == "x86_64":
+            vex = find_vex(bytes(config.image.data), config.image.base)
+            if vex:
+                config.failure = Outcome(
+                    Kind.NOT_EXECUTABLE, detail=f"VEX instruction `{vex}` (unicorn has no AVX)"
+                )
+        return config
+
+    # --- execution ---------------------------------------------------------
+
+    def interpret(self, ft: FileTest, run: RunCommand) -> Outcome:
+        with self.stage("interpret"):
+            try:
+                kind, payload = ft.module.interpret(
+                    run.func, [v.to_bridge() for v in run.args], self.fuel
+                )
+            except _cranelift.CraneliftPanic as err:
+                message, location = err.args
+                if message.startswith("not implemented"):
+                    # A documented gap of the interpreter, not a Cranelift bug.
+                    return Outcome(Kind.UNSUPPORTED, detail=f"interpreter: {message}")
+                return Outcome(Kind.INTERP_FAILURE, detail=f"panic: {message} at {location}")
+            except _cranelift.CraneliftError as err:
+                return Outcome(Kind.INTERP_FAILURE, detail=str(err))
+        if kind == "return":
+            return Outcome(Kind.RETURN, tuple(Value.from_bridge(v) for v in payload))
+        if kind == "trap":
+            return Outcome(Kind.TRAP, detail=payload)
+        return Outcome(Kind.FUEL, detail=f"after {self.fuel} steps")
+
+    def execute(self, ft: FileTest, config: Config, run: RunCommand) -> Outcome:
+        if config.failure is not None:
+            return config.failure
+        assert config.image is not None
+        target = config.line.target
+        signature = ft.functions[run.func]["signature"]
+        slots = bytearray(SLOT_BYTES * slot_count(signature))
+        for i, value in enumerate(run.args):
+            image = value.memory_image(target.big_endian)
+            slots[i * SLOT_BYTES : i * SLOT_BYTES + len(image)] = image
+        entry = config.image.symbols[config.trampolines[signature["text"]]]
+        with self.stage(f"emulate {target.name}"):
+            raw = self.emulator(target).run(
+                config.image, entry, config.image.symbols[run.func], bytes(slots), self.budget
+            )
+        if raw.kind != "return":
+            return Outcome(Kind(_RAW_KINDS[raw.kind]), detail=raw.detail, pc=raw.pc)
+        values = tuple(
+            Value.from_memory(ty, raw.slots[i * SLOT_BYTES :], target.big_endian)
+            for i, (ty, _ext, _purpose) in enumerate(signature["returns"])
+        )
+        return Outcome(Kind.RETURN, values)
+
+    def run_file(
+        self,
+        ft: FileTest,
+        lines: Sequence[TargetLine],
+        extra_shared: Sequence[str] = (),
+    ) -> list[RunResult]:
+        shared = [*ft.shared_flags, *extra_shared]
+        self.check(ft, shared)
+        # Build every ISA first, so a bad flag is reported before anything runs.
+        for line in lines:
+            self.isa(line, shared)
+        configs = [self.prepare(ft, line, shared) for line in lines]
+        results = []
+        for run in ft.runs:
+            outcomes = {INTERPRETER: self.interpret(ft, run)}
+            for config in configs:
+                outcomes[config.line.label] = self.execute(ft, config, run)
+            results.append(
+                RunResult(run, outcomes, judge(outcomes, run.compare, run.expected, self.nan_policy))
+            )
+        return results
+
+
+_RAW_KINDS = {
+    "trap": "trap",
+    "crash": "crash",
+    "timeout": "timeout",
+    "not-executable": "not executable here",
+}
+
+
+def default_lines(ft: FileTest, wanted: Sequence[TargetLine] | None) -> list[TargetLine]:
+    """The file's target lines restricted to the wanted targets; a wanted target
+    the file does not name runs with no ISA flags. No file lines and nothing
+    wanted: all four targets."""
+    if not wanted:
+        return list(ft.targets) or [TargetLine(t) for t in TARGETS.values()]
+    lines: list[TargetLine] = []
+    for want in wanted:
+        if want.isa_flags:
+            lines.append(want)
+            continue
+        own = [tl for tl in ft.targets if tl.target is want.target]
+        lines += own or [want]
+    return lines
