@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,7 +60,10 @@ class Runner:
         nan_policy: NanPolicy = NanPolicy.ANY,
         budget: int = DEFAULT_BUDGET,
         fuel: int = DEFAULT_FUEL,
+        post_link: Callable[[TargetLine, Image], None] | None = None,
     ) -> None:
+        # `post_link` sees every linked image before it runs: tests plant faults with it.
+        self.post_link = post_link
         self.nan_policy = nan_policy
         self.budget = budget
         self.fuel = fuel
@@ -145,6 +148,8 @@ class Runner:
         except LinkError as err:
             config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=f"link: {err}")
             return config
+        if self.post_link is not None:
+            self.post_link(line, config.image)
         if line.target.name == "x86_64":
             vex = find_vex(bytes(config.image.data), config.image.base)
             if vex:
