@@ -22,7 +22,8 @@ from fuzz.values import NanPolicy, Value, format_values
 
 EXIT_AGREE, EXIT_DIVERGENCE, EXIT_BAD_INPUT = 0, 1, 2
 
-console = Console()
+# Wide enough for a night's log file when stdout is not a terminal.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def fail(message: str) -> NoReturn:
@@ -60,55 +61,46 @@ def collect_files(paths: Sequence[str]) -> list[str]:
 @click.version_option(
     message=f"callfuzz %(version)s (cranelift {_cranelift.version()})", package_name="callfuzz"
 )
-def main() -> None:
+def cli() -> None:
     """Differential fuzzing of Cranelift's call lowering on four emulated backends."""
 
 
-def _cell(outcome: Outcome, verdict: Verdict, notes: list[str]) -> str:
-    style = "green" if verdict is Verdict.AGREE else ("yellow" if verdict in BENIGN else "bold red")
-    if verdict in (Verdict.NOT_EXECUTABLE, Verdict.UNSUPPORTED):
-        note = f"{verdict.value}: {outcome.detail}"
-        if note not in notes:
-            notes.append(note)
-        text = f"{'n/e' if verdict is Verdict.NOT_EXECUTABLE else 'unsupp.'} [{notes.index(note) + 1}]"
-    else:
-        text = str(outcome)
-        if verdict is not Verdict.AGREE:
-            text += f"\n{verdict.value}"
-    return f"[{style}]{text}[/{style}]"
+def _style(verdict: Verdict) -> str:
+    if verdict is Verdict.AGREE:
+        return "green"
+    return "yellow" if verdict in BENIGN else "bold red"
 
 
 def print_table(path: str, ft: FileTest, results: list[RunResult]) -> None:
+    """One row per run command and executor: the file's expectation, the
+    interpreter, then every target line, each with its verdict."""
     if not results:
         console.print(f"[bold]{path}[/bold]: no run commands")
         return
-    labels = [label for label in results[0].outcomes if label != INTERPRETER]
-    table = Table(title=path, show_lines=True, title_justify="left")
-    table.add_column("run")
-    table.add_column("expected")
-    table.add_column(INTERPRETER)
-    for label in labels:
-        table.add_column(label)
-    table.add_column("verdict")
-    notes: list[str] = []
+    table = Table(title=path, title_justify="left", show_edge=False)
+    for column in ("run", "executor", "result", "verdict"):
+        table.add_column(column, overflow="fold")
     for r in results:
         j = r.judgement
-        expected = "" if r.command.expected is None else (
-            ("" if r.command.compare == "==" else "!= ") + format_values(r.command.expected)
-        )
-        row = [r.command.text.removeprefix("run: "), expected]
-        row += [_cell(r.outcomes[k], j.verdicts[k], notes) for k in [INTERPRETER, *labels]]
-        row.append(
-            "[bold red]divergence[/bold red]\nblame: " + ", ".join(j.blame)
-            if j.divergent
-            else "[green]agree[/green]"
-        )
-        table.add_row(*row)
+        first = r.command.text.removeprefix("run: ")
+        if r.command.expected is not None:
+            expected = format_values(r.command.expected)
+            table.add_row(first, "expected", ("" if r.command.compare == "==" else "!= ") + expected, "")
+            first = ""
+        for label, outcome in r.outcomes.items():
+            verdict = j.verdicts[label]
+            style = _style(verdict)
+            text = str(outcome)
+            if label in j.blame:
+                text += "  [bold](blamed)[/bold]"
+            table.add_row(first, label, f"[{style}]{text}[/{style}]", f"[{style}]{verdict.value}[/{style}]")
+            first = ""
+        table.add_section()
     console.print(table)
-    for i, note in enumerate(notes, 1):
-        console.print(f"  [{i}] {note}", highlight=False)
     for skipped in ft.skipped_targets:
         console.print(f"  skipped target `{skipped}`: no emulator for it", highlight=False)
+    agreed = sum(not r.judgement.divergent for r in results)
+    console.print(f"  {agreed}/{len(results)} run commands agree\n", highlight=False)
 
 
 def _value_json(v: Value) -> dict[str, Any]:
@@ -138,7 +130,7 @@ def result_json(r: RunResult) -> dict[str, Any]:
     }
 
 
-@main.command()
+@cli.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--target", "-t", "targets", multiple=True, help="x86_64, aarch64, riscv64, s390x, optionally with ISA flags: 'riscv64 has_c'.")
 @click.option("--set", "-s", "flags", multiple=True, help="Shared Cranelift flag, e.g. opt_level=speed.")
@@ -183,13 +175,21 @@ def run(
     sys.exit(EXIT_DIVERGENCE if divergent else EXIT_AGREE)
 
 
-@main.command()
+@cli.command()
 @click.option("--repeat", type=click.IntRange(min=1), default=200, show_default=True, help="Runs per measurement.")
 def bench(repeat: int) -> None:
     """Time each pipeline stage on a fixed set of CLIF files."""
     from fuzz.bench import run_bench
 
     run_bench(console, repeat)
+
+
+def main() -> None:
+    """Entry point: bad input anywhere is one line on stderr and exit 2."""
+    try:
+        cli()
+    except BadInput as err:
+        fail(str(err))
 
 
 if __name__ == "__main__":

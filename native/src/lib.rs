@@ -9,12 +9,13 @@ mod panics;
 mod values;
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{self, ExternalName, Function, InstructionData, Opcode};
 use cranelift_codegen::isa::{self, OwnedTargetIsa};
-use cranelift_codegen::FinalizedRelocTarget;
 use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::FinalizedRelocTarget;
 use cranelift_codegen::{CodegenError, Context};
 use cranelift_interpreter::environment::FunctionStore;
 use cranelift_interpreter::interpreter::{Interpreter, InterpreterError, InterpreterState};
@@ -26,14 +27,54 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use target_lexicon::Triple;
 
-create_exception!(_cranelift, CraneliftError, PyException, "Base of every bridge error.");
-create_exception!(_cranelift, ParseError, CraneliftError, "CLIF text that does not parse.");
-create_exception!(_cranelift, VerifierError, CraneliftError, "CLIF that the verifier rejects.");
-create_exception!(_cranelift, FlagError, CraneliftError, "An unknown target, flag or flag value.");
-create_exception!(_cranelift, CompileError, CraneliftError, "Cranelift refused to compile.");
-create_exception!(_cranelift, Unsupported, CompileError, "A feature the backend does not implement.");
-create_exception!(_cranelift, InterpreterFailure, CraneliftError, "The interpreter itself failed.");
-create_exception!(_cranelift, CraneliftPanic, CraneliftError, "Cranelift panicked: (message, location).");
+create_exception!(
+    _cranelift,
+    CraneliftError,
+    PyException,
+    "Base of every bridge error."
+);
+create_exception!(
+    _cranelift,
+    ParseError,
+    CraneliftError,
+    "CLIF text that does not parse."
+);
+create_exception!(
+    _cranelift,
+    VerifierError,
+    CraneliftError,
+    "CLIF that the verifier rejects."
+);
+create_exception!(
+    _cranelift,
+    FlagError,
+    CraneliftError,
+    "An unknown target, flag or flag value."
+);
+create_exception!(
+    _cranelift,
+    CompileError,
+    CraneliftError,
+    "Cranelift refused to compile."
+);
+create_exception!(
+    _cranelift,
+    Unsupported,
+    CompileError,
+    "A feature the backend does not implement."
+);
+create_exception!(
+    _cranelift,
+    InterpreterFailure,
+    CraneliftError,
+    "The interpreter itself failed."
+);
+create_exception!(
+    _cranelift,
+    CraneliftPanic,
+    CraneliftError,
+    "Cranelift panicked: (message, location)."
+);
 
 /// The Cranelift release this bridge was built against (read from Cargo.lock by build.rs).
 #[pyfunction]
@@ -95,8 +136,9 @@ fn build_isa(triple: &str, shared: &[String], isa_flags: &[String]) -> PyResult<
         .set("unwind_info", "false")
         .map_err(|e| FlagError::new_err(format!("{e}")))?;
     for opt in shared {
-        parse_option(opt, &mut flag_builder, loc)
-            .map_err(|e| FlagError::new_err(format!("shared flag '{opt}': {}", option_message(e))))?;
+        parse_option(opt, &mut flag_builder, loc).map_err(|e| {
+            FlagError::new_err(format!("shared flag '{opt}': {}", option_message(e)))
+        })?;
     }
     for opt in isa_flags {
         parse_option(opt, &mut isa_builder, loc).map_err(|e| {
@@ -112,7 +154,7 @@ fn build_isa(triple: &str, shared: &[String], isa_flags: &[String]) -> PyResult<
 /// A parsed CLIF module: its functions and the run commands written after them.
 #[pyclass(frozen)]
 struct Module {
-    funcs: Vec<Function>,
+    funcs: Arc<Vec<Function>>,
     /// Per function: the comment text of each `; run:` / `; print:` line.
     run_lines: Vec<Vec<String>>,
 }
@@ -122,7 +164,10 @@ fn parse(text: &str) -> PyResult<Module> {
     panics::guard(|| {
         let file = cranelift_reader::parse_test(text, cranelift_reader::ParseOptions::default())
             .map_err(|e| {
-                ParseError::new_err((format!("line {}: {}", e.location.line_number, e.message), e.location.line_number))
+                ParseError::new_err((
+                    format!("line {}: {}", e.location.line_number, e.message),
+                    e.location.line_number,
+                ))
             })?;
         let mut funcs = Vec::new();
         let mut run_lines = Vec::new();
@@ -141,10 +186,16 @@ fn parse(text: &str) -> PyResult<Module> {
         for f in &funcs {
             let name = f.name.to_string();
             if !seen.insert(name.clone()) {
-                return Err(ParseError::new_err((format!("function {name} is defined twice"), 0u32)));
+                return Err(ParseError::new_err((
+                    format!("function {name} is defined twice"),
+                    0u32,
+                )));
             }
         }
-        Ok(Module { funcs, run_lines })
+        Ok(Module {
+            funcs: Arc::new(funcs),
+            run_lines,
+        })
     })
 }
 
@@ -197,11 +248,22 @@ fn call_sites<'py>(py: Python<'py>, func: &Function) -> PyResult<Bound<'py, PyLi
         for inst in func.layout.block_insts(block) {
             let data = &dfg.insts[inst];
             let (opcode, callee, sig) = match *data {
-                InstructionData::Call { opcode, func_ref, .. } => {
+                InstructionData::Call {
+                    opcode, func_ref, ..
+                } => {
                     let ext = &dfg.ext_funcs[func_ref];
-                    (opcode, Some((ext_name(func, &ext.name), ext.colocated)), ext.signature)
+                    (
+                        opcode,
+                        Some((ext_name(func, &ext.name), ext.colocated)),
+                        ext.signature,
+                    )
                 }
-                InstructionData::CallIndirect { opcode, sig_ref, args, .. } => {
+                InstructionData::CallIndirect {
+                    opcode,
+                    sig_ref,
+                    args,
+                    ..
+                } => {
                     let target = args.first(&dfg.value_lists).and_then(|v| {
                         let v = dfg.resolve_aliases(v);
                         let def = dfg.value_def(v).inst()?;
@@ -215,9 +277,15 @@ fn call_sites<'py>(py: Python<'py>, func: &Function) -> PyResult<Bound<'py, PyLi
                     });
                     (opcode, target, sig_ref)
                 }
-                InstructionData::FuncAddr { opcode, func_ref, .. } => {
+                InstructionData::FuncAddr {
+                    opcode, func_ref, ..
+                } => {
                     let ext = &dfg.ext_funcs[func_ref];
-                    (opcode, Some((ext_name(func, &ext.name), ext.colocated)), ext.signature)
+                    (
+                        opcode,
+                        Some((ext_name(func, &ext.name), ext.colocated)),
+                        ext.signature,
+                    )
                 }
                 _ => continue,
             };
@@ -227,7 +295,10 @@ fn call_sites<'py>(py: Python<'py>, func: &Function) -> PyResult<Bound<'py, PyLi
             site.set_item("callee", callee.as_ref().map(|c| c.0.clone()))?;
             site.set_item("colocated", callee.map(|c| c.1).unwrap_or(false))?;
             site.set_item("signature", signature_dict(py, &dfg.signatures[sig])?)?;
-            site.set_item("tail", matches!(opcode, Opcode::ReturnCall | Opcode::ReturnCallIndirect))?;
+            site.set_item(
+                "tail",
+                matches!(opcode, Opcode::ReturnCall | Opcode::ReturnCallIndirect),
+            )?;
             list.append(site)?;
         }
     }
@@ -267,11 +338,12 @@ impl Module {
         panics::guard(|| {
             let mut builder = settings::builder();
             for opt in &shared {
-                parse_option(opt, &mut builder, Location { line_number: 0 })
-                    .map_err(|e| FlagError::new_err(format!("shared flag '{opt}': {}", option_message(e))))?;
+                parse_option(opt, &mut builder, Location { line_number: 0 }).map_err(|e| {
+                    FlagError::new_err(format!("shared flag '{opt}': {}", option_message(e)))
+                })?;
             }
             let flags = settings::Flags::new(builder);
-            for func in &self.funcs {
+            for func in self.funcs.iter() {
                 cranelift_codegen::verify_function(func, &flags).map_err(|errors| {
                     let first = errors.0.first().map(|e| e.to_string()).unwrap_or_default();
                     VerifierError::new_err(format!("{}: {first}", func.name))
@@ -319,22 +391,20 @@ impl Module {
                 .iter()
                 .map(|(ty, v)| values::from_py(ty, v))
                 .collect::<PyResult<Vec<_>>>()?;
-            // The interpreter recurses natively for every call and tail call, so
-            // it runs on a thread with a large (lazily committed) stack.
-            let outcome = std::thread::scope(|scope| {
-                std::thread::Builder::new()
-                    .name("cranelift-interpreter".into())
-                    .stack_size(INTERPRETER_STACK)
-                    .spawn_scoped(scope, || panics::catch(|| self.run_interpreter(name, &args, fuel)))
-                    .map_err(|e| InterpreterFailure::new_err(format!("cannot start interpreter thread: {e}")))
-                    .and_then(|h| {
-                        h.join().map_err(|_| InterpreterFailure::new_err("interpreter thread died"))
-                    })
-            })?
+            // The interpreter recurses natively for every call and tail call, so it
+            // runs on a large, lazily committed stack segment of this thread.
+            let funcs = &self.funcs;
+            let outcome = stacker::grow(INTERPRETER_STACK, || {
+                panics::catch(|| run_interpreter(funcs, name, &args, fuel))
+            })
             .map_err(CraneliftPanic::new_err)?;
             match outcome {
-                Interpreted::Return(vals) => Ok(("return", values::list_to_py(py, &vals)?.into_any().unbind())),
-                Interpreted::Trap(code) => Ok(("trap", code.into_pyobject(py)?.into_any().unbind())),
+                Interpreted::Return(vals) => {
+                    Ok(("return", values::list_to_py(py, &vals)?.into_any().unbind()))
+                }
+                Interpreted::Trap(code) => {
+                    Ok(("trap", code.into_pyobject(py)?.into_any().unbind()))
+                }
                 Interpreted::Fuel => Ok(("fuel", py.None())),
                 Interpreted::Failure(msg) => Err(InterpreterFailure::new_err(msg)),
             }
@@ -342,35 +412,35 @@ impl Module {
     }
 }
 
+/// Reserved, lazily committed: deep `return_call` loops need it.
 const INTERPRETER_STACK: usize = 2 << 30;
 
-enum Interpreted {
+pub(crate) enum Interpreted {
     Return(Vec<cranelift_codegen::data_value::DataValue>),
     Trap(String),
     Fuel,
     Failure(String),
 }
 
-impl Module {
-    fn run_interpreter(
-        &self,
-        name: &str,
-        args: &[cranelift_codegen::data_value::DataValue],
-        fuel: u64,
-    ) -> Interpreted {
-        let mut store = FunctionStore::default();
-        for f in &self.funcs {
-            store.add(f.name.to_string(), f);
-        }
-        let state = InterpreterState::default().with_function_store(store);
-        let mut interp = Interpreter::new(state).with_fuel(Some(fuel));
-        match interp.call_by_name(name, args) {
-            Ok(ControlFlow::Return(vals)) => Interpreted::Return(vals.to_vec()),
-            Ok(ControlFlow::Trap(trap)) => Interpreted::Trap(trap_name(&trap)),
-            Ok(_) => Interpreted::Failure("interpreter stopped without returning".into()),
-            Err(InterpreterError::FuelExhausted) => Interpreted::Fuel,
-            Err(e) => Interpreted::Failure(format!("{e}: {e:?}")),
-        }
+/// Interprets `name` over `funcs`; runs on the interpreter thread.
+pub(crate) fn run_interpreter(
+    funcs: &[Function],
+    name: &str,
+    args: &[cranelift_codegen::data_value::DataValue],
+    fuel: u64,
+) -> Interpreted {
+    let mut store = FunctionStore::default();
+    for f in funcs {
+        store.add(f.name.to_string(), f);
+    }
+    let state = InterpreterState::default().with_function_store(store);
+    let mut interp = Interpreter::new(state).with_fuel(Some(fuel));
+    match interp.call_by_name(name, args) {
+        Ok(ControlFlow::Return(vals)) => Interpreted::Return(vals.to_vec()),
+        Ok(ControlFlow::Trap(trap)) => Interpreted::Trap(trap_name(&trap)),
+        Ok(_) => Interpreted::Failure("interpreter stopped without returning".into()),
+        Err(InterpreterError::FuelExhausted) => Interpreted::Fuel,
+        Err(e) => Interpreted::Failure(format!("{e}: {e:?}")),
     }
 }
 
@@ -382,19 +452,27 @@ fn trap_name(trap: &cranelift_interpreter::step::CraneliftTrap) -> String {
     }
 }
 
-fn run_command_dict<'py>(py: Python<'py>, func: &Function, line: &str) -> PyResult<Bound<'py, PyDict>> {
+fn run_command_dict<'py>(
+    py: Python<'py>,
+    func: &Function,
+    line: &str,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("text", line)?;
-    let cmd = parse_run_command(line, &func.signature)
-        .map_err(|e| ParseError::new_err((format!("{}: `{line}`: {}", func.name, e.message), 0u32)))?;
+    let cmd = parse_run_command(line, &func.signature).map_err(|e| {
+        ParseError::new_err((format!("{}: `{line}`: {}", func.name, e.message), 0u32))
+    })?;
     match cmd {
         Some(RunCommand::Run(inv, cmp, expected)) => {
             d.set_item("func", format!("%{}", inv.func))?;
             d.set_item("args", values::list_to_py(py, &inv.args)?)?;
-            d.set_item("compare", match cmp {
-                Comparison::Equals => "==",
-                Comparison::NotEquals => "!=",
-            })?;
+            d.set_item(
+                "compare",
+                match cmp {
+                    Comparison::Equals => "==",
+                    Comparison::NotEquals => "!=",
+                },
+            )?;
             d.set_item("expected", values::list_to_py(py, &expected)?)?;
         }
         Some(RunCommand::Print(inv)) => {
@@ -403,7 +481,12 @@ fn run_command_dict<'py>(py: Python<'py>, func: &Function, line: &str) -> PyResu
             d.set_item("compare", py.None())?;
             d.set_item("expected", py.None())?;
         }
-        None => return Err(ParseError::new_err((format!("not a run command: `{line}`"), 0u32))),
+        None => {
+            return Err(ParseError::new_err((
+                format!("not a run command: `{line}`"),
+                0u32,
+            )))
+        }
     }
     Ok(d)
 }
@@ -416,14 +499,16 @@ fn compile_one<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let mut ctx = Context::for_function(func.clone());
     ctx.set_disasm(disasm);
-    let compiled = ctx.compile(isa, &mut ControlPlane::default()).map_err(|e| match e.inner {
-        CodegenError::Unsupported(msg) => Unsupported::new_err(format!("{}: {msg}", func.name)),
-        CodegenError::Verifier(errs) => {
-            let first = errs.0.first().map(|e| e.to_string()).unwrap_or_default();
-            VerifierError::new_err(format!("{}: {first}", func.name))
-        }
-        other => CompileError::new_err(format!("{}: {other}", func.name)),
-    })?;
+    let compiled = ctx
+        .compile(isa, &mut ControlPlane::default())
+        .map_err(|e| match e.inner {
+            CodegenError::Unsupported(msg) => Unsupported::new_err(format!("{}: {msg}", func.name)),
+            CodegenError::Verifier(errs) => {
+                let first = errs.0.first().map(|e| e.to_string()).unwrap_or_default();
+                VerifierError::new_err(format!("{}: {first}", func.name))
+            }
+            other => CompileError::new_err(format!("{}: {other}", func.name)),
+        })?;
     let buffer = &compiled.buffer;
     let d = PyDict::new(py);
     d.set_item("name", func.name.to_string())?;

@@ -41,7 +41,11 @@ pub fn from_py(ty: &str, value: &Bound<'_, PyAny>) -> PyResult<DataValue> {
             // Wrap to the type's width, so unsigned spellings are accepted too.
             let bits = t.bits();
             let v = v & ((1i128 << bits) - 1);
-            if v >> (bits - 1) & 1 == 1 { v - (1i128 << bits) } else { v }
+            if v >> (bits - 1) & 1 == 1 {
+                v - (1i128 << bits)
+            } else {
+                v
+            }
         };
         return DataValue::from_integer(v, t).map_err(|e| PyValueError::new_err(e.to_string()));
     }

@@ -1,0 +1,102 @@
+"""`callfuzz bench`: time per pipeline stage on a fixed set of CLIF modules.
+
+Goals (issue 2): one emulated run on a reused emulator <= 100 us; a
+three-function module through all four targets and the interpreter <= 5 ms.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from fuzz import _cranelift
+from fuzz.filetest import TargetLine, parse_text
+from fuzz.runner import Runner
+from fuzz.targets import TARGETS
+
+# A three-function module: a call chain mixing i64, f64 and i128 arguments.
+THREE_FUNCTIONS = """\
+test run
+set enable_llvm_abi_extensions=true
+target x86_64
+target aarch64
+target riscv64
+target s390x
+
+function %leaf(i64, f64, i128) -> i64, f64 {
+block0(v0: i64, v1: f64, v2: i128):
+    v3 = ireduce.i64 v2
+    v4 = iadd v0, v3
+    v5 = fadd v1, v1
+    return v4, v5
+}
+
+function %mid(i64, f64, i128) -> i64, f64 {
+    fn0 = %leaf(i64, f64, i128) -> i64, f64
+block0(v0: i64, v1: f64, v2: i128):
+    v6 = iconst.i64 1
+    v3 = iadd v0, v6
+    v4, v5 = call fn0(v3, v1, v2)
+    return v4, v5
+}
+
+function %top(i64, f64, i128) -> i64, f64 {
+    fn0 = colocated %mid(i64, f64, i128) -> i64, f64
+block0(v0: i64, v1: f64, v2: i128):
+    v3, v4 = call fn0(v0, v1, v2)
+    return v3, v4
+}
+; run: %top(1, 0x1.0p0, 2) == [4, 0x1.0p1]
+"""
+
+
+def _per(total: float, count: int) -> str:
+    return f"{total / max(count, 1) * 1e6:,.1f}"
+
+
+def run_bench(console: Console, repeat: int) -> None:
+    console.print(f"cranelift {_cranelift.version()}, {repeat} repetitions per measurement")
+    lines = [TargetLine(t) for t in TARGETS.values()]
+    modules = {"three-function chain": THREE_FUNCTIONS}
+    corpus = Path(__file__).resolve().parents[1] / "corpus"
+    for path in sorted(corpus.glob("*.clif")):
+        modules[f"corpus/{path.name}"] = path.read_text()
+
+    table = Table(title="time per stage (us per call)")
+    for col in ("module", "parse", *(f"compile {t}" for t in TARGETS), "link",
+                *(f"emulate {t}" for t in TARGETS), "interpret", "whole file (ms)", "runs/s"):
+        table.add_column(col, justify="right")
+
+    for name, text in modules.items():
+        runner = Runner()
+        runner.run_file(parse_text(text), lines)  # warm: emulators, ISAs, trampolines
+        runner.timings.clear()
+        runner.counts.clear()
+        parse_total = 0.0
+        start = time.perf_counter()
+        runs = 0
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            ft = parse_text(text)
+            parse_total += time.perf_counter() - t0
+            runs += len(runner.run_file(ft, lines))
+        whole = time.perf_counter() - start
+        t, c = runner.timings, runner.counts
+        table.add_row(
+            name,
+            _per(parse_total, repeat),
+            *(_per(t[f"compile {n}"], c[f"compile {n}"]) for n in TARGETS),
+            _per(t["link"], c["link"]),
+            *(_per(t[f"emulate {n}"], c[f"emulate {n}"]) for n in TARGETS),
+            _per(t["interpret"], c["interpret"]),
+            f"{whole / repeat * 1e3:.2f}",
+            f"{runs / whole:,.0f}",
+        )
+    console.print(table)
+    console.print(
+        "goals: emulate <= 100 us per run on a reused emulator; "
+        "three-function chain (whole file, 4 targets + interpreter) <= 5 ms"
+    )
