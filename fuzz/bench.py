@@ -66,8 +66,16 @@ def run_bench(console: Console, repeat: int) -> None:
         modules[f"corpus/{path.name}"] = path.read_text()
 
     table = Table(title="time per stage (us per call)")
-    for col in ("module", "parse", *(f"compile {t}" for t in TARGETS), "link",
-                *(f"emulate {t}" for t in TARGETS), "interpret", "whole file (ms)", "runs/s"):
+    for col in (
+        "module",
+        "parse",
+        *(f"compile {t}" for t in TARGETS),
+        "link",
+        *(f"emulate {t}" for t in TARGETS),
+        "interpret",
+        "whole file (ms)",
+        "runs/s",
+    ):
         table.add_column(col, justify="right")
 
     for name, text in modules.items():

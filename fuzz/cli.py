@@ -15,8 +15,8 @@ from rich.table import Table
 from fuzz import _cranelift
 from fuzz.emulate import DEFAULT_BUDGET
 from fuzz.filetest import BadInput, FileTest, TargetLine, parse_file
-from fuzz.oracle import BENIGN, INTERPRETER, Outcome, Verdict
-from fuzz.runner import RunResult, Runner, default_lines
+from fuzz.oracle import BENIGN, Verdict
+from fuzz.runner import Runner, RunResult, default_lines
 from fuzz.targets import UnknownTarget, lookup
 from fuzz.values import NanPolicy, Value, format_values
 
@@ -85,7 +85,9 @@ def print_table(path: str, ft: FileTest, results: list[RunResult]) -> None:
         first = r.command.text.removeprefix("run: ")
         if r.command.expected is not None:
             expected = format_values(r.command.expected)
-            table.add_row(first, "expected", ("" if r.command.compare == "==" else "!= ") + expected, "")
+            table.add_row(
+                first, "expected", ("" if r.command.compare == "==" else "!= ") + expected, ""
+            )
             first = ""
         for label, outcome in r.outcomes.items():
             verdict = j.verdicts[label]
@@ -93,7 +95,9 @@ def print_table(path: str, ft: FileTest, results: list[RunResult]) -> None:
             text = str(outcome)
             if label in j.blame:
                 text += "  [bold](blamed)[/bold]"
-            table.add_row(first, label, f"[{style}]{text}[/{style}]", f"[{style}]{verdict.value}[/{style}]")
+            table.add_row(
+                first, label, f"[{style}]{text}[/{style}]", f"[{style}]{verdict.value}[/{style}]"
+            )
             first = ""
         table.add_section()
     console.print(table)
@@ -132,11 +136,31 @@ def result_json(r: RunResult) -> dict[str, Any]:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--target", "-t", "targets", multiple=True, help="x86_64, aarch64, riscv64, s390x, optionally with ISA flags: 'riscv64 has_c'.")
-@click.option("--set", "-s", "flags", multiple=True, help="Shared Cranelift flag, e.g. opt_level=speed.")
+@click.option(
+    "--target",
+    "-t",
+    "targets",
+    multiple=True,
+    help="x86_64, aarch64, riscv64, s390x, optionally with ISA flags: 'riscv64 has_c'.",
+)
+@click.option(
+    "--set", "-s", "flags", multiple=True, help="Shared Cranelift flag, e.g. opt_level=speed."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-@click.option("--nan", type=click.Choice([p.value for p in NanPolicy]), default=NanPolicy.ANY.value, show_default=True, help="NaN comparison policy.")
-@click.option("--budget", type=click.IntRange(min=1), default=DEFAULT_BUDGET, show_default=True, help="Instruction budget per emulated run.")
+@click.option(
+    "--nan",
+    type=click.Choice([p.value for p in NanPolicy]),
+    default=NanPolicy.ANY.value,
+    show_default=True,
+    help="NaN comparison policy.",
+)
+@click.option(
+    "--budget",
+    type=click.IntRange(min=1),
+    default=DEFAULT_BUDGET,
+    show_default=True,
+    help="Instruction budget per emulated run.",
+)
 def run(
     paths: tuple[str, ...],
     targets: tuple[str, ...],
@@ -176,7 +200,13 @@ def run(
 
 
 @cli.command()
-@click.option("--repeat", type=click.IntRange(min=1), default=200, show_default=True, help="Runs per measurement.")
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Runs per measurement.",
+)
 def bench(repeat: int) -> None:
     """Time each pipeline stage on a fixed set of CLIF files."""
     from fuzz.bench import run_bench

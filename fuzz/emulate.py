@@ -64,7 +64,7 @@ class Emulator:
     def __init__(self, target: Target) -> None:
         self.target = target
         if target.uc_cpu is not None:
-            self.mu = uc.Uc(target.uc_arch, target.uc_mode, cpu=target.uc_cpu)
+            self.mu = uc.Uc(target.uc_arch, target.uc_mode, cpu=target.uc_cpu)  # type: ignore[call-arg]
         else:
             self.mu = uc.Uc(target.uc_arch, target.uc_mode)
         self.mu.mem_map(STACK_BASE, STACK_SIZE)
@@ -185,7 +185,19 @@ def find_vex(code: bytes, address: int = 0) -> str | None:
         raw = bytes(insn.bytes)
         # Skip legacy prefixes and REX to reach the opcode byte.
         i = 0
-        while i < len(raw) and raw[i] in (0x66, 0x67, 0xF2, 0xF3, 0x2E, 0x3E, 0x26, 0x36, 0x64, 0x65, 0xF0):
+        while i < len(raw) and raw[i] in (
+            0x66,
+            0x67,
+            0xF2,
+            0xF3,
+            0x2E,
+            0x3E,
+            0x26,
+            0x36,
+            0x64,
+            0x65,
+            0xF0,
+        ):
             i += 1
         if i < len(raw) and 0x40 <= raw[i] <= 0x4F:
             i += 1

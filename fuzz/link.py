@@ -308,9 +308,7 @@ def link(
         sizes[f.name] = len(f.code)
         cursor += len(f.code)
 
-    got_symbols = sorted(
-        {r.target for f in funcs for r in f.relocs if r.kind in GOT_KINDS}
-    )
+    got_symbols = sorted({r.target for f in funcs for r in f.relocs if r.kind in GOT_KINDS})
     got_base = _align(cursor, 4096)
     got = {name: got_base + 8 * i for i, name in enumerate(got_symbols)}
     end = got_base + 8 * len(got) if got else cursor

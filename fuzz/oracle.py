@@ -164,8 +164,10 @@ def judge(
         if label == INTERPRETER:
             verdicts[label] = Verdict.WRONG_RESULT if meets is False else Verdict.AGREE
         elif reference is None:
-            verdicts[label] = Verdict.NO_REFERENCE if meets is None else (
-                Verdict.AGREE if meets else Verdict.WRONG_RESULT
+            verdicts[label] = (
+                Verdict.NO_REFERENCE
+                if meets is None
+                else (Verdict.AGREE if meets else Verdict.WRONG_RESULT)
             )
         else:
             verdict = _versus(outcome, reference, policy)

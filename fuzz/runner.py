@@ -91,7 +91,9 @@ class Runner:
         key = (line.target.triple, tuple(shared), line.isa_flags)
         if key not in self._isas:
             try:
-                self._isas[key] = _cranelift.Isa(line.target.triple, list(shared), list(line.isa_flags))
+                self._isas[key] = _cranelift.Isa(
+                    line.target.triple, list(shared), list(line.isa_flags)
+                )
             except _cranelift.FlagError as err:
                 raise BadInput(str(err)) from None
         return self._isas[key]
@@ -120,7 +122,9 @@ class Runner:
         isa = self.isa(line, shared)
         config = Config(line, isa)
         lacking = [
-            name for name, value in isa.flags() if value == "true" and name in line.target.emulator_lacks
+            name
+            for name, value in isa.flags()
+            if value == "true" and name in line.target.emulator_lacks
         ]
         if lacking:
             config.failure = Outcome(
@@ -130,7 +134,10 @@ class Runner:
         try:
             with self.stage(f"compile {line.target.name}"):
                 config.functions = [CompiledFunction.from_bridge(d) for d in ft.module.compile(isa)]
-                signatures = {ft.functions[r.func]["signature"]["text"]: ft.functions[r.func]["signature"] for r in ft.runs}
+                signatures = {
+                    ft.functions[r.func]["signature"]["text"]: ft.functions[r.func]["signature"]
+                    for r in ft.runs
+                }
                 tramps = []
                 for i, (text, sig) in enumerate(signatures.items()):
                     symbol = f"%callfuzz_trampoline{i}"
@@ -221,7 +228,9 @@ class Runner:
             for config in configs:
                 outcomes[config.line.label] = self.execute(ft, config, run)
             results.append(
-                RunResult(run, outcomes, judge(outcomes, run.compare, run.expected, self.nan_policy))
+                RunResult(
+                    run, outcomes, judge(outcomes, run.compare, run.expected, self.nan_policy)
+                )
             )
         return results
 

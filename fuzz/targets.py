@@ -153,7 +153,14 @@ TARGETS: dict[str, Target] = {
             cs_arch=cs.CS_ARCH_RISCV,
             cs_mode=cs.CS_MODE_RISCV64 | cs.CS_MODE_RISCVC,
             reloc_kinds=frozenset(
-                {"Abs4", "Abs8", "RiscvCallPlt", "RiscvPCRelHi20", "RiscvPCRelLo12I", "RiscvGotHi20"}
+                {
+                    "Abs4",
+                    "Abs8",
+                    "RiscvCallPlt",
+                    "RiscvPCRelHi20",
+                    "RiscvPCRelLo12I",
+                    "RiscvGotHi20",
+                }
             ),
             # unicorn runs base RV64GC only.
             emulator_lacks=frozenset(

@@ -15,7 +15,8 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
+from typing import Literal
 
 
 class NanPolicy(enum.Enum):
@@ -56,7 +57,7 @@ _SCALARS = {
 _EXP_BITS = {16: 5, 32: 8, 64: 11, 128: 15}
 
 
-@lru_cache(maxsize=None)
+@cache
 def type_info(name: str) -> TypeInfo:
     lane, _, count = name.partition("x")
     if lane not in _SCALARS or (count and not count.isdigit()):
@@ -107,13 +108,13 @@ class Value:
         """The bytes a native load of this type reads. Vectors always use the
         little-endian image, as the trampoline loads them with `little`."""
         info = self.info
-        order = "big" if big_endian and not info.is_vector else "little"
+        order: Literal["big", "little"] = "big" if big_endian and not info.is_vector else "little"
         return self.bits.to_bytes(info.bytes, order)
 
     @classmethod
     def from_memory(cls, ty: str, data: bytes, big_endian: bool) -> Value:
         info = type_info(ty)
-        order = "big" if big_endian and not info.is_vector else "little"
+        order: Literal["big", "little"] = "big" if big_endian and not info.is_vector else "little"
         return cls(ty, int.from_bytes(data[: info.bytes], order))
 
     def lanes(self) -> list[int]:
