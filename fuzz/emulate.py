@@ -72,7 +72,7 @@ class Emulator:
         target.setup(self.mu)
         self._fresh = self.mu.context_save()
         self._mapped: list[tuple[int, int]] = []
-        self._loaded: tuple[int, int] | None = None  # (id of image, length)
+        self._loaded: Image | None = None
         self._fault_address: int | None = None
         self._slot_len = 0
         self.mu.hook_add(uc.UC_HOOK_MEM_INVALID, self._on_invalid)
@@ -101,14 +101,14 @@ class Emulator:
                 page += PAGE
 
     def load(self, image: Image) -> None:
-        key = (id(image), len(image.data))
-        if self._loaded == key:
+        # Holding the image (not its id) keeps a freed image's id from matching.
+        if self._loaded is image:
             return
         self._ensure_mapped(image.base, image.base + len(image.data))
         self.mu.mem_write(image.base, bytes(image.data))
         # Drop translated blocks of the previous image at the same addresses.
         self.mu.ctl_remove_cache(image.base, image.base + len(image.data))
-        self._loaded = key
+        self._loaded = image
 
     def run(
         self,
@@ -164,14 +164,16 @@ class Emulator:
                 detail += f" at {where:#x}"
             return RawOutcome("crash", detail=detail, pc=pc)
         if err.errno in self.target.illegal_errnos:
-            if pc in image.trap_sites:
-                return RawOutcome("trap", detail=image.trap_sites[pc], pc=pc)
-            if image.function_at(pc) is None:
-                return RawOutcome("crash", detail=f"{err} outside any function", pc=pc)
+            for delta in self.target.trap_site_deltas:
+                if pc + delta in image.trap_sites:
+                    return RawOutcome("trap", detail=image.trap_sites[pc + delta], pc=pc + delta)
+            fault = pc + self.target.fault_pc_delta
+            if image.function_at(fault) is None:
+                return RawOutcome("crash", detail=f"{err} outside any function", pc=fault)
             return RawOutcome(
                 "not-executable",
-                detail=f"emulator cannot run `{self.mnemonic_at(image, pc)}`",
-                pc=pc,
+                detail=f"emulator cannot run `{self.mnemonic_at(image, fault)}`",
+                pc=fault,
             )
         return RawOutcome("crash", detail=str(err), pc=pc)
 

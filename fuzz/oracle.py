@@ -30,10 +30,10 @@ class Kind(enum.StrEnum):
     INTERP_FAILURE = "interpreter failure"
 
 
-# Kinds that are an opinion about what the program does.
-OPINIONS = frozenset({Kind.RETURN, Kind.TRAP, Kind.CRASH, Kind.TIMEOUT, Kind.FUEL})
-# Kinds that abstain: nothing is known, nothing is wrong.
-ABSTAIN = frozenset({Kind.NOT_EXECUTABLE, Kind.UNSUPPORTED})
+# Kinds that are an opinion about what the program does. The interpreter
+# running out of fuel is not one: its fuel is far smaller than the machines'
+# instruction budget, so it says nothing about the result.
+OPINIONS = frozenset({Kind.RETURN, Kind.TRAP, Kind.CRASH, Kind.TIMEOUT})
 
 
 class Verdict(enum.StrEnum):
@@ -49,11 +49,18 @@ class Verdict(enum.StrEnum):
     INTERP_FAILURE = "interpreter failure"
     NOT_EXECUTABLE = "not executable here"
     NO_REFERENCE = "no reference"
+    FUEL_EXHAUSTED = "fuel exhausted"
 
 
 # Verdicts that are not a divergence.
 BENIGN = frozenset(
-    {Verdict.AGREE, Verdict.UNSUPPORTED, Verdict.NOT_EXECUTABLE, Verdict.NO_REFERENCE}
+    {
+        Verdict.AGREE,
+        Verdict.UNSUPPORTED,
+        Verdict.NOT_EXECUTABLE,
+        Verdict.NO_REFERENCE,
+        Verdict.FUEL_EXHAUSTED,
+    }
 )
 
 
@@ -79,15 +86,14 @@ class Outcome:
 
 def same_outcome(a: Outcome, b: Outcome, policy: NanPolicy) -> bool:
     if a.kind is not b.kind:
-        # Running out of budget in the interpreter or the machine is the same opinion.
-        return {a.kind, b.kind} == {Kind.FUEL, Kind.TIMEOUT}
+        return False
     if a.kind is Kind.RETURN:
         return len(a.values) == len(b.values) and all(
             x.same_as(y, policy) for x, y in zip(a.values, b.values, strict=True)
         )
     if a.kind is Kind.TRAP:
         return a.detail == b.detail
-    return a.kind in (Kind.TIMEOUT, Kind.FUEL)
+    return a.kind is Kind.TIMEOUT
 
 
 def matches_expectation(
@@ -107,7 +113,7 @@ def _versus(outcome: Outcome, reference: Outcome, policy: NanPolicy) -> Verdict:
         return Verdict.AGREE
     if outcome.kind is Kind.CRASH:
         return Verdict.CRASH
-    if outcome.kind in (Kind.TIMEOUT, Kind.FUEL):
+    if outcome.kind is Kind.TIMEOUT:
         return Verdict.TIMEOUT
     if outcome.kind is Kind.TRAP:
         return Verdict.UNEXPECTED_TRAP
@@ -122,6 +128,7 @@ _OWN_VERDICT = {
     Kind.COMPILE_PANIC: Verdict.COMPILE_PANIC,
     Kind.COMPILE_ERROR: Verdict.COMPILE_ERROR,
     Kind.INTERP_FAILURE: Verdict.INTERP_FAILURE,
+    Kind.FUEL: Verdict.FUEL_EXHAUSTED,
 }
 
 
@@ -132,7 +139,9 @@ class Judgement:
 
     @property
     def divergent(self) -> bool:
-        return any(v not in BENIGN for v in self.verdicts.values())
+        # Blame without a bad verdict: targets disagree among themselves while
+        # nothing (interpreter, file) gives a reference.
+        return bool(self.blame) or any(v not in BENIGN for v in self.verdicts.values())
 
 
 INTERPRETER = "interpreter"

@@ -36,6 +36,12 @@ class Target:
     setup: Callable[[uc.Uc], None]
     # unicorn error codes for an illegal instruction on this target
     illegal_errnos: frozenset[int]
+    # where the recorded trap site lies relative to the PC unicorn reports for an
+    # illegal instruction (riscv64 reports the next instruction; s390x records
+    # the trap one byte into the `.word 0x0000`, or after a dividing instruction)
+    trap_site_deltas: tuple[int, ...]
+    # from the reported PC to the instruction that faulted
+    fault_pc_delta: int
     # capstone set-up
     cs_arch: int
     cs_mode: int
@@ -85,6 +91,8 @@ TARGETS: dict[str, Target] = {
             stack_bias=0,
             setup=_no_setup,
             illegal_errnos=_ERR_ILLEGAL,
+            trap_site_deltas=(0,),
+            fault_pc_delta=0,
             cs_arch=cs.CS_ARCH_X86,
             cs_mode=cs.CS_MODE_64,
             reloc_kinds=frozenset(
@@ -121,6 +129,8 @@ TARGETS: dict[str, Target] = {
             stack_bias=0,
             setup=_no_setup,
             illegal_errnos=_ERR_ILLEGAL,
+            trap_site_deltas=(0,),
+            fault_pc_delta=0,
             cs_arch=cs.CS_ARCH_ARM64,
             cs_mode=cs.CS_MODE_ARM,
             reloc_kinds=frozenset(
@@ -150,6 +160,8 @@ TARGETS: dict[str, Target] = {
             stack_bias=0,
             setup=_riscv_setup,
             illegal_errnos=_ERR_ILLEGAL,
+            trap_site_deltas=(-4, -2, 0),
+            fault_pc_delta=-4,
             cs_arch=cs.CS_ARCH_RISCV,
             cs_mode=cs.CS_MODE_RISCV64 | cs.CS_MODE_RISCVC,
             reloc_kinds=frozenset(
@@ -197,6 +209,9 @@ TARGETS: dict[str, Target] = {
             stack_bias=160,
             setup=_s390x_setup,
             illegal_errnos=_ERR_ILLEGAL,
+            # a trap site lies inside the faulting instruction (`.word 0`, `dlgr`)
+            trap_site_deltas=(0, 1, 2, 3),
+            fault_pc_delta=0,
             cs_arch=cs.CS_ARCH_SYSZ,
             cs_mode=cs.CS_MODE_BIG_ENDIAN,
             reloc_kinds=frozenset({"Abs4", "Abs8", "S390xPCRel32Dbl", "S390xPLTRel32Dbl"}),
