@@ -170,6 +170,10 @@ class Emulator:
             fault = pc + self.target.fault_pc_delta
             if image.function_at(fault) is None:
                 return RawOutcome("crash", detail=f"{err} outside any function", pc=fault)
+            at = fault - image.base
+            foreign = self.target.foreign_insn(bytes(image.data[at : at + 4]))
+            if foreign:
+                return RawOutcome("crash", detail=f"illegal instruction: {foreign}", pc=fault)
             return RawOutcome(
                 "not-executable",
                 detail=f"emulator cannot run `{self.mnemonic_at(image, fault)}`",
@@ -180,29 +184,37 @@ class Emulator:
 
 def find_vex(code: bytes, address: int = 0) -> str | None:
     """The first VEX/EVEX-encoded x86 instruction in `code`, if any: unicorn
-    runs them silently wrong, so such code must not be executed."""
+    runs them silently wrong, so such code must not be executed.
+
+    Cranelift puts a function's constants after its code and reaches them
+    RIP-relative, so the sweep stops at the lowest such target inside `code`
+    rather than decoding constants as instructions."""
     md = cs.Cs(cs.CS_ARCH_X86, cs.CS_MODE_64)
     md.skipdata = True
+    end = address + len(code)
+    data_start = end
+    first_vex: list[tuple[int, str]] = []
     for insn in md.disasm(code, address):
+        if insn.address >= data_start:
+            break
+        op = insn.op_str
+        if "rip + 0x" in op:
+            disp = int(op.split("rip + 0x", 1)[1].split("]", 1)[0], 16)
+            target = insn.address + insn.size + disp
+            if insn.address < target < data_start:
+                data_start = target
         raw = bytes(insn.bytes)
-        # Skip legacy prefixes and REX to reach the opcode byte.
         i = 0
-        while i < len(raw) and raw[i] in (
-            0x66,
-            0x67,
-            0xF2,
-            0xF3,
-            0x2E,
-            0x3E,
-            0x26,
-            0x36,
-            0x64,
-            0x65,
-            0xF0,
-        ):
+        while i < len(raw) and raw[i] in _LEGACY_PREFIXES:
             i += 1
         if i < len(raw) and 0x40 <= raw[i] <= 0x4F:
             i += 1
         if i < len(raw) and raw[i] in (0xC4, 0xC5, 0x62) and insn.mnemonic.startswith("v"):
-            return f"{insn.mnemonic} {insn.op_str}".strip()
+            first_vex.append((insn.address, f"{insn.mnemonic} {insn.op_str}".strip()))
+    for at, text in first_vex:
+        if at < data_start:
+            return text
     return None
+
+
+_LEGACY_PREFIXES = frozenset({0x66, 0x67, 0xF2, 0xF3, 0x2E, 0x3E, 0x26, 0x36, 0x64, 0x65, 0xF0})

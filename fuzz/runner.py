@@ -158,7 +158,15 @@ class Runner:
         if self.post_link is not None:
             self.post_link(line, config.image)
         if line.target.name == "x86_64":
-            vex = find_vex(bytes(config.image.data), config.image.base)
+            image = config.image
+            vex = next(
+                (
+                    found
+                    for name in image.symbols
+                    if (found := find_vex(image.code_of(name), image.symbols[name]))
+                ),
+                None,
+            )
             if vex:
                 config.failure = Outcome(
                     Kind.NOT_EXECUTABLE, detail=f"VEX instruction `{vex}` (unicorn has no AVX)"

@@ -7,7 +7,7 @@ harness never asks `if arch == ...`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import capstone as cs
@@ -49,12 +49,46 @@ class Target:
     reloc_kinds: frozenset[str]
     # ISA flags the emulator cannot run: enabling one makes code "not executable here"
     emulator_lacks: frozenset[str] = field(default_factory=frozenset)
+    # names an instruction of an extension the ISA flags left off: an illegal
+    # instruction there is Cranelift's wrong code, not an emulator gap
+    foreign_insn: Callable[[bytes], str | None] = field(default=lambda _code: None)
     # aliases accepted on the command line and in `target` lines
     aliases: tuple[str, ...] = ()
+    # --- what the generator may use on this target (measured, see tests/test_generate.py)
+    # calling conventions for `call`/`call_indirect`
+    call_convs: tuple[str, ...] = ("system_v", "fast", "tail")
+    # conventions that allow `return_call` (Cranelift: only `tail`)
+    tail_call_convs: tuple[str, ...] = ("tail",)
+    # conventions whose functions may not return values
+    no_return_convs: tuple[str, ...] = ("preserve_all",)
+    # conventions that take an explicit `sret` parameter (not `tail`: Cranelift panics)
+    sret_convs: tuple[str, ...] = ("system_v", "fast")
+    # x86_64 panics on `return_call` without preserve_frame_pointers
+    tail_calls_need_frame_pointers: bool = False
+    # types allowed in signatures per convention ("*": every other one)
+    abi_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    regalloc_algorithms: tuple[str, ...] = ("backtracking", "single_pass")
+    # ISA flags the generator toggles (all runnable on the emulator)
+    fuzz_isa_flags: tuple[str, ...] = ()
+    # ISA flags that vector types need on this target
+    vector_isa_flags: tuple[str, ...] = ()
 
 
 def _no_setup(_: uc.Uc) -> None:
     pass
+
+
+def _riscv_vector(code: bytes) -> str | None:
+    """Names an RVV instruction. Vector code is only generated with `has_v`,
+    which makes a case not executable before it runs, so an RVV instruction
+    met while running is Cranelift emitting a disabled extension."""
+    if len(code) < 4 or code[0] & 0x3 != 0x3:
+        return None  # compressed: never RVV
+    word = int.from_bytes(code[:4], "little")
+    opcode, width = word & 0x7F, (word >> 12) & 0x7
+    if opcode == 0x57 or (opcode in (0x07, 0x27) and width in (0, 5, 6, 7)):
+        return "RVV instruction although has_v is off"
+    return None
 
 
 def _riscv_setup(mu: uc.Uc) -> None:
@@ -71,6 +105,9 @@ def _s390x_setup(mu: uc.Uc) -> None:
     pswm = mu.reg_read(s390x_const.UC_S390X_REG_PSWM)
     mu.reg_write(s390x_const.UC_S390X_REG_PSWM, pswm | 0x1_8000_0000)
 
+
+_SCALARS = ("i8", "i16", "i32", "i64", "i128", "f16", "f32", "f64", "f128")
+_VECTORS = ("i8x16", "i16x8", "i32x4", "i64x2", "f32x4", "f64x2")
 
 _ERR_ILLEGAL = frozenset({uc.UC_ERR_INSN_INVALID, uc.UC_ERR_EXCEPTION})
 
@@ -113,6 +150,24 @@ TARGETS: dict[str, Target] = {
                     "has_avx512vnni",
                 }
             ),
+            call_convs=("system_v", "fast", "tail", "windows_fastcall", "preserve_all", "winch"),
+            abi_types={
+                "*": _SCALARS + _VECTORS,
+                "winch": ("i8", "i16", "i32", "i64", "f32", "f64"),
+            },
+            fuzz_isa_flags=(
+                "has_sse3",
+                "has_ssse3",
+                "has_sse41",
+                "has_sse42",
+                "has_popcnt",
+                "has_bmi1",
+                "has_bmi2",
+                "has_lzcnt",
+                "has_cmpxchg16b",
+            ),
+            vector_isa_flags=("has_sse3", "has_ssse3", "has_sse41"),
+            tail_calls_need_frame_pointers=True,
             aliases=("x86_64", "x64", "amd64"),
         ),
         Target(
@@ -144,6 +199,16 @@ TARGETS: dict[str, Target] = {
                     "Aarch64Ld64GotLo12Nc",
                 }
             ),
+            call_convs=(
+                "system_v",
+                "fast",
+                "tail",
+                "apple_aarch64",
+                "windows_fastcall",
+                "preserve_all",
+            ),
+            abi_types={"*": _SCALARS + _VECTORS},
+            fuzz_isa_flags=("has_lse", "has_pauth", "has_fp16", "sign_return_address"),
             aliases=("aarch64", "arm64"),
         ),
         Target(
@@ -192,6 +257,11 @@ TARGETS: dict[str, Target] = {
                     "has_zicond",
                 }
             ),
+            call_convs=("system_v", "fast", "tail", "preserve_all"),
+            # vectors need has_v, which unicorn lacks: compile-only, so not generated
+            abi_types={"*": _SCALARS},
+            fuzz_isa_flags=("has_zca", "has_zcd"),
+            foreign_insn=_riscv_vector,
             aliases=("riscv64", "riscv64gc", "rv64"),
         ),
         Target(
@@ -217,6 +287,8 @@ TARGETS: dict[str, Target] = {
             reloc_kinds=frozenset({"Abs4", "Abs8", "S390xPCRel32Dbl", "S390xPLTRel32Dbl"}),
             # unicorn's s390x lacks vector enhancements 2 and MIE3/MIE4.
             emulator_lacks=frozenset({"has_mie3", "has_mie4", "has_vxrs_ext2", "has_vxrs_ext3"}),
+            call_convs=("system_v", "fast", "tail", "preserve_all"),
+            abi_types={"*": _SCALARS + _VECTORS},
             aliases=("s390x",),
         ),
     )

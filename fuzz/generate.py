@@ -1,0 +1,405 @@
+"""The call-ABI generator: random signatures and call graphs for one target.
+
+A case is one self-contained filetest: `test interpret`, `test run`, `set`
+lines, one `target` line, the functions and `; run:` lines. Design choices
+that make any misplaced bit visible:
+
+- `%main` (default convention) takes only integer "input words", so run lines
+  are plain integers; floats and vectors are made inside by bitcasts, which
+  keep NaN payloads, subnormals and graffiti bytes exact.
+- Every function folds every parameter and every call result into an i64
+  checksum (rotate, xor, add a constant: each step is a bijection), and
+  derives all its returns from it, so a wrong byte anywhere changes `%main`'s
+  results.
+- Values of the exact type are passed straight through where possible
+  (argument permutations), so a call moves raw bit patterns, not just hashes.
+- Values made before a call are folded in after it, so a clobbered register
+  shows.
+- Call sites always carry the callee's exact signature and convention.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from fuzz.choices import Source, boolean, choice
+from fuzz.targets import Target
+from fuzz.values import type_info
+
+INT_TYPES = ("i8", "i16", "i32", "i64", "i128")
+FLOAT_TYPES = ("f16", "f32", "f64", "f128")
+VECTOR_TYPES = ("i8x16", "i16x8", "i32x4", "i64x2", "f32x4", "f64x2")
+CALL_FORMS = ("call", "call_indirect", "return_call", "return_call_indirect")
+MAX_PARAMS = 40
+MAX_RETURNS = 16
+MIX = 0x9E37_79B9_7F4A_7C15  # a well-mixed 64-bit constant
+
+
+@dataclass(frozen=True)
+class Param:
+    ty: str
+    ext: str = ""  # "", "uext", "sext"
+    purpose: str = ""  # "" or "sret"
+
+    def __str__(self) -> str:
+        return " ".join(p for p in (self.ty, self.ext, self.purpose) if p)
+
+
+@dataclass(frozen=True)
+class Signature:
+    params: tuple[Param, ...]
+    returns: tuple[Param, ...]
+    cc: str
+
+    def __str__(self) -> str:
+        params = ", ".join(map(str, self.params))
+        rets = ", ".join(map(str, self.returns))
+        arrow = f" -> {rets}" if self.returns else ""
+        return f"({params}){arrow} {self.cc}"
+
+
+@dataclass
+class Case:
+    target: Target
+    text: str
+    flags: list[str]
+    isa_flags: list[str]
+    # coverage cells: (target, type, calling convention, call form)
+    cells: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
+
+
+@dataclass
+class _Callee:
+    name: str
+    sig: Signature
+    colocated: bool
+
+
+class _Body:
+    """Emits the instructions of one function and tracks typed values."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        # declarations: stack slots, signatures, function references
+        self.slots: list[str] = []
+        self.sigs: list[str] = []
+        self.fns: list[str] = []
+        self.next = 0
+        self.pool: dict[str, list[str]] = {}
+
+    def value(self, ty: str | None = None) -> str:
+        name = f"v{self.next}"
+        self.next += 1
+        if ty is not None:
+            self.pool.setdefault(ty, []).append(name)
+        return name
+
+    def emit(self, text: str, ty: str | None = None) -> str:
+        name = self.value(ty)
+        self.lines.append(f"    {name} = {text}")
+        return name
+
+    def const64(self, n: int) -> str:
+        n &= (1 << 64) - 1
+        if n >> 63:
+            n -= 1 << 64
+        return self.emit(f"iconst.i64 {n}")
+
+    # -- folding any value into an i64 checksum -----------------------------
+
+    def to_words(self, v: str, ty: str, ext: str) -> list[str]:
+        """i64 words that together hold every bit of `v`."""
+        info = type_info(ty)
+        if info.is_vector:
+            lane = ty.split("x")[0]
+            return [
+                w
+                for i in range(info.lanes)
+                for w in self.to_words(self.emit(f"extractlane {v}, {i}"), lane, "")
+            ]
+        if info.is_float:
+            int_ty = f"i{info.bits}"
+            return self.to_words(self.emit(f"bitcast.{int_ty} {v}"), int_ty, "")
+        if ty == "i128":
+            lo = self.value()
+            hi = self.value()
+            self.lines.append(f"    {lo}, {hi} = isplit {v}")
+            return [lo, hi]
+        if ty == "i64":
+            return [v]
+        op = "sextend" if ext == "sext" else "uextend"
+        return [self.emit(f"{op}.i64 {v}")]
+
+    def fold(self, acc: str, word: str, salt: int) -> str:
+        rot = self.emit(f"rotl {acc}, {self.const64(salt % 63 + 1)}")
+        mixed = self.emit(f"bxor {rot}, {word}")
+        # add, not multiply: unicorn's s390x lacks z14's `msgrkc`
+        return self.emit(f"iadd {mixed}, {self.const64(MIX + 2 * salt)}")
+
+    # -- making a value of any type from an i64 -----------------------------
+
+    def from_word(self, word: str, ty: str, salt: int) -> str:
+        info = type_info(ty)
+        w = self.emit(f"bxor {word}, {self.const64(salt * MIX)}")
+        if info.is_vector:
+            lane = ty.split("x")[0]
+            lanes = [self.from_word(w, lane, salt * 31 + i) for i in range(info.lanes)]
+            vec = self.emit(f"splat.{ty} {lanes[0]}")
+            for i, lv in enumerate(lanes[1:], 1):
+                vec = self.emit(f"insertlane {vec}, {lv}, {i}")
+            return vec
+        if info.is_float:
+            as_int = self.from_word(w, f"i{info.bits}", salt)
+            return self.emit(f"bitcast.{ty} {as_int}")
+        if ty == "i128":
+            hi = self.emit(f"rotl {w}, {self.const64(29)}")
+            return self.emit(f"iconcat {w}, {hi}")
+        if ty == "i64":
+            return w
+        return self.emit(f"ireduce.{ty} {w}")
+
+
+class Generator:
+    """Draws one case for one target from a choice source."""
+
+    def __init__(self, src: Source, target: Target) -> None:
+        self.src = src
+        self.t = target
+        self.functions: list[str] = []
+        self.cells: Counter[tuple[str, str, str, str]] = Counter()
+        self.count = 0
+        self.types_used: set[str] = set()
+        self.has_tail_call = False
+
+    # -- signatures ---------------------------------------------------------
+
+    def types_for(self, cc: str) -> tuple[str, ...]:
+        return self.t.abi_types.get(cc, self.t.abi_types["*"])
+
+    def draw_param(self, cc: str) -> Param:
+        ty = choice(self.src, self.types_for(cc))
+        ext = ""
+        if ty in ("i8", "i16", "i32") and boolean(self.src, 60):
+            ext = choice(self.src, ("uext", "sext"))
+        self.types_used.add(ty)
+        return Param(ty, ext)
+
+    def draw_signature(self, cc: str, want_sret: bool = False) -> Signature:
+        many = boolean(self.src, 25)
+        n_params = self.src.integer(0, MAX_PARAMS if many else 6)
+        n_rets = self.src.integer(0, MAX_RETURNS if boolean(self.src, 25) else 3)
+        if cc in self.t.no_return_convs or want_sret:
+            # preserve_all returns nothing; Cranelift panics on sret plus returns
+            n_rets = 0
+        params = [self.draw_param(cc) for _ in range(n_params)]
+        if want_sret:
+            params.insert(0, Param("i64", "", "sret"))
+        returns = tuple(self.draw_param(cc) for _ in range(n_rets))
+        return Signature(tuple(params), returns, cc)
+
+    # -- functions ----------------------------------------------------------
+
+    def new_name(self, stem: str) -> str:
+        self.count += 1
+        return f"%{stem}{self.count}"
+
+    def define(self, name: str, sig: Signature, depth: int) -> None:
+        """Generate the body of `name` with signature `sig` (and its callees)."""
+        b = _Body()
+        params = []
+        for p in sig.params:
+            params.append(b.value(p.ty if p.purpose != "sret" else None))
+        head = (
+            f"block0({', '.join(f'{v}: {p.ty}' for v, p in zip(params, sig.params, strict=True))}):"
+        )
+        acc = b.const64(0x0123_4567_89AB_CDEF + depth)
+        salt = 1
+        sret_ptr = None
+        for v, p in zip(params, sig.params, strict=True):
+            if p.purpose == "sret":
+                sret_ptr = v
+                continue
+            for w in b.to_words(v, p.ty, p.ext):
+                acc = b.fold(acc, w, salt)
+                salt += 1
+
+        n_calls = self.src.integer(0, 3) if depth < 3 else 0
+        tail = False
+        for i in range(n_calls):
+            last = i == n_calls - 1
+            acc, salt, tail = self.call_site(b, sig, acc, salt, depth, last)
+            if tail:
+                break
+
+        if not tail:
+            if sret_ptr is not None:
+                for k in range(2):
+                    out = b.from_word(acc, "i64", salt + k)
+                    b.lines.append(f"    store {out}, {sret_ptr}+{8 * k}")
+            rets = [b.from_word(acc, r.ty, salt + i) for i, r in enumerate(sig.returns)]
+            b.lines.append(f"    return {', '.join(rets)}".rstrip())
+        self.functions.append(
+            "\n".join(
+                [
+                    f"function {name}{sig_text(sig)} {{",
+                    *b.slots,
+                    *b.sigs,
+                    *b.fns,
+                    head,
+                    *b.lines,
+                    "}",
+                    "",
+                ]
+            )
+        )
+
+    def call_site(
+        self, b: _Body, caller: Signature, acc: str, salt: int, depth: int, last: bool
+    ) -> tuple[str, int, bool]:
+        tail_ok = last and caller.cc in self.t.tail_call_convs
+        form = choice(self.src, CALL_FORMS if tail_ok else CALL_FORMS[:2])
+        is_tail = form.startswith("return_call")
+        if is_tail:
+            # A tail call needs the caller's convention and return types.
+            cc = caller.cc
+            callee_sig = self.draw_signature(cc)
+            callee_sig = Signature(callee_sig.params, caller.returns, cc)
+        else:
+            cc = choice(self.src, self.t.call_convs)
+            callee_sig = self.draw_signature(
+                cc, want_sret=cc in self.t.sret_convs and boolean(self.src, 15)
+            )
+        colocated = boolean(self.src)
+        callee = _Callee(self.new_name("f"), callee_sig, colocated)
+        self.define(callee.name, callee_sig, depth + 1)
+        for p in callee_sig.params + callee_sig.returns:
+            self.cells[(self.t.name, p.ty, cc, form)] += 1
+        if not callee_sig.params and not callee_sig.returns:
+            self.cells[(self.t.name, "-", cc, form)] += 1
+
+        # Signatures are declared explicitly (sigN beside fnN): the implicit
+        # ones a `fnN = %f(...)` makes would collide with call_indirect's.
+        fref = f"fn{len(b.fns)}"
+        sref = f"sig{len(b.sigs)}"
+        b.sigs.append(f"    {sref} = {callee_sig}")
+        b.fns.append(f"    {fref} = {'colocated ' if colocated else ''}{callee.name} {sref}")
+        sret_slot = None
+        args = []
+        for i, p in enumerate(callee_sig.params):
+            if p.purpose == "sret":
+                slot = f"ss{len(b.slots)}"
+                b.slots.append(f"    {slot} = explicit_slot 16, align = 16")
+                sret_slot = b.emit(f"stack_addr.i64 {slot}")
+                args.append(sret_slot)
+            elif b.pool.get(p.ty) and boolean(self.src, 50):
+                args.append(choice(self.src, b.pool[p.ty]))  # raw bits straight through
+            else:
+                args.append(b.from_word(acc, p.ty, salt + 100 + i))
+        # A value made before the call and folded in after it.
+        live = b.from_word(acc, "i64", salt + 7)
+
+        if form in ("call_indirect", "return_call_indirect"):
+            addr = b.emit(f"func_addr.i64 {fref}")
+            target = f"{sref}, {addr}"
+        else:
+            target = fref
+        call = f"{form} {target}({', '.join(args)})"
+        if is_tail:
+            self.has_tail_call = True
+            b.lines.append(f"    {call}")
+            return acc, salt, True
+        results = [b.value(r.ty) for r in callee_sig.returns]
+        b.lines.append(f"    {', '.join(results)} = {call}" if results else f"    {call}")
+        for r, p in zip(results, callee_sig.returns, strict=True):
+            for w in b.to_words(r, p.ty, p.ext):
+                acc = b.fold(acc, w, salt)
+                salt += 1
+        acc = b.fold(acc, live, salt)
+        salt += 1
+        if sret_slot is not None:
+            for k in range(2):
+                loaded = b.emit(f"load.i64 {sret_slot}+{8 * k}")
+                acc = b.fold(acc, loaded, salt)
+                salt += 1
+        return acc, salt, False
+
+
+def sig_text(sig: Signature) -> str:
+    """A signature as a function header writes it (default cc omitted)."""
+    text = str(sig)
+    return text[: -len(" system_v")] if sig.cc == "system_v" else text
+
+
+# -- inputs -------------------------------------------------------------------
+
+
+def _edge_values(bits: int) -> list[int]:
+    top = 1 << (bits - 1)
+    values = [0, -1, top - 1, -top, 1]
+    if bits >= 16:
+        # float-shaped patterns: quiet/signalling NaN payloads, subnormals, -0.0
+        exp = {16: 5, 32: 8, 64: 11, 128: 15}.get(bits, 0)
+        if exp:
+            mant = bits - 1 - exp
+            ones = ((1 << exp) - 1) << mant
+            values += [ones | 1, ones | (1 << (mant - 1)) | 0x5A, 1, top]
+    return values
+
+
+def graffiti(arg_index: int, bits: int) -> int:
+    """Bytes that say where they came from: high nibble argument, low nibble byte."""
+    raw = 0
+    for j in range(bits // 8):
+        raw |= ((((arg_index & 0xF) << 4) | (j & 0xF)) & 0xFF) << (8 * j)
+    return raw - (1 << bits) if raw >> (bits - 1) else raw
+
+
+def draw_inputs(src: Source, types: list[str]) -> list[int]:
+    out = []
+    for i, ty in enumerate(types):
+        bits = type_info(ty).bits
+        if boolean(src, 50):
+            out.append(graffiti(i + 1, bits))
+        else:
+            out.append(choice(src, _edge_values(bits)))
+    return out
+
+
+# -- the whole case -----------------------------------------------------------
+
+
+def generate(src: Source, target: Target) -> Case:
+    g = Generator(src, target)
+    # %main: default convention, integer inputs only.
+    n_inputs = src.integer(1, 8)
+    input_types = [choice(src, ("i64", "i64", "i32", "i128")) for _ in range(n_inputs)]
+    main_sig = Signature(
+        tuple(Param(t) for t in input_types), (Param("i64"), Param("i64")), "system_v"
+    )
+    g.types_used.update(input_types)
+    g.define("%main", main_sig, 0)
+
+    flags = [f"opt_level={choice(src, ('none', 'speed', 'speed_and_size'))}"]
+    flags.append(f"regalloc_algorithm={choice(src, target.regalloc_algorithms)}")
+    frame_pointers = boolean(src) or (g.has_tail_call and target.tail_calls_need_frame_pointers)
+    flags.append(f"preserve_frame_pointers={str(frame_pointers).lower()}")
+    flags.append("enable_multi_ret_implicit_sret=true")
+    flags.append("enable_llvm_abi_extensions=true")
+    isa_flags = [f for f in target.fuzz_isa_flags if boolean(src, 40)]
+    if any(type_info(t).is_vector for t in g.types_used):
+        isa_flags = sorted(set(isa_flags) | set(target.vector_isa_flags))
+
+    runs = []
+    for _ in range(src.integer(1, 3)):
+        values = draw_inputs(src, input_types)
+        runs.append(f"; print: %main({', '.join(map(str, values))})")
+    lines = ["test interpret", "test run"]
+    lines += [f"set {f}" for f in flags]
+    lines.append(" ".join(["target", target.name, *isa_flags]))
+    lines.append("")
+    # Functions are emitted callees first (post-order), %main last, so the
+    # run lines attach to %main.
+    lines += g.functions
+    lines += runs
+    return Case(target, "\n".join(lines) + "\n", flags, isa_flags, g.cells)
