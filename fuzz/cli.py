@@ -200,6 +200,35 @@ def run(
 
 
 @cli.command()
+@click.option("--count", "-n", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first case.")
+@click.option(
+    "--target", "-t", "targets", multiple=True, help="Targets, round-robin (default all)."
+)
+@click.option(
+    "--out", "-o", type=click.Path(file_okay=False), help="Write one .clif per case here."
+)
+@click.option("--stats", is_flag=True, help="Print the coverage table.")
+@click.option("--check", is_flag=True, help="Parse, verify and compile every case.")
+def gen(
+    count: int,
+    seed: int,
+    targets: tuple[str, ...],
+    out: str | None,
+    stats: bool,
+    check: bool,
+) -> None:
+    """Generate call-ABI test cases (stdout, or files with --out)."""
+    from pathlib import Path
+
+    from fuzz.gencmd import run_gen
+    from fuzz.targets import TARGETS
+
+    chosen = [parse_target_option(t).target for t in targets] or list(TARGETS.values())
+    sys.exit(run_gen(console, chosen, count, seed, Path(out) if out else None, stats, check))
+
+
+@cli.command()
 @click.option(
     "--repeat",
     type=click.IntRange(min=1),

@@ -87,6 +87,7 @@ class _Body:
         self.fns: list[str] = []
         self.next = 0
         self.pool: dict[str, list[str]] = {}
+        self.consts: dict[int, str] = {}
 
     def value(self, ty: str | None = None) -> str:
         name = f"v{self.next}"
@@ -104,7 +105,10 @@ class _Body:
         n &= (1 << 64) - 1
         if n >> 63:
             n -= 1 << 64
-        return self.emit(f"iconst.i64 {n}")
+        # Everything lives in block0, so one iconst serves every later use.
+        if n not in self.consts:
+            self.consts[n] = self.emit(f"iconst.i64 {n}")
+        return self.consts[n]
 
     # -- folding any value into an i64 checksum -----------------------------
 
@@ -132,10 +136,10 @@ class _Body:
         return [self.emit(f"{op}.i64 {v}")]
 
     def fold(self, acc: str, word: str, salt: int) -> str:
-        rot = self.emit(f"rotl {acc}, {self.const64(salt % 63 + 1)}")
+        rot = self.emit(f"rotl {acc}, {self.const64(salt % 13 + 1)}")
         mixed = self.emit(f"bxor {rot}, {word}")
         # add, not multiply: unicorn's s390x lacks z14's `msgrkc`
-        return self.emit(f"iadd {mixed}, {self.const64(MIX + 2 * salt)}")
+        return self.emit(f"iadd {mixed}, {self.const64(MIX + 2 * (salt % 8))}")
 
     # -- making a value of any type from an i64 -----------------------------
 
@@ -171,6 +175,8 @@ class Generator:
         self.count = 0
         self.types_used: set[str] = set()
         self.has_tail_call = False
+        # callees left to make: keeps cases in the 50-500 line range
+        self.budget = src.integer(1, 5)
 
     # -- signatures ---------------------------------------------------------
 
@@ -186,7 +192,7 @@ class Generator:
         return Param(ty, ext)
 
     def draw_signature(self, cc: str, want_sret: bool = False) -> Signature:
-        many = boolean(self.src, 25)
+        many = boolean(self.src, 15)
         n_params = self.src.integer(0, MAX_PARAMS if many else 6)
         n_rets = self.src.integer(0, MAX_RETURNS if boolean(self.src, 25) else 3)
         if cc in self.t.no_return_convs or want_sret:
@@ -224,7 +230,7 @@ class Generator:
                 acc = b.fold(acc, w, salt)
                 salt += 1
 
-        n_calls = self.src.integer(0, 3) if depth < 3 else 0
+        n_calls = min(self.src.integer(0, 3) if depth < 3 else 0, self.budget)
         tail = False
         for i in range(n_calls):
             last = i == n_calls - 1
@@ -271,6 +277,7 @@ class Generator:
                 cc, want_sret=cc in self.t.sret_convs and boolean(self.src, 15)
             )
         colocated = boolean(self.src)
+        self.budget -= 1
         callee = _Callee(self.new_name("f"), callee_sig, colocated)
         self.define(callee.name, callee_sig, depth + 1)
         for p in callee_sig.params + callee_sig.returns:

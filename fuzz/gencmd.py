@@ -1,0 +1,107 @@
+"""`callfuzz gen`: write or stream generated cases, check their validity and
+print the coverage of type x convention x call form cells per target."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from fuzz import _cranelift
+from fuzz.choices import RandomSource
+from fuzz.generate import CALL_FORMS, Case, generate
+from fuzz.targets import Target
+
+
+def supported_cells(target: Target) -> set[tuple[str, str, str, str]]:
+    cells = set()
+    for cc in target.call_convs:
+        forms = CALL_FORMS if cc in target.tail_call_convs else CALL_FORMS[:2]
+        for form in forms:
+            for ty in target.abi_types.get(cc, target.abi_types["*"]):
+                cells.add((target.name, ty, cc, form))
+    return cells
+
+
+def check_case(case: Case, isas: dict[tuple[str, ...], _cranelift.Isa]) -> str | None:
+    """None when the case parses, verifies and compiles; else the cause."""
+    try:
+        module = _cranelift.parse(case.text)
+        module.verify(case.flags)
+        key = (case.target.triple, *case.flags, "|", *case.isa_flags)
+        if key not in isas:
+            isas[key] = _cranelift.Isa(case.target.triple, case.flags, case.isa_flags)
+        module.compile(isas[key])
+    except _cranelift.CraneliftPanic as err:
+        return f"{case.target.name}: panic: {err.args[0][:100]}"
+    except _cranelift.CraneliftError as err:
+        return f"{case.target.name}: {type(err).__name__}: {str(err)[:100]}"
+    return None
+
+
+def run_gen(
+    console: Console,
+    targets: list[Target],
+    count: int,
+    seed: int,
+    out: Path | None,
+    stats: bool,
+    check: bool,
+) -> int:
+    cells: Counter[tuple[str, str, str, str]] = Counter()
+    causes: Counter[str] = Counter()
+    isas: dict[tuple[str, ...], _cranelift.Isa] = {}
+    start = time.perf_counter()
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        case_seed = seed + i
+        case = generate(RandomSource(case_seed), targets[i % len(targets)])
+        cells.update(case.cells)
+        if out is not None:
+            (out / f"case-{case_seed}-{case.target.name}.clif").write_text(case.text)
+        elif not stats and not check:
+            console.print(f"; seed {case_seed}", highlight=False)
+            console.print(case.text, highlight=False, markup=False)
+        if check and (cause := check_case(case, isas)):
+            causes[cause] += 1
+    elapsed = time.perf_counter() - start
+    if stats:
+        for target in targets:
+            wanted = supported_cells(target)
+            table = Table(title=f"{target.name}: cases exercising each cell")
+            types = sorted({c[1] for c in wanted}, key=str)
+            table.add_column("convention / form")
+            for ty in types:
+                table.add_column(ty, justify="right")
+            for cc in target.call_convs:
+                for form in CALL_FORMS:
+                    row = [
+                        str(cells[(target.name, ty, cc, form)])
+                        if (target.name, ty, cc, form) in wanted
+                        else "-"
+                        for ty in types
+                    ]
+                    if any(r != "-" for r in row):
+                        table.add_row(f"{cc} {form}", *row)
+            console.print(table)
+            empty = sorted(c for c in wanted if cells[c] == 0)
+            console.print(
+                f"{target.name}: {len(wanted) - len(empty)}/{len(wanted)} supported cells hit"
+                + (f"; empty: {empty[:8]}" if empty else ""),
+                highlight=False,
+            )
+    if check:
+        bad = sum(causes.values())
+        console.print(
+            f"validity: {count - bad}/{count} cases parse, verify and compile "
+            f"({100 * (count - bad) / count:.2f}%)",
+            highlight=False,
+        )
+        for cause, n in causes.most_common(10):
+            console.print(f"  {n} x {cause}", highlight=False)
+    console.print(f"{count} cases in {elapsed:.1f}s", highlight=False)
+    return 0 if not causes else 1

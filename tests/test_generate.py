@@ -1,0 +1,63 @@
+"""The generator: every choice source gives valid, compilable cases."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fuzz import _cranelift
+from fuzz.choices import ByteSource, HypothesisSource, RandomSource
+from fuzz.gencmd import check_case, supported_cells
+from fuzz.generate import generate
+from fuzz.targets import TARGETS
+
+TARGET_LIST = list(TARGETS.values())
+
+
+def _valid(case) -> None:  # type: ignore[no-untyped-def]
+    assert check_case(case, {}) is None, case.text
+
+
+@pytest.mark.parametrize("target", TARGET_LIST, ids=lambda t: t.name)
+@pytest.mark.parametrize("data", [b"", b"\x00", b"\xff" * 64, bytes(range(256))])
+def test_edge_byte_strings_decode_to_valid_cases(target, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    _valid(generate(ByteSource(data), target))
+
+
+@settings(max_examples=60)
+@given(data=st.binary(max_size=512), index=st.integers(0, len(TARGET_LIST) - 1))
+def test_every_byte_string_decodes_to_a_valid_case(data: bytes, index: int) -> None:
+    _valid(generate(ByteSource(data), TARGET_LIST[index]))
+
+
+@settings(max_examples=30)
+@given(data=st.data(), index=st.integers(0, len(TARGET_LIST) - 1))
+def test_hypothesis_strategy_cases_are_valid(data, index: int) -> None:  # type: ignore[no-untyped-def]
+    _valid(generate(HypothesisSource(data), TARGET_LIST[index]))
+
+
+def test_a_seed_gives_the_same_case() -> None:
+    a = generate(RandomSource(1234), TARGETS["s390x"]).text
+    b = generate(RandomSource(1234), TARGETS["s390x"]).text
+    assert a == b
+    assert a != generate(RandomSource(1235), TARGETS["s390x"]).text
+
+
+def test_cases_only_use_supported_cells() -> None:
+    for seed in range(40):
+        target = TARGET_LIST[seed % 4]
+        case = generate(RandomSource(seed), target)
+        wanted = supported_cells(target) | {
+            (target.name, "-", cc, form) for (_, _, cc, form) in supported_cells(target)
+        }
+        assert set(case.cells) <= wanted, set(case.cells) - wanted
+
+
+def test_call_sites_carry_the_callees_exact_signature() -> None:
+    from fuzz.sigcheck import signature_mismatches
+
+    for seed in range(40):
+        case = generate(RandomSource(seed), TARGET_LIST[seed % 4])
+        functions = {f["name"]: f for f in _cranelift.parse(case.text).functions()}
+        assert signature_mismatches(functions) == []
