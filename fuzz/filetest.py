@@ -74,6 +74,15 @@ def _parse_header(text: str) -> tuple[list[str], list[TargetLine], list[str]]:
     return shared, targets, skipped
 
 
+def _typed(pairs: list[Any], params: list[Any]) -> tuple[Value, ...]:
+    """Values labelled with the signature's types (vectors cross the bridge as i8x16)."""
+    if len(pairs) != len(params):
+        return tuple(Value.from_bridge(p) for p in pairs)
+    return tuple(
+        Value.from_bridge(p, ty) for p, (ty, _ext, _purpose) in zip(pairs, params, strict=True)
+    )
+
+
 def parse_text(text: str) -> FileTest:
     shared, targets, skipped = _parse_header(text)
     try:
@@ -87,11 +96,11 @@ def parse_text(text: str) -> FileTest:
         RunCommand(
             func=name,
             text=r["text"],
-            args=tuple(Value.from_bridge(a) for a in r["args"]),
+            args=_typed(r["args"], f["signature"]["params"]),
             compare=r["compare"],
             expected=None
             if r["expected"] is None
-            else tuple(Value.from_bridge(v) for v in r["expected"]),
+            else _typed(r["expected"], f["signature"]["returns"]),
         )
         for name, f in functions.items()
         for r in f["runs"]

@@ -190,7 +190,11 @@ class Runner:
             except _cranelift.CraneliftError as err:
                 return Outcome(Kind.INTERP_FAILURE, detail=str(err))
         if kind == "return":
-            return Outcome(Kind.RETURN, tuple(Value.from_bridge(v) for v in payload))
+            returns = ft.functions[run.func]["signature"]["returns"]
+            return Outcome(
+                Kind.RETURN,
+                tuple(Value.from_bridge(v, r[0]) for v, r in zip(payload, returns, strict=True)),
+            )
         if kind == "trap":
             return Outcome(Kind.TRAP, detail=payload)
         return Outcome(Kind.FUEL, detail=f"after {self.fuel} steps")

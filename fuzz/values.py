@@ -87,9 +87,14 @@ class Value:
         return type_info(self.ty)
 
     @classmethod
-    def from_bridge(cls, pair: tuple[str, int | bytes]) -> Value:
-        ty, raw = pair
+    def from_bridge(cls, pair: tuple[str, int | bytes], ty: str | None = None) -> Value:
+        """`ty` relabels the value with the type the signature gives it: the
+        bridge only knows a 128-bit vector as i8x16."""
+        raw_ty, raw = pair
+        ty = ty or raw_ty
         info = type_info(ty)
+        if type_info(raw_ty).bits != info.bits:
+            raise ValueError(f"a {raw_ty} value cannot stand for {ty}")
         if isinstance(raw, bytes):
             return cls(ty, int.from_bytes(raw, "little"))
         return cls(ty, raw & ((1 << info.bits) - 1))
