@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fuzz import _cranelift
-from fuzz.emulate import DEFAULT_BUDGET, Emulator, find_vex
+from fuzz.emulate import DEFAULT_BUDGET, Emulator
 from fuzz.filetest import BadInput, FileTest, RunCommand, TargetLine
 from fuzz.link import CompiledFunction, Image, LinkError, NeedsLibcall, link
 from fuzz.oracle import INTERPRETER, Judgement, Kind, Outcome, judge
@@ -157,20 +157,13 @@ class Runner:
             return config
         if self.post_link is not None:
             self.post_link(line, config.image)
-        if line.target.name == "x86_64":
-            image = config.image
-            vex = next(
-                (
-                    found
-                    for name in image.symbols
-                    if (found := find_vex(image.code_of(name), image.symbols[name]))
-                ),
-                None,
-            )
-            if vex:
+        image = config.image
+        for name, address in image.symbols.items():
+            if found := line.target.unrunnable_code(image.code_of(name), address):
                 config.failure = Outcome(
-                    Kind.NOT_EXECUTABLE, detail=f"VEX instruction `{vex}` (unicorn has no AVX)"
+                    Kind.NOT_EXECUTABLE, detail=f"`{found}`: unicorn would run it wrong"
                 )
+                break
         return config
 
     # --- execution ---------------------------------------------------------

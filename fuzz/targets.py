@@ -49,6 +49,9 @@ class Target:
     reloc_kinds: frozenset[str]
     # ISA flags the emulator cannot run: enabling one makes code "not executable here"
     emulator_lacks: frozenset[str] = field(default_factory=frozenset)
+    # names the first instruction in a function's code that the emulator would
+    # run silently wrong (x86 VEX), so the code must not run at all
+    unrunnable_code: Callable[[bytes, int], str | None] = field(default=lambda _c, _a: None)
     # names an instruction of an extension the ISA flags left off: an illegal
     # instruction there is Cranelift's wrong code, not an emulator gap
     foreign_insn: Callable[[bytes], str | None] = field(default=lambda _code: None)
@@ -104,6 +107,46 @@ def _s390x_setup(mu: uc.Uc) -> None:
     # PSW EA+BA: 64-bit addressing (the reset state is 24-bit).
     pswm = mu.reg_read(s390x_const.UC_S390X_REG_PSWM)
     mu.reg_write(s390x_const.UC_S390X_REG_PSWM, pswm | 0x1_8000_0000)
+
+
+def _x86_vex(code: bytes, address: int = 0) -> str | None:
+    """The first VEX/EVEX-encoded x86 instruction in `code`, if any: unicorn
+    runs them silently wrong, so such code must not be executed.
+
+    Cranelift puts a function's constants after its code and reaches them
+    RIP-relative, so the sweep stops at the lowest such target inside `code`
+    rather than decoding constants as instructions."""
+    md = _X86_DETAIL
+    end = address + len(code)
+    data_start = end
+    first_vex: list[tuple[int, str]] = []
+    for insn in md.disasm(code, address):
+        if insn.address >= data_start:
+            break
+        for op in insn.operands if insn.id else ():  # id 0: skipped data
+            if op.type == cs.x86.X86_OP_MEM and op.mem.base == cs.x86.X86_REG_RIP:
+                target = insn.address + insn.size + op.mem.disp
+                if insn.address < target < data_start:
+                    data_start = target
+        raw = bytes(insn.bytes)
+        i = 0
+        while i < len(raw) and raw[i] in _LEGACY_PREFIXES:
+            i += 1
+        if i < len(raw) and 0x40 <= raw[i] <= 0x4F:
+            i += 1
+        if i < len(raw) and raw[i] in (0xC4, 0xC5, 0x62) and insn.mnemonic.startswith("v"):
+            first_vex.append((insn.address, f"{insn.mnemonic} {insn.op_str}".strip()))
+    for at, text in first_vex:
+        if at < data_start:
+            return text
+    return None
+
+
+_X86_DETAIL = cs.Cs(cs.CS_ARCH_X86, cs.CS_MODE_64)
+_X86_DETAIL.skipdata = True
+_X86_DETAIL.detail = True
+
+_LEGACY_PREFIXES = frozenset({0x66, 0x67, 0xF2, 0xF3, 0x2E, 0x3E, 0x26, 0x36, 0x64, 0x65, 0xF0})
 
 
 _SCALARS = ("i8", "i16", "i32", "i64", "i128", "f16", "f32", "f64", "f128")
@@ -168,6 +211,7 @@ TARGETS: dict[str, Target] = {
             ),
             vector_isa_flags=("has_sse3", "has_ssse3", "has_sse41"),
             tail_calls_need_frame_pointers=True,
+            unrunnable_code=_x86_vex,
             aliases=("x86_64", "x64", "amd64"),
         ),
         Target(

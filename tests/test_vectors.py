@@ -37,3 +37,16 @@ def test_vector_results_agree_with_their_own_types() -> None:
         assert [v.ty for v in outcome.values] == ["f64x2", "i32x4"], label
         assert result.judgement.verdicts[label] is Verdict.AGREE, (label, outcome)
     assert not result.judgement.divergent
+
+
+def test_x86_vex_code_is_refused_but_constants_after_the_code_are_not() -> None:
+    check = TARGETS["x86_64"].unrunnable_code
+    ret = bytes.fromhex("c3")
+    vpaddd = bytes.fromhex("c5f1fec2")  # vpaddd xmm0, xmm1, xmm2
+    assert check(vpaddd + ret, 0x1000) == "vpaddd xmm0, xmm1, xmm2"
+    assert check(bytes.fromhex("660ffec2") + ret, 0x1000) is None  # paddd: SSE2
+    # movdqu xmm0, [rip + 1] reaches a constant right after `ret`; the
+    # constant's bytes look like VEX but are data.
+    load = bytes.fromhex("f30f6f0501000000")
+    assert check(load + ret + vpaddd, 0x1000) is None
+    assert TARGETS["aarch64"].unrunnable_code(vpaddd, 0) is None
