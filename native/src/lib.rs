@@ -548,6 +548,7 @@ fn _cranelift(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InterpreterFailure", py.get_type::<InterpreterFailure>())?;
     m.add("CraneliftPanic", py.get_type::<CraneliftPanic>())?;
     m.add_function(wrap_pyfunction!(panic_for_test, m)?)?;
+    m.add_function(wrap_pyfunction!(abort_for_test, m)?)?;
     Ok(())
 }
 
@@ -555,4 +556,12 @@ fn _cranelift(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[pyfunction]
 fn panic_for_test() -> PyResult<()> {
     panics::guard(|| -> PyResult<()> { panic!("callfuzz test panic") })
+}
+
+/// Aborts the whole process on purpose, the way a double panic or a failed
+/// allocation inside Cranelift would, so campaign tests can check that a dead
+/// worker is replaced and its case recorded.
+#[pyfunction]
+fn abort_for_test() {
+    std::process::abort();
 }
