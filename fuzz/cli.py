@@ -210,6 +210,12 @@ def run(
 )
 @click.option("--stats", is_flag=True, help="Print the coverage table.")
 @click.option("--check", is_flag=True, help="Parse, verify and compile every case.")
+@click.option(
+    "--expect/--no-expect",
+    default=True,
+    show_default=True,
+    help="State the interpreter's results in `; run: ... == [...]` lines.",
+)
 def gen(
     count: int,
     seed: int,
@@ -217,6 +223,7 @@ def gen(
     out: str | None,
     stats: bool,
     check: bool,
+    expect: bool,
 ) -> None:
     """Generate call-ABI test cases (stdout, or files with --out)."""
     from pathlib import Path
@@ -225,7 +232,9 @@ def gen(
     from fuzz.targets import TARGETS
 
     chosen = [parse_target_option(t).target for t in targets] or list(TARGETS.values())
-    sys.exit(run_gen(console, chosen, count, seed, Path(out) if out else None, stats, check))
+    sys.exit(
+        run_gen(console, chosen, count, seed, Path(out) if out else None, stats, check, expect)
+    )
 
 
 @cli.command()

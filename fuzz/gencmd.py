@@ -7,12 +7,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import click
 from rich.console import Console
 from rich.table import Table
 
 from fuzz import _cranelift
 from fuzz.choices import RandomSource
+from fuzz.expect import with_expectations
 from fuzz.generate import CALL_FORMS, Case, generate
+from fuzz.runner import Runner
 from fuzz.targets import Target
 
 
@@ -50,10 +53,12 @@ def run_gen(
     out: Path | None,
     stats: bool,
     check: bool,
+    expect: bool = True,
 ) -> int:
     cells: Counter[tuple[str, str, str, str]] = Counter()
     causes: Counter[str] = Counter()
     isas: dict[tuple[str, ...], _cranelift.Isa] = {}
+    runner = Runner()
     start = time.perf_counter()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -61,11 +66,13 @@ def run_gen(
         case_seed = seed + i
         case = generate(RandomSource(case_seed), targets[i % len(targets)])
         cells.update(case.cells)
+        writes = out is not None or not (stats or check)
+        text = with_expectations(case.text, runner) if writes and expect else case.text
         if out is not None:
-            (out / f"case-{case_seed}-{case.target.name}.clif").write_text(case.text)
-        elif not stats and not check:
-            console.print(f"; seed {case_seed}", highlight=False)
-            console.print(case.text, highlight=False, markup=False)
+            (out / f"case-{case_seed}-{case.target.name}.clif").write_text(text)
+        elif writes:
+            # plain echo: rich would wrap long run lines and break the CLIF
+            click.echo(f"; seed {case_seed}\n{text}")
         if check and (cause := check_case(case, isas)):
             causes[cause] += 1
     elapsed = time.perf_counter() - start

@@ -34,6 +34,7 @@ CALL_FORMS = ("call", "call_indirect", "return_call", "return_call_indirect")
 MAX_PARAMS = 40
 MAX_RETURNS = 16
 MIX = 0x9E37_79B9_7F4A_7C15  # a well-mixed 64-bit constant
+_MASK64 = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -97,18 +98,24 @@ class _Body:
         return name
 
     def emit(self, text: str, ty: str | None = None) -> str:
-        name = self.value(ty)
+        # the hot path of generation: value() inlined
+        name = f"v{self.next}"
+        self.next += 1
+        if ty is not None:
+            self.pool.setdefault(ty, []).append(name)
         self.lines.append(f"    {name} = {text}")
         return name
 
     def const64(self, n: int) -> str:
-        n &= (1 << 64) - 1
-        if n >> 63:
-            n -= 1 << 64
         # Everything lives in block0, so one iconst serves every later use.
-        if n not in self.consts:
-            self.consts[n] = self.emit(f"iconst.i64 {n}")
-        return self.consts[n]
+        found = self.consts.get(n)
+        if found is not None:
+            return found
+        signed = n & _MASK64
+        if signed >> 63:
+            signed -= 1 << 64
+        found = self.consts[n] = self.emit(f"iconst.i64 {signed}")
+        return found
 
     # -- folding any value into an i64 checksum -----------------------------
 
@@ -116,12 +123,10 @@ class _Body:
         """i64 words that together hold every bit of `v`."""
         info = type_info(ty)
         if info.is_vector:
-            lane = ty.split("x")[0]
-            return [
-                w
-                for i in range(info.lanes)
-                for w in self.to_words(self.emit(f"extractlane {v}, {i}"), lane, "")
-            ]
+            # Two i64 lanes hold every bit; `little` fixes the lane order on
+            # big-endian s390x too.
+            wide = v if ty == "i64x2" else self.emit(f"bitcast.i64x2 little {v}")
+            return [self.emit(f"extractlane {wide}, {i}") for i in range(2)]
         if info.is_float:
             int_ty = f"i{info.bits}"
             return self.to_words(self.emit(f"bitcast.{int_ty} {v}"), int_ty, "")
@@ -147,12 +152,9 @@ class _Body:
         info = type_info(ty)
         w = self.emit(f"bxor {word}, {self.const64(salt * MIX)}")
         if info.is_vector:
-            lane = ty.split("x")[0]
-            lanes = [self.from_word(w, lane, salt * 31 + i) for i in range(info.lanes)]
-            vec = self.emit(f"splat.{ty} {lanes[0]}")
-            for i, lv in enumerate(lanes[1:], 1):
-                vec = self.emit(f"insertlane {vec}, {lv}, {i}")
-            return vec
+            hi = self.emit(f"rotl {w}, {self.const64(17)}")
+            wide = self.emit(f"insertlane {self.emit(f'splat.i64x2 {w}')}, {hi}, 1")
+            return wide if ty == "i64x2" else self.emit(f"bitcast.{ty} little {wide}")
         if info.is_float:
             as_int = self.from_word(w, f"i{info.bits}", salt)
             return self.emit(f"bitcast.{ty} {as_int}")
@@ -304,7 +306,8 @@ class Generator:
             else:
                 args.append(b.from_word(acc, p.ty, salt + 100 + i))
         # A value made before the call and folded in after it.
-        live = b.from_word(acc, "i64", salt + 7)
+        live_ty = choice(self.src, self.types_for(caller.cc))
+        live = b.from_word(acc, live_ty, salt + 7)
 
         if form in ("call_indirect", "return_call_indirect"):
             addr = b.emit(f"func_addr.i64 {fref}")
@@ -322,8 +325,9 @@ class Generator:
             for w in b.to_words(r, p.ty, p.ext):
                 acc = b.fold(acc, w, salt)
                 salt += 1
-        acc = b.fold(acc, live, salt)
-        salt += 1
+        for w in b.to_words(live, live_ty, ""):
+            acc = b.fold(acc, w, salt)
+            salt += 1
         if sret_slot is not None:
             for k in range(2):
                 loaded = b.emit(f"load.i64 {sret_slot}+{8 * k}")

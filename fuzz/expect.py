@@ -1,0 +1,35 @@
+"""Turn `; print:` run lines into `; run: ... == [...]` lines whose expected
+values are the interpreter's, the way a Cranelift filetest states them.
+
+A line whose call the interpreter cannot finish (trap, fuel, failure) stays a
+`print:` line: there is no value to state.
+"""
+
+from __future__ import annotations
+
+from fuzz.filetest import parse_text
+from fuzz.oracle import Kind
+from fuzz.runner import Runner
+from fuzz.values import format_values
+
+
+def with_expectations(text: str, runner: Runner | None = None) -> str:
+    runner = runner or Runner()
+    ft = parse_text(text)
+    stated: dict[str, str] = {}
+    for run in ft.runs:
+        if run.compare is not None or not run.text.startswith("print:"):
+            continue
+        outcome = runner.interpret(ft, run)
+        if outcome.kind is Kind.RETURN and outcome.values:
+            call = run.text.removeprefix("print:").strip()
+            stated[run.text] = f"run: {call} == {format_values(outcome.values)}"
+    if not stated:
+        return text
+    out = []
+    for line in text.splitlines(keepends=True):
+        body = line.removeprefix(";").strip()
+        if line.startswith(";") and body in stated:
+            line = f"; {stated[body]}\n"
+        out.append(line)
+    return "".join(out)
