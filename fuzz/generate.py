@@ -236,7 +236,7 @@ class Generator:
         tail = False
         for i in range(n_calls):
             last = i == n_calls - 1
-            acc, salt, tail = self.call_site(b, sig, acc, salt, depth, last)
+            acc, salt, tail = self.call_site(b, sig, acc, salt, depth, last, sret_ptr)
             if tail:
                 break
 
@@ -263,7 +263,14 @@ class Generator:
         )
 
     def call_site(
-        self, b: _Body, caller: Signature, acc: str, salt: int, depth: int, last: bool
+        self,
+        b: _Body,
+        caller: Signature,
+        acc: str,
+        salt: int,
+        depth: int,
+        last: bool,
+        sret_ptr: str | None,
     ) -> tuple[str, int, bool]:
         tail_ok = last and caller.cc in self.t.tail_call_convs
         form = choice(self.src, CALL_FORMS if tail_ok else CALL_FORMS[:2])
@@ -271,7 +278,9 @@ class Generator:
         if is_tail:
             # A tail call needs the caller's convention and return types.
             cc = caller.cc
-            callee_sig = self.draw_signature(cc)
+            # A caller with an sret pointer hands it on: the tail callee
+            # writes the caller's results.
+            callee_sig = self.draw_signature(cc, want_sret=sret_ptr is not None)
             callee_sig = Signature(callee_sig.params, caller.returns, cc)
         else:
             cc = choice(self.src, self.t.call_convs)
@@ -296,7 +305,9 @@ class Generator:
         sret_slot = None
         args = []
         for i, p in enumerate(callee_sig.params):
-            if p.purpose == "sret":
+            if p.purpose == "sret" and is_tail and sret_ptr is not None:
+                args.append(sret_ptr)
+            elif p.purpose == "sret":
                 slot = f"ss{len(b.slots)}"
                 b.slots.append(f"    {slot} = explicit_slot 16, align = 16")
                 sret_slot = b.emit(f"stack_addr.i64 {slot}")

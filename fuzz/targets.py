@@ -64,8 +64,9 @@ class Target:
     tail_call_convs: tuple[str, ...] = ("tail",)
     # conventions whose functions may not return values
     no_return_convs: tuple[str, ...] = ("preserve_all",)
-    # conventions that take an explicit `sret` parameter (not `tail`: Cranelift panics)
-    sret_convs: tuple[str, ...] = ("system_v", "fast")
+    # conventions that take an explicit `sret` parameter (aarch64 panics on
+    # `tail` + sret: corpus/aarch64-tail-sret-panic.clif)
+    sret_convs: tuple[str, ...] = ("system_v", "fast", "tail")
     # x86_64 panics on `return_call` without preserve_frame_pointers
     tail_calls_need_frame_pointers: bool = False
     # types allowed in signatures per convention ("*": every other one)
@@ -196,7 +197,8 @@ TARGETS: dict[str, Target] = {
             call_convs=("system_v", "fast", "tail", "windows_fastcall", "preserve_all", "winch"),
             abi_types={
                 "*": _SCALARS + _VECTORS,
-                "winch": ("i8", "i16", "i32", "i64", "f32", "f64"),
+                # winch is x86's convention without SIMD: scalars only
+                "winch": _SCALARS,
             },
             fuzz_isa_flags=(
                 "has_sse3",
@@ -250,7 +252,10 @@ TARGETS: dict[str, Target] = {
                 "apple_aarch64",
                 "windows_fastcall",
                 "preserve_all",
+                "winch",
+                "probestack",
             ),
+            sret_convs=("system_v", "fast"),
             abi_types={"*": _SCALARS + _VECTORS},
             fuzz_isa_flags=("has_lse", "has_pauth", "has_fp16", "sign_return_address"),
             aliases=("aarch64", "arm64"),
@@ -301,7 +306,16 @@ TARGETS: dict[str, Target] = {
                     "has_zicond",
                 }
             ),
-            call_convs=("system_v", "fast", "tail", "preserve_all"),
+            # winch asserts on riscv64 (corpus/riscv64-winch-*.clif)
+            call_convs=(
+                "system_v",
+                "fast",
+                "tail",
+                "preserve_all",
+                "windows_fastcall",
+                "apple_aarch64",
+                "probestack",
+            ),
             # vectors need has_v, which unicorn lacks: compile-only, so not generated
             abi_types={"*": _SCALARS},
             fuzz_isa_flags=("has_zca", "has_zcd"),
@@ -331,7 +345,16 @@ TARGETS: dict[str, Target] = {
             reloc_kinds=frozenset({"Abs4", "Abs8", "S390xPCRel32Dbl", "S390xPLTRel32Dbl"}),
             # unicorn's s390x lacks vector enhancements 2 and MIE3/MIE4.
             emulator_lacks=frozenset({"has_mie3", "has_mie4", "has_vxrs_ext2", "has_vxrs_ext3"}),
-            call_convs=("system_v", "fast", "tail", "preserve_all"),
+            # winch asserts on s390x (corpus/s390x-winch-*.clif)
+            call_convs=(
+                "system_v",
+                "fast",
+                "tail",
+                "preserve_all",
+                "windows_fastcall",
+                "apple_aarch64",
+                "probestack",
+            ),
             abi_types={"*": _SCALARS + _VECTORS},
             aliases=("s390x",),
         ),
