@@ -193,8 +193,8 @@ class Generator:
         self.types_used.add(ty)
         return Param(ty, ext)
 
-    def draw_signature(self, cc: str, want_sret: bool = False) -> Signature:
-        many = boolean(self.src, 15)
+    def draw_signature(self, cc: str, want_sret: bool = False, many_pct: int = 15) -> Signature:
+        many = boolean(self.src, many_pct)
         n_params = self.src.integer(0, MAX_PARAMS if many else 6)
         n_rets = self.src.integer(0, MAX_RETURNS if boolean(self.src, 25) else 3)
         if cc in self.t.no_return_convs or want_sret:
@@ -273,17 +273,24 @@ class Generator:
         sret_ptr: str | None,
     ) -> tuple[str, int, bool]:
         tail_ok = last and caller.cc in self.t.tail_call_convs
-        form = choice(self.src, CALL_FORMS if tail_ok else CALL_FORMS[:2])
+        # Tail calls are where stack arguments get rewritten in place: favour them.
+        if tail_ok and boolean(self.src, 60):
+            form = choice(self.src, CALL_FORMS[2:])
+        else:
+            form = choice(self.src, CALL_FORMS[:2])
         is_tail = form.startswith("return_call")
         if is_tail:
             # A tail call needs the caller's convention and return types.
             cc = caller.cc
             # A caller with an sret pointer hands it on: the tail callee
             # writes the caller's results.
-            callee_sig = self.draw_signature(cc, want_sret=sret_ptr is not None)
+            callee_sig = self.draw_signature(cc, want_sret=sret_ptr is not None, many_pct=35)
             callee_sig = Signature(callee_sig.params, caller.returns, cc)
         else:
-            cc = choice(self.src, self.t.call_convs)
+            tail_cc = self.t.tail_call_convs
+            cc = choice(
+                self.src, tail_cc if tail_cc and boolean(self.src, 30) else self.t.call_convs
+            )
             callee_sig = self.draw_signature(
                 cc, want_sret=cc in self.t.sret_convs and boolean(self.src, 15)
             )

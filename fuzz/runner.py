@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fuzz import _cranelift
 from fuzz.emulate import DEFAULT_BUDGET, Emulator
@@ -19,6 +19,9 @@ from fuzz.sigcheck import check_signatures
 from fuzz.targets import TARGETS, Target
 from fuzz.trampoline import SLOT_BYTES, slot_count, trampoline_clif
 from fuzz.values import NanPolicy, Value
+
+if TYPE_CHECKING:
+    from fuzz.faults import Fault
 
 DEFAULT_FUEL = 1_000_000
 
@@ -61,9 +64,12 @@ class Runner:
         budget: int = DEFAULT_BUDGET,
         fuel: int = DEFAULT_FUEL,
         post_link: Callable[[TargetLine, Image], None] | None = None,
+        fault: Fault | None = None,
     ) -> None:
         # `post_link` sees every linked image before it runs: tests plant faults with it.
         self.post_link = post_link
+        # a planted, test-only fault model (fuzz.faults)
+        self.fault = fault
         self.nan_policy = nan_policy
         self.budget = budget
         self.fuel = fuel
@@ -208,12 +214,16 @@ class Runner:
                 config.image, entry, config.image.symbols[run.func], bytes(slots), self.budget
             )
         if raw.kind != "return":
-            return Outcome(Kind(_RAW_KINDS[raw.kind]), detail=raw.detail, pc=raw.pc)
-        values = tuple(
-            Value.from_memory(ty, raw.slots[i * SLOT_BYTES :], target.big_endian)
-            for i, (ty, _ext, _purpose) in enumerate(signature["returns"])
-        )
-        return Outcome(Kind.RETURN, values)
+            outcome = Outcome(Kind(_RAW_KINDS[raw.kind]), detail=raw.detail, pc=raw.pc)
+        else:
+            values = tuple(
+                Value.from_memory(ty, raw.slots[i * SLOT_BYTES :], target.big_endian)
+                for i, (ty, _ext, _purpose) in enumerate(signature["returns"])
+            )
+            outcome = Outcome(Kind.RETURN, values)
+        if self.fault is not None:
+            outcome = self.fault.apply(ft, target.name, outcome)
+        return outcome
 
     def run_file(
         self,

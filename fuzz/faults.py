@@ -1,0 +1,100 @@
+"""Planted faults: a test-only model of a backend bug.
+
+A fault names a target and a trigger (a shape of the module, such as "a tail
+call that passes an i128 after eight stack arguments"). When a case that holds
+the trigger runs on that target, the fault changes the outcome the way a real
+miscompile would (a flipped result bit), or kills or hangs the worker the way
+a crash inside Cranelift would. Tests and benchmarks use faults to check that
+campaigns bucket, survive and reduce what they find; nothing else does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fuzz import _cranelift
+from fuzz.filetest import FileTest
+from fuzz.oracle import Kind, Outcome
+from fuzz.values import Value
+
+
+def _call_sites(ft: FileTest) -> list[dict[str, Any]]:
+    return [site for f in ft.functions.values() for site in f["call_sites"]]
+
+
+def tail_call_i128_after_eight(ft: FileTest) -> bool:
+    """A tail call whose callee takes an i128 after its first eight parameters."""
+    return any(
+        site["tail"] and any(p[0] == "i128" for p in site["signature"]["params"][8:])
+        for site in _call_sites(ft)
+    )
+
+
+def indirect_tail_call(ft: FileTest) -> bool:
+    return any(site["opcode"] == "return_call_indirect" for site in _call_sites(ft))
+
+
+def any_call(ft: FileTest) -> bool:
+    return bool(_call_sites(ft))
+
+
+def _flip_first_bit(outcome: Outcome) -> Outcome:
+    if outcome.kind is not Kind.RETURN or not outcome.values:
+        return outcome
+    first = outcome.values[0]
+    return Outcome(Kind.RETURN, (Value(first.ty, first.bits ^ 1), *outcome.values[1:]))
+
+
+def _abort(outcome: Outcome) -> Outcome:
+    _cranelift.abort_for_test()
+    return outcome
+
+
+def _hang(outcome: Outcome) -> Outcome:
+    while True:  # a worker stuck for good: only the wall-clock limit ends it
+        time.sleep(1)
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    target: str
+    trigger: Callable[[FileTest], bool]
+    effect: Callable[[Outcome], Outcome]
+    description: str
+
+    def apply(self, ft: FileTest, target: str, outcome: Outcome) -> Outcome:
+        if target != self.target or not self.trigger(ft):
+            return outcome
+        return self.effect(outcome)
+
+
+FAULTS: dict[str, Fault] = {
+    f.name: f
+    for f in (
+        Fault(
+            "aarch64-tail-i128",
+            "aarch64",
+            tail_call_i128_after_eight,
+            _flip_first_bit,
+            "aarch64: a tail call passing an i128 after eight arguments returns a flipped bit",
+        ),
+        Fault(
+            "x86-abort-indirect-tail",
+            "x86_64",
+            indirect_tail_call,
+            _abort,
+            "x86_64: a module with return_call_indirect aborts the process",
+        ),
+        Fault(
+            "s390x-hang-call",
+            "s390x",
+            any_call,
+            _hang,
+            "s390x: a module with a call hangs the worker",
+        ),
+    )
+}
