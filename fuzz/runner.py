@@ -97,9 +97,10 @@ class Runner:
         key = (line.target.triple, tuple(shared), line.isa_flags)
         if key not in self._isas:
             try:
-                self._isas[key] = _cranelift.Isa(
-                    line.target.triple, list(shared), list(line.isa_flags)
-                )
+                with self.stage("compile isa"):
+                    self._isas[key] = _cranelift.Isa(
+                        line.target.triple, list(shared), list(line.isa_flags)
+                    )
             except _cranelift.FlagError as err:
                 raise BadInput(str(err)) from None
         return self._isas[key]
@@ -110,7 +111,8 @@ class Runner:
         """Reject invalid input before anything runs."""
         check_signatures(ft.functions)
         try:
-            ft.module.verify(list(shared))
+            with self.stage("verify"):
+                ft.module.verify(list(shared))
         except _cranelift.VerifierError as err:
             raise BadInput(f"verifier error: {err}") from None
         except _cranelift.FlagError as err:
@@ -119,8 +121,10 @@ class Runner:
     def _trampoline(self, isa: Any, signature: dict[str, Any], symbol: str) -> CompiledFunction:
         key = (id(isa), signature["text"])
         if key not in self._trampolines:
-            module = _cranelift.parse(trampoline_clif(signature))
-            self._trampolines[key] = CompiledFunction.from_bridge(module.compile(isa)[0])
+            text = trampoline_clif(signature)
+            with self.stage("compile trampoline"):
+                compiled = _cranelift.parse(text).compile(isa)[0]
+            self._trampolines[key] = CompiledFunction.from_bridge(compiled)
         t = self._trampolines[key]
         return CompiledFunction(symbol, t.code, t.relocs, t.traps, t.disasm)
 

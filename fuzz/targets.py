@@ -117,6 +117,10 @@ def _x86_vex(code: bytes, address: int = 0) -> str | None:
     Cranelift puts a function's constants after its code and reaches them
     RIP-relative, so the sweep stops at the lowest such target inside `code`
     rather than decoding constants as instructions."""
+    # Fast path: no `v` mnemonic anywhere (the usual case) means no VEX, and
+    # the lite sweep skips capstone's costly per-instruction details.
+    if not any(m.startswith("v") for _a, _s, m, _o in _X86_LITE.disasm_lite(code, address)):
+        return None
     md = _X86_DETAIL
     end = address + len(code)
     data_start = end
@@ -146,6 +150,8 @@ def _x86_vex(code: bytes, address: int = 0) -> str | None:
 _X86_DETAIL = cs.Cs(cs.CS_ARCH_X86, cs.CS_MODE_64)
 _X86_DETAIL.skipdata = True
 _X86_DETAIL.detail = True
+_X86_LITE = cs.Cs(cs.CS_ARCH_X86, cs.CS_MODE_64)
+_X86_LITE.skipdata = True
 
 _LEGACY_PREFIXES = frozenset({0x66, 0x67, 0xF2, 0xF3, 0x2E, 0x3E, 0x26, 0x36, 0x64, 0x65, 0xF0})
 
