@@ -18,6 +18,7 @@ from fuzz.filetest import BadInput, FileTest, TargetLine, parse_file
 from fuzz.oracle import BENIGN, Verdict
 from fuzz.runner import Runner, RunResult, default_lines
 from fuzz.targets import UnknownTarget, lookup
+from fuzz.triagecmd import triage
 from fuzz.values import NanPolicy, Value, format_values
 
 EXIT_AGREE, EXIT_DIVERGENCE, EXIT_BAD_INPUT = 0, 1, 2
@@ -63,6 +64,9 @@ def collect_files(paths: Sequence[str]) -> list[str]:
 )
 def cli() -> None:
     """Differential fuzzing of Cranelift's call lowering on four emulated backends."""
+
+
+cli.add_command(triage)
 
 
 def _style(verdict: Verdict) -> str:

@@ -748,6 +748,20 @@ class TriageDB:
         with self._read() as s:
             return [_finding_info(f, clif) for f, clif in s.execute(query)]
 
+    def bucket_configs(
+        self, bucket_id: int, scan: int = 10_000
+    ) -> list[tuple[str, tuple[str, ...]]]:
+        """Distinct (target label, shared flags) among the bucket's latest `scan` findings."""
+        query = (
+            select(Finding.target, Finding.flags)
+            .where(Finding.bucket_id == bucket_id)
+            .order_by(Finding.id.desc())
+            .limit(scan)
+        )
+        with self._read() as s:
+            seen = {(target, tuple(flags or ())) for target, flags in s.execute(query)}
+        return sorted(seen)
+
     def mark_bucket(self, bucket_id: int, status: str, note: str | None = None) -> BucketInfo:
         """Set a bucket's status; a note is appended with a timestamp."""
         if status not in set(BucketStatus):

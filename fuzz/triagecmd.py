@@ -1,0 +1,432 @@
+"""`callfuzz triage`: review the buckets a campaign filled.
+
+`list` and `stats` summarise, `show` prints one bucket with its best
+reproducer, the values that differ and the machine code around the fault,
+`mark` records what a reviewer decided. The database module (SQLAlchemy) is
+imported only when a triage command runs, so the other commands start fast.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from fuzz.db import FindingInfo, TriageDB
+    from fuzz.link import Image
+    from fuzz.targets import Target
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_RUN_FUNC = re.compile(r"^\s*(?:run|print):\s*(%[\w.$]+|u\d+:\d+)\s*\(")
+
+
+def _fail(message: str) -> NoReturn:
+    # the convention of fuzz.cli.fail, without importing the CLI module (a cycle)
+    click.echo(f"callfuzz: error: {message}", err=True)
+    sys.exit(2)
+
+
+def _console() -> Console:
+    # Wide enough for a log file when stdout is not a terminal.
+    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+
+
+def _db_option(f: F) -> F:
+    return click.option(
+        "--db", "db_url", help="SQLAlchemy URL or SQLite file (default crashes/triage.sqlite)."
+    )(f)
+
+
+@contextmanager
+def _opened(db_url: str | None) -> Iterator[TriageDB]:
+    """The database, any database error as one line and exit 2."""
+    from fuzz.db import DatabaseError, open_db
+
+    try:
+        db = open_db(db_url, create=False)
+        try:
+            yield db
+        finally:
+            db.close()
+    except DatabaseError as err:
+        _fail(str(err))
+
+
+def _bucket_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        _fail(f"not a bucket id: {text!r}")
+    if value < 1:
+        _fail(f"not a bucket id: {text!r}")
+    return value
+
+
+def _status(text: str) -> str:
+    from fuzz.db import BucketStatus
+
+    names = [m.value for m in BucketStatus]
+    if text not in names:
+        _fail(f"unknown status {text!r} (one of: {', '.join(names)})")
+    return text
+
+
+def _cells(*values: object) -> list[Text]:
+    # Text, not str: stored titles and values may hold `[...]`, which is not markup
+    return [Text(str(v)) for v in values]
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+@click.group()
+def triage() -> None:
+    """Review the triage database: buckets of deduplicated findings."""
+
+
+# --- list ------------------------------------------------------------------------
+
+
+@triage.command("list")
+@click.option("--status", help="new, confirmed, reported, fixed or invalid.")
+@click.option("--target", help="x86_64, aarch64, riscv64 or s390x.")
+@click.option("--verdict", help="e.g. 'wrong result', 'compile panic', 'hard crash'.")
+@click.option("--limit", help="Show at most N buckets.")
+@_db_option
+def list_(
+    status: str | None,
+    target: str | None,
+    verdict: str | None,
+    limit: str | None,
+    db_url: str | None,
+) -> None:
+    """Buckets, the most recently seen first."""
+    count = None
+    if limit is not None:
+        if not limit.isdigit() or int(limit) < 1:
+            _fail(f"--limit wants a positive number, not {limit!r}")
+        count = int(limit)
+    wanted_status = _status(status) if status else None
+    wanted_target = _target_name(target) if target else None
+    with _opened(db_url) as db:
+        buckets = db.list_buckets(
+            status=wanted_status, target=wanted_target, verdict=verdict, limit=count
+        )
+    console = _console()
+    if not buckets:
+        console.print("no buckets")
+        return
+    table = Table(show_edge=False)
+    for column in ("id", "status", "hits", "target", "verdict", "title", "first seen"):
+        table.add_column(column, overflow="fold")
+    table.add_column("last seen", overflow="fold")
+    table.add_column("lines", justify="right")
+    for b in buckets:
+        table.add_row(
+            *_cells(
+                b.id,
+                b.status,
+                b.hit_count,
+                b.target,
+                b.verdict,
+                b.title,
+                _when(b.first_seen),
+                _when(b.last_seen),
+                b.best_lines,
+            ),
+            style=None if b.status in ("new", "confirmed") else "dim",
+        )
+    console.print(table)
+
+
+def _target_name(text: str) -> str:
+    from fuzz.targets import UnknownTarget, lookup
+
+    try:
+        return lookup(text).name
+    except UnknownTarget as err:
+        _fail(str(err))
+
+
+# --- show ------------------------------------------------------------------------
+
+
+@triage.command()
+@click.argument("bucket")
+@_db_option
+def show(bucket: str, db_url: str | None) -> None:
+    """One bucket: reproducer, differences and disassembly at the fault."""
+    bucket_id = _bucket_id(bucket)
+    with _opened(db_url) as db:
+        info = db.get_bucket(bucket_id)
+        if info is None:
+            _fail(f"no bucket {bucket_id}")
+        [best] = db.bucket_findings(bucket_id, limit=1)  # the best reproducer's
+        configs = db.bucket_configs(bucket_id)
+        reduced = db.case_text(info.reduced_case_id) if info.reduced_case_id else None
+    out = _console()
+    out.print(f"[bold]bucket {info.id}: {_escape(info.title)}[/bold]")
+    labels = sorted({label for label, _flags in configs})
+    flag_sets = sorted({" ".join(flags) or "(none)" for _label, flags in configs})
+    rows = [
+        ("key", info.key),
+        ("status", info.status),
+        (
+            "hits",
+            f"{info.hit_count} (first {_when(info.first_seen)}, last {_when(info.last_seen)})",
+        ),
+        ("cranelift", ", ".join(info.cranelift_versions)),
+        ("targets", ", ".join(labels)),
+        ("flags", "; ".join(flag_sets)),
+        ("reproducer", f"case {info.best_case_id}, {info.best_lines} lines, {best.origin}"),
+    ]
+    if best.seed is not None:
+        rows.append(("seed", str(best.seed)))
+    for name, value in rows:
+        out.print(f"{name + ':':12}{value}", markup=False)
+    if info.notes:
+        out.print("notes:", markup=False)
+        for line in info.notes.splitlines():
+            out.print(f"  {line}", markup=False)
+    _section(out, "best reproducer")
+    out.print(best.clif.rstrip("\n"), markup=False)
+    if reduced:
+        _section(out, f"reduced ({len(reduced.splitlines())} lines)")
+        out.print(reduced.rstrip("\n"), markup=False)
+    _print_details(out, best)
+    _section(out, f"disassembly ({best.target})")
+    for line in disassembly(best.clif, best.target, best.flags, _fault_pc(best)):
+        out.print(line, markup=False)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _section(out: Console, title: str) -> None:
+    out.print()
+    out.print(f"[bold]── {title}[/bold]")
+
+
+def _print_details(out: Console, finding: FindingInfo) -> None:
+    d = finding.details
+    _section(out, f"finding {finding.id}: {finding.verdict} on {finding.target}")
+    if "run" in d:
+        out.print(d["run"], markup=False)
+    outcomes: dict[str, Any] = d.get("outcomes", {})
+    verdicts: dict[str, str] = d.get("verdicts", {})
+    blamed = set(finding.blame)
+    for label, outcome in outcomes.items():
+        mark = "  (blamed)" if label in blamed else ""
+        text = outcome.get("text", outcome) if isinstance(outcome, dict) else outcome
+        verdict = verdicts.get(label, "")
+        out.print(f"  {label:24} {verdict:18} {text}{mark}", markup=False)
+    differences = d.get("differences") or []
+    if differences:
+        table = Table(title="values that differ", title_justify="left", show_edge=False)
+        for column in ("#", "type", "expected", "actual"):
+            table.add_column(column)
+        for diff in differences:
+            table.add_row(
+                *_cells(
+                    diff.get("index"), diff.get("type"), diff.get("expected"), diff.get("actual")
+                )
+            )
+        out.print(table)
+    if panic := d.get("panic"):
+        out.print(f"panic: {panic.get('message')} at {panic.get('location')}", markup=False)
+    shown = {"run", "outcomes", "verdicts", "differences", "panic", "blame"}
+    for key, value in d.items():
+        if key not in shown:
+            text = f"{value:#x}" if key == "pc" and isinstance(value, int) else value
+            out.print(f"{key}: {text}", markup=False)
+
+
+def _fault_pc(finding: FindingInfo) -> int | None:
+    """The faulting pc on the finding's own target, if its outcome had one."""
+    d = finding.details
+    outcome = d.get("outcomes", {}).get(finding.target)
+    if isinstance(outcome, dict) and isinstance(outcome.get("pc"), int):
+        return int(outcome["pc"])
+    pc = d.get("pc")
+    return pc if isinstance(pc, int) else None
+
+
+# --- disassembly -------------------------------------------------------------------
+
+
+def disassembly(clif: str, label: str, flags: Sequence[str], pc: int | None) -> list[str]:
+    """Recompile and link `clif` for the target line `label` as the campaign
+    did (same layout, so the recorded pc points into it) and disassemble the
+    functions involved: the run's function, what it calls, and the function
+    holding `pc`, whose instruction is marked `=>`."""
+    from fuzz.filetest import BadInput, TargetLine, parse_text
+    from fuzz.link import LinkError, link
+    from fuzz.runner import Runner
+    from fuzz.targets import UnknownTarget, lookup
+
+    words = label.split()
+    try:
+        target = lookup(words[0] if words else "?")
+        ft = parse_text(clif)
+        shared = [*ft.shared_flags, *(f for f in flags if f not in ft.shared_flags)]
+        config = Runner().prepare(ft, TargetLine(target, tuple(words[1:])), shared)
+    except (UnknownTarget, BadInput) as err:
+        return [f"cannot recompile for {label!r}: {err}"]
+    image = config.image
+    if image is None and config.functions:
+        try:  # not runnable here (e.g. a libcall), but the code is still worth reading
+            image = link(config.functions, target)
+        except LinkError as err:
+            return [f"cannot link for {label}: {err}"]
+    if image is None:
+        return [f"no code for {label}: {config.failure}"]
+    names = _involved(ft.functions, _run_function(ft), image, pc)
+    lines: list[str] = []
+    for name in names:
+        lines += _disassemble(target, image, name, pc)
+    if pc is not None and not any(line.startswith("=>") for line in lines):
+        lines.append(f"faulting pc {pc:#x} is outside the compiled code")
+    return lines
+
+
+def _run_function(ft: Any) -> str | None:
+    for run in ft.runs:
+        if m := _RUN_FUNC.match(run.text):
+            return m.group(1)
+    return None
+
+
+def _involved(
+    functions: dict[str, dict[str, Any]], entry: str | None, image: Image, pc: int | None
+) -> list[str]:
+    """Functions reachable from the run's entry, plus the one holding `pc`,
+    in address order (all of the module's when no run line names an entry)."""
+    wanted: set[str] = set()
+    todo = [entry] if entry in functions else list(functions)
+    while todo:
+        name = todo.pop()
+        if name in wanted or name not in functions:
+            continue
+        wanted.add(name)
+        todo += [s["callee"] for s in functions[name]["call_sites"] if s.get("callee")]
+    if pc is not None and (hit := image.function_at(pc)) is not None:
+        wanted.add(hit[0])
+    return sorted((n for n in wanted if n in image.symbols), key=image.symbols.__getitem__)
+
+
+def _disassemble(target: Target, image: Image, name: str, pc: int | None) -> list[str]:
+    import capstone
+
+    start = image.symbols[name]
+    code = image.code_of(name)
+    md = capstone.Cs(target.cs_arch, target.cs_mode)
+    md.skipdata = True  # constants after the code
+    lines = [f"{name} @ {start:#x} ({len(code)} bytes):"]
+    for address, size, mnemonic, operands in md.disasm_lite(code, start):
+        here = pc is not None and address <= pc < address + size
+        trap = _trap_at(image, address, size)
+        text = f"{address:#x}: {mnemonic} {operands}".rstrip()
+        if trap:
+            text += f"    ; trap {trap}"
+        lines.append(("=> " if here else "   ") + text)
+    return lines
+
+
+def _trap_at(image: Image, address: int, size: int) -> str | None:
+    return next(
+        (image.trap_sites[a] for a in range(address, address + size) if a in image.trap_sites), None
+    )
+
+
+# --- mark ------------------------------------------------------------------------
+
+
+@triage.command()
+@click.argument("bucket")
+@click.option(
+    "--status", "status", required=True, help="new, confirmed, reported, fixed or invalid."
+)
+@click.option("--note", help="Appended to the bucket's notes with a timestamp.")
+@_db_option
+def mark(bucket: str, status: str, note: str | None, db_url: str | None) -> None:
+    """Set a bucket's status (and add a note)."""
+    bucket_id = _bucket_id(bucket)
+    _status(status)
+    with _opened(db_url) as db:
+        try:
+            info = db.mark_bucket(bucket_id, status, note)
+        except KeyError:
+            _fail(f"no bucket {bucket_id}")
+    click.echo(f"bucket {info.id}: {info.status}" + (" (note added)" if note else ""))
+
+
+# --- stats -----------------------------------------------------------------------
+
+
+@triage.command()
+@_db_option
+def stats(db_url: str | None) -> None:
+    """Buckets per status, target and verdict; findings; campaigns."""
+    with _opened(db_url) as db:
+        summary = db.summary()
+    out = _console()
+    for title, counts in (
+        ("buckets by status", summary.buckets_by_status),
+        ("buckets by target", summary.buckets_by_target),
+        ("buckets by verdict", summary.buckets_by_verdict),
+    ):
+        out.print(_counts_table(title, counts.items()))
+    total = sum(summary.buckets_by_status.values())
+    out.print(
+        f"{total} buckets, {summary.findings} findings, {summary.cases} distinct cases",
+        markup=False,
+    )
+    if not summary.campaigns:
+        out.print("no campaigns")
+        return
+    table = Table(title="campaigns", title_justify="left", show_edge=False)
+    for column in ("id", "status", "started", "host", "engine", "seed", "targets"):
+        table.add_column(column)
+    for column in ("cases", "cases/s"):
+        table.add_column(column, justify="right")
+    for c in summary.campaigns:
+        table.add_row(
+            *_cells(
+                c.id,
+                c.status,
+                _when(c.started_at),
+                c.host,
+                c.engine,
+                c.seed,
+                " ".join(c.targets),
+                f"{c.cases_done:,}",
+                f"{c.cases_per_second:.1f}",
+            )
+        )
+    out.print(table)
+
+
+def _counts_table(title: str, counts: Iterable[tuple[str, int]]) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False)
+    table.add_column("")
+    table.add_column("buckets", justify="right")
+    rows = list(counts)
+    for name, n in rows:
+        table.add_row(*_cells(name, n))
+    if not rows:
+        table.add_row("(none)", "0")
+    return table
