@@ -366,7 +366,8 @@ def _server_bindirs() -> list[Path]:
     if found := shutil.which("pg_ctl"):
         dirs.append(Path(found).resolve().parent)
     dirs += [Path(d) for d in sorted(glob("/usr/lib/postgresql/*/bin"), reverse=True)]
-    return [d for d in dirs if (d / "initdb").exists() and (d / "pg_ctl").exists()]
+    usable = [d for d in dirs if (d / "initdb").exists() and (d / "pg_ctl").exists()]
+    return list(dict.fromkeys(usable))
 
 
 def _server_user() -> str | None:
