@@ -256,6 +256,15 @@ def bench(repeat: int) -> None:
     run_bench(console, repeat)
 
 
+def _register() -> None:
+    from fuzz.fuzzcmd import fuzz
+
+    cli.add_command(fuzz)
+
+
+_register()
+
+
 def main() -> None:
     """Entry point: bad input anywhere is one line on stderr and exit 2."""
     try:

@@ -1,0 +1,460 @@
+"""A campaign: worker processes run cases, this process hands out work,
+watches the workers, records results in the triage database and shows progress.
+
+Nothing is lost but the cases in flight: results reach the database in small
+transactions (at least once a second), the random engine's resume cursor only
+moves past seeds whose results are stored, and a worker that dies or hangs is
+replaced after its case is recorded as a finding of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import multiprocessing as mp
+import signal
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from multiprocessing.sharedctypes import SynchronizedArray
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from fuzz import _cranelift
+from fuzz.buckets import worker_death_bucket
+from fuzz.db import FindingRecord, Progress, TriageDB
+from fuzz.progress import Display
+from fuzz.targets import TARGETS
+from fuzz.worker import CRANELIFT_STAGES, WorkerConfig, generated, worker_main
+
+SEED_BLOCK = 8  # seeds handed out at once: small, so a dead worker loses little
+FLUSH_EVERY = 1.0  # seconds between database transactions
+CORPUS_CHUNK = 4
+
+
+@dataclass
+class Options:
+    targets: list[str]
+    jobs: int
+    seed: int
+    engine: str = "random"
+    duration: float | None = None  # seconds
+    cases: int | None = None
+    corpus: Path | None = None
+    hang_limit: float = 60.0  # wall-clock seconds for one case
+    fault: str | None = None  # planted test-only fault (fuzz.faults)
+    status_every: float = 30.0  # seconds between status lines off a terminal
+    live: bool = False  # rich live display (a terminal)
+    workdir: Path = Path("crashes")  # in-flight files and Hypothesis's database
+
+
+@dataclass
+class Stats:
+    cases: int = 0
+    executions: Counter[str] = field(default_factory=Counter)
+    verdicts: Counter[str] = field(default_factory=Counter)
+    findings: int = 0
+    new_buckets: int = 0
+    hard_crashes: int = 0
+    hangs: int = 0
+    corpus_added: int = 0
+    errors: int = 0
+    # per worker: (timings by stage, worker CPU seconds), latest report
+    timings: dict[int, tuple[dict[str, float], float]] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    cpu_started: float = field(default_factory=time.process_time)
+    cases_before: int = 0  # done in earlier runs of a resumed campaign
+
+    def rate(self) -> float:
+        return self.cases / max(time.monotonic() - self.started, 1e-9)
+
+    def split(self) -> tuple[float, float, float]:
+        """Seconds inside Cranelift, total worker CPU, and the writer's CPU."""
+        cranelift = sum(
+            seconds
+            for timings, _cpu in self.timings.values()
+            for stage, seconds in timings.items()
+            if stage.split()[0] in CRANELIFT_STAGES
+        )
+        workers = sum(cpu for _t, cpu in self.timings.values())
+        return cranelift, workers, time.process_time() - self.cpu_started
+
+
+@dataclass
+class Slot:
+    """One worker process and what it is doing."""
+
+    index: int
+    process: BaseProcess
+    conn: Connection
+    shared: SynchronizedArray[float]  # [start time of the current case, its seed]
+    inflight: Path
+    seeds: list[int] = field(default_factory=list)  # handed out, not yet reported
+    files: list[str] = field(default_factory=list)
+    busy: bool = False
+    ready: bool = False
+
+
+class Campaign:
+    def __init__(
+        self, db: TriageDB, options: Options, campaign_id: int, first_seed: int, next_seed: int
+    ) -> None:
+        self.db = db
+        self.opt = options
+        self.id = campaign_id
+        self.ctx = mp.get_context("spawn")  # no inherited threads, locks or emulators
+        self.slots: list[Slot] = []
+        self.stats = Stats()
+        self.pending: list[FindingRecord] = []
+        self.first_seed = first_seed  # `--cases N` counts from here
+        self.next_seed = next_seed  # next seed to hand out
+        self.done_seeds: set[int] = set()
+        self.watermark = next_seed  # every seed below is recorded
+        self.requeued: list[int] = []
+        self.corpus_files: list[str] = []
+        self.stopping = False
+        self.stop_reason = ""
+        self.cells_seen: set[tuple[str, ...]] = set()
+        self.workdir = options.workdir / f"campaign-{campaign_id}"
+        self.display = Display(options, self.stats)
+
+    # -- workers --------------------------------------------------------------
+
+    def spawn(self, index: int) -> Slot:
+        parent, child = self.ctx.Pipe()
+        shared = self.ctx.Array("d", 2)
+        inflight = self.workdir / f"worker-{index}.clif"
+        config = WorkerConfig(
+            worker_id=index,
+            engine=self.opt.engine,
+            targets=self.opt.targets,
+            inflight=str(inflight),
+            fault=self.opt.fault,
+            hypothesis_db=str(self.workdir / "hypothesis"),
+        )
+        process = self.ctx.Process(
+            target=worker_main, args=(config, child, shared), name=f"callfuzz-worker-{index}"
+        )
+        process.start()
+        child.close()
+        return Slot(index, process, parent, shared, inflight)
+
+    def give_work(self, slot: Slot) -> None:
+        if self.stopping or slot.busy or not slot.ready or self.opt.engine != "random":
+            return
+        if self.corpus_files:
+            slot.files = self.corpus_files[:CORPUS_CHUNK]
+            del self.corpus_files[:CORPUS_CHUNK]
+            slot.conn.send(("files", slot.files))
+            slot.busy = True
+            return
+        seeds = self._take_seeds()
+        if seeds:
+            slot.seeds = seeds
+            slot.conn.send(("seeds", seeds))
+            slot.busy = True
+
+    def _take_seeds(self) -> list[int]:
+        if self.requeued:
+            seeds, self.requeued = self.requeued[:SEED_BLOCK], self.requeued[SEED_BLOCK:]
+            return seeds
+        limit = self._seed_limit()
+        count = min(SEED_BLOCK, limit - self.next_seed) if limit is not None else SEED_BLOCK
+        if count <= 0:
+            return []
+        seeds = list(range(self.next_seed, self.next_seed + count))
+        self.next_seed += count
+        return seeds
+
+    def _seed_limit(self) -> int | None:
+        if self.opt.cases is None:
+            return None
+        return self.first_seed + self.opt.cases
+
+    # -- results --------------------------------------------------------------
+
+    def on_message(self, slot: Slot, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "ready":
+            slot.ready = True
+        elif kind == "case":
+            self.on_case(slot, message[1])
+        elif kind in ("timings", "bye"):
+            self.stats.timings[slot.index] = (message[1], message[2])
+        elif kind == "idle":
+            slot.busy = False
+            slot.files = []
+
+    def on_case(self, slot: Slot, result: dict[str, Any]) -> None:
+        seed = result.get("seed")
+        if seed is not None and seed in slot.seeds:
+            slot.seeds.remove(seed)
+            self._done(seed)
+        if "error" in result:
+            self.stats.errors += 1
+            self.display.note(f"skipped: {result['error']}")
+            return
+        self.stats.cases += 1
+        self.stats.executions.update(result["executions"])
+        self.stats.verdicts.update(result["verdicts"])
+        for finding in result["findings"]:
+            self.pending.append(self._record(finding))
+        cells = {tuple(c) for c in result.get("cells", [])}
+        if result["origin"] == "corpus":
+            self.cells_seen |= cells
+        elif cells - self.cells_seen:
+            self.cells_seen |= cells
+            if result["findings"] == []:
+                self._add_to_corpus(result, "cell")
+
+    def _record(self, finding: dict[str, Any]) -> FindingRecord:
+        self.stats.findings += 1
+        return FindingRecord(
+            clif=finding["clif"],
+            target=finding["target"],
+            flags=finding["flags"],
+            verdict=finding["verdict"],
+            details=finding["details"],
+            blame=finding["blame"],
+            bucket_key=finding["bucket_key"],
+            bucket_title=finding["bucket_title"],
+            cranelift_version=_cranelift.version(),
+            origin=finding["origin"],
+            seed=finding["seed"],
+        )
+
+    def _done(self, seed: int) -> None:
+        self.done_seeds.add(seed)
+        while self.watermark in self.done_seeds:
+            self.done_seeds.discard(self.watermark)
+            self.watermark += 1
+
+    def _add_to_corpus(self, result: dict[str, Any], why: str) -> None:
+        if self.opt.corpus is None or "clif" not in result:
+            return
+        text = result["clif"]
+        folder = self.opt.corpus / "generated"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{why}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.clif"
+        (folder / name).write_text(text)
+        self.stats.corpus_added += 1
+
+    def flush(self) -> None:
+        progress = Progress(
+            cases_done=self.stats.cases_before + self.stats.cases,
+            next_seed=self.watermark,
+            executions=dict(self.stats.executions),
+            verdicts=dict(self.stats.verdicts),
+            cases_per_second=self.stats.rate(),
+        )
+        new = self.db.record_batch(self.id, self.pending, progress)
+        for record in self.pending:
+            if record.bucket_key in self._new_keys(new):
+                self._add_to_corpus({"clif": record.clif}, "bucket")
+        self.stats.new_buckets += len(new)
+        self.pending = []
+
+    def _new_keys(self, bucket_ids: list[int]) -> set[str]:
+        return self.db.bucket_keys(bucket_ids) if bucket_ids else set()
+
+    # -- deaths and hangs -----------------------------------------------------
+
+    def check_slot(self, slot: Slot) -> None:
+        started = slot.shared[0]
+        hung = started and time.monotonic() - started > self.opt.hang_limit
+        if slot.process.is_alive() and not hung:
+            return
+        if hung:
+            slot.process.kill()
+        slot.process.join(5)
+        self._drain(slot)  # results it sent before it died still count
+        code = slot.process.exitcode
+        if code == 0 and not started:
+            return  # a clean exit after "stop"
+        how = "hang" if hung else _death(code)
+        self.record_death(slot, "hang" if hung else "hard crash", how, bool(started))
+        slot.conn.close()
+        if not self.stopping:
+            replacement = self.spawn(slot.index)
+            self.slots[self.slots.index(slot)] = replacement
+
+    def record_death(self, slot: Slot, kind: str, how: str, mid_case: bool) -> None:
+        seed = int(slot.shared[1]) if mid_case and slot.shared[1] >= 0 else None
+        if seed is not None:
+            text = generated(seed, [TARGETS[t] for t in self.opt.targets])
+        else:
+            text = _read(slot.inflight) if mid_case else ""
+        if kind == "hang":
+            self.stats.hangs += 1
+        else:
+            self.stats.hard_crashes += 1
+        if seed is not None and seed in slot.seeds:
+            slot.seeds.remove(seed)
+            self._done(seed)
+        self.requeued += slot.seeds  # the rest of its block runs elsewhere
+        self.corpus_files += slot.files[1:] if slot.files else []
+        self.display.note(f"worker {slot.index}: {kind} ({how})")
+        if not text:
+            return
+        target = _target_of(text) or "?"
+        bucket = worker_death_bucket(target, kind, how)
+        self.stats.findings += 1
+        self.pending.append(
+            FindingRecord(
+                clif=text,
+                target=target,
+                flags=[],
+                verdict=kind,
+                details={"worker": slot.index, "exit": how, "limit_seconds": self.opt.hang_limit},
+                blame=[target],
+                bucket_key=bucket.key,
+                bucket_title=bucket.title,
+                cranelift_version=_cranelift.version(),
+                origin="generated" if seed is not None else self.opt.engine,
+                seed=seed,
+            )
+        )
+
+    # -- the loop -------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.stop_reason = reason
+
+    def finished_work(self) -> bool:
+        if self.opt.engine != "random":
+            return self.opt.cases is not None and self.stats.cases >= self.opt.cases
+        limit = self._seed_limit()
+        return (
+            limit is not None
+            and self.watermark >= limit
+            and not self.corpus_files
+            and not any(s.busy for s in self.slots)
+        )
+
+    def run(self, corpus_files: list[str]) -> str:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.corpus_files = list(corpus_files)
+        self.slots = [self.spawn(i) for i in range(self.opt.jobs)]
+        last_flush = time.monotonic()
+        with self.display:
+            while True:
+                if self.opt.duration and time.monotonic() - self.stats.started > self.opt.duration:
+                    self.request_stop("time is up")
+                if self.finished_work():
+                    self.request_stop("all cases done")
+                if self.stopping:
+                    break
+                for slot in self.slots:
+                    self.give_work(slot)
+                self._poll(0.2)
+                for slot in list(self.slots):
+                    self.check_slot(slot)
+                # findings go out at once; counters and the cursor at least every second
+                if self.pending or time.monotonic() - last_flush > FLUSH_EVERY:
+                    self.flush()
+                    last_flush = time.monotonic()
+                self.display.update()
+            self._shut_down()
+            self.flush()
+            self.display.update()
+        return self.stop_reason
+
+    def _poll(self, timeout: float) -> None:
+        conns = {slot.conn: slot for slot in self.slots}
+        for ready in wait(list(conns), timeout):
+            self._drain(conns[ready])  # type: ignore[index]
+
+    def _drain(self, slot: Slot) -> None:
+        try:
+            while slot.conn.poll():
+                self.on_message(slot, slot.conn.recv())
+        except (EOFError, OSError):
+            pass  # died: check_slot records it
+
+    def _shut_down(self) -> None:
+        """Let each worker finish its current case, then collect what it sends."""
+        for slot in self.slots:
+            with contextlib.suppress(OSError):
+                slot.conn.send(("stop",))
+        deadline = time.monotonic() + max(5.0, min(self.opt.hang_limit, 30.0))
+        while any(s.process.is_alive() for s in self.slots) and time.monotonic() < deadline:
+            self._poll(0.1)
+        self._poll(0)
+        for slot in self.slots:
+            if slot.process.is_alive():
+                slot.process.kill()  # stuck: drop its in-flight case
+            slot.process.join(5)
+
+
+def _death(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit {code}"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _target_of(text: str) -> str | None:
+    for line in text.splitlines():
+        if line.startswith("target "):
+            return line.split()[1]
+    return None
+
+
+# -- entry point ----------------------------------------------------------------
+
+
+def corpus_cases(corpus: Path | None) -> list[str]:
+    if corpus is None or not corpus.is_dir():
+        return []
+    return sorted(str(p) for p in corpus.rglob("*.clif"))
+
+
+def run_campaign(db: TriageDB, options: Options, resume: int | None) -> tuple[Campaign, str]:
+    """Start (or resume) a campaign and run it to its end or to a signal."""
+    if resume is not None:
+        info = db.get_campaign(resume)
+        assert info is not None
+        db.reopen_campaign(info.id)
+        campaign = Campaign(db, options, info.id, info.seed, info.next_seed)
+        campaign.stats.cases_before = info.cases_done
+        corpus: list[str] = []  # replayed when the campaign began
+    else:
+        cid = db.start_campaign(
+            host=socket.gethostname(),
+            cranelift_version=_cranelift.version(),
+            targets=options.targets,
+            flags={"fault": options.fault, "hang_limit": options.hang_limit},
+            engine=options.engine,
+            seed=options.seed,
+            jobs=options.jobs,
+        )
+        campaign = Campaign(db, options, cid, options.seed, options.seed)
+        corpus = corpus_cases(options.corpus)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        campaign.request_stop(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        reason = campaign.run(corpus)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    interrupted = reason in ("SIGINT", "SIGTERM")
+    db.finish_campaign(campaign.id, "interrupted" if interrupted else "finished")
+    return campaign, reason

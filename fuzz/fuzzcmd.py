@@ -1,0 +1,146 @@
+"""`callfuzz fuzz`: start or resume a campaign."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import sys
+from pathlib import Path
+
+import click
+
+from fuzz.faults import FAULTS
+from fuzz.targets import TARGETS, UnknownTarget, lookup
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`8h`, `10m`, `90s`, `1h30m`, or plain seconds."""
+    parts = _DURATION.findall(text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise click.BadParameter(f"not a duration: {text!r} (try 8h, 10m, 90s)")
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+def parse_targets(specs: tuple[str, ...]) -> list[str]:
+    names: list[str] = []
+    for spec in specs:
+        for word in spec.replace(",", " ").split():
+            try:
+                name = lookup(word).name
+            except UnknownTarget as err:
+                raise click.BadParameter(str(err)) from None
+            if name not in names:
+                names.append(name)
+    return names or list(TARGETS)
+
+
+@click.command()
+@click.option("--duration", help="How long to run: 8h, 10m, 90s.")
+@click.option("--cases", type=click.IntRange(min=1), help="Stop after this many cases.")
+@click.option(
+    "--jobs", "-j", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True
+)
+@click.option("--targets", "-t", multiple=True, help="Targets (default all four).")
+@click.option("--seed", type=int, help="First seed (default: a random one, printed).")
+@click.option("--db", "db_url", help="SQLAlchemy URL (default sqlite crashes/triage.sqlite).")
+@click.option(
+    "--corpus",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("corpus"),
+    show_default=True,
+    help="Replayed first; new cases are added under DIR/generated.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["random", "atheris", "hypothesis"]),
+    default="random",
+    show_default=True,
+)
+@click.option("--resume", is_flag=True, help="Continue the latest campaign (or --campaign ID).")
+@click.option("--campaign", "campaign_id", type=int, help="The campaign --resume continues.")
+@click.option(
+    "--hang-limit",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Wall-clock seconds one case may take before its worker is replaced.",
+)
+@click.option(
+    "--status-every",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds between status lines when stdout is not a terminal.",
+)
+@click.option("--plant-fault", type=click.Choice(sorted(FAULTS)), hidden=True)
+def fuzz(
+    duration: str | None,
+    cases: int | None,
+    jobs: int,
+    targets: tuple[str, ...],
+    seed: int | None,
+    db_url: str | None,
+    corpus: Path,
+    engine: str,
+    resume: bool,
+    campaign_id: int | None,
+    hang_limit: float,
+    status_every: float,
+    plant_fault: str | None,
+) -> None:
+    """Run a campaign: generate, compile, interpret, emulate and compare on
+    worker processes; record findings in the triage database."""
+    from fuzz.campaign import Options, run_campaign
+    from fuzz.cli import fail
+    from fuzz.db import DatabaseError, open_db
+
+    try:
+        seconds = parse_duration(duration) if duration else None
+        names = parse_targets(targets)
+    except click.BadParameter as err:
+        fail(err.message)
+    try:
+        db = open_db(db_url)
+    except DatabaseError as err:
+        fail(str(err))
+    resume_id = None
+    if resume:
+        info = db.get_campaign(campaign_id) if campaign_id else db.latest_campaign()
+        if info is None:
+            fail(f"no campaign {campaign_id} to resume" if campaign_id else "no campaign to resume")
+        resume_id = info.id
+        names, engine, seed = list(info.targets), info.engine, info.seed
+        plant_fault = plant_fault or (info.flags or {}).get("fault")
+    elif campaign_id is not None:
+        fail("--campaign goes with --resume")
+    if seed is None:
+        seed = secrets.randbelow(1 << 32)
+    if seconds is None and cases is None:
+        seconds = 60.0  # a short look; overnight runs say --duration 8h
+    options = Options(
+        targets=names,
+        jobs=jobs,
+        seed=seed,
+        engine=engine,
+        duration=seconds,
+        cases=cases,
+        corpus=corpus,
+        hang_limit=hang_limit,
+        fault=plant_fault,
+        status_every=status_every,
+        live=sys.stdout.isatty(),
+        workdir=db.workdir,
+    )
+    what = f"resuming campaign {resume_id}" if resume_id else "new campaign"
+    click.echo(
+        f"callfuzz: {what}: engine {engine}, seed {seed}, {jobs} jobs, targets "
+        f"{' '.join(names)}, database {db.url}"
+    )
+    campaign, reason = run_campaign(db, options, resume_id)
+    campaign.display.summary(reason, campaign.id, db.url)
+    db.close()
+    sys.exit({"SIGINT": 130, "SIGTERM": 143}.get(reason, 0))

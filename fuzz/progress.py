@@ -1,0 +1,121 @@
+"""Campaign progress: a live table on a terminal, a plain status line every
+so often otherwise (a night's log), and the summary at the end."""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from fuzz.campaign import Options, Stats
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Display:
+    def __init__(self, options: Options, stats: Stats) -> None:
+        self.opt = options
+        self.stats = stats
+        self.console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
+        self.live: Live | None = None
+        self.last_line = time.monotonic()
+
+    def __enter__(self) -> Display:
+        if self.opt.live:
+            self.live = Live(self.table(), console=self.console, refresh_per_second=2)
+            self.live.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        err: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.live is not None:
+            self.live.__exit__(kind, err, tb)
+            self.live = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.stats.started
+
+    def remaining(self) -> str:
+        if self.opt.duration:
+            return _clock(max(self.opt.duration - self.elapsed(), 0))
+        if self.opt.cases and self.stats.cases:
+            left = self.opt.cases - self.stats.cases_before - self.stats.cases
+            return _clock(max(left, 0) / max(self.stats.rate(), 1e-9))
+        return "until stopped"
+
+    def table(self) -> Table:
+        s = self.stats
+        table = Table(title="callfuzz campaign", show_header=False, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column()
+        table.add_row("cases", f"{s.cases_before + s.cases:,} ({s.rate():,.1f}/s)")
+        table.add_row(
+            "executions",
+            "  ".join(f"{t} {n:,}" for t, n in sorted(s.executions.items())) or "-",
+        )
+        table.add_row(
+            "verdicts", "  ".join(f"{v} {n:,}" for v, n in s.verdicts.most_common()) or "-"
+        )
+        table.add_row(
+            "findings",
+            f"{s.findings:,} in {s.new_buckets} new buckets; "
+            f"{s.hard_crashes} hard crashes, {s.hangs} hangs",
+        )
+        table.add_row("elapsed / remaining", f"{_clock(self.elapsed())} / {self.remaining()}")
+        return table
+
+    def status_line(self) -> str:
+        s = self.stats
+        return (
+            f"[{_clock(self.elapsed())}] cases {s.cases_before + s.cases:,} "
+            f"({s.rate():,.1f}/s) | "
+            + " ".join(f"{t} {n:,}" for t, n in sorted(s.executions.items()))
+            + f" | findings {s.findings:,}, new buckets {s.new_buckets}, "
+            f"crashes {s.hard_crashes}, hangs {s.hangs} | remaining {self.remaining()}"
+        )
+
+    def update(self) -> None:
+        if self.live is not None:
+            self.live.update(self.table())
+        elif time.monotonic() - self.last_line >= self.opt.status_every:
+            self.last_line = time.monotonic()
+            self.console.print(self.status_line(), highlight=False, soft_wrap=True)
+
+    def note(self, message: str) -> None:
+        self.console.print(message, highlight=False, markup=False, soft_wrap=True)
+
+    def summary(self, reason: str, campaign_id: int, db_url: str) -> None:
+        s = self.stats
+        cranelift, worker_cpu, writer_cpu = s.split()
+        harness = worker_cpu + writer_cpu - cranelift
+        total = max(worker_cpu + writer_cpu, 1e-9)
+        table = self.table()
+        table.title = f"campaign {campaign_id}: stopped ({reason})"
+        table.add_row(
+            "CPU time",
+            f"Cranelift {cranelift:,.1f}s ({100 * cranelift / total:.0f}%), "
+            f"harness {harness:,.1f}s ({100 * harness / total:.0f}%)",
+        )
+        elapsed = max(self.elapsed(), 1e-9)
+        table.add_row(
+            "executions/s",
+            "  ".join(f"{t} {n / elapsed:,.1f}" for t, n in sorted(s.executions.items())) or "-",
+        )
+        table.add_row("corpus", f"{s.corpus_added} cases added")
+        if s.errors:
+            table.add_row("skipped", f"{s.errors} unreadable or invalid corpus files")
+        table.add_row("database", db_url)
+        self.console.print(table)

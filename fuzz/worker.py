@@ -1,0 +1,281 @@
+"""A campaign worker process: generate (or read) a case, run it through the
+pipeline, and send a compact result to the campaign's writer.
+
+Workers never touch the database. Before each case a worker writes the case's
+text to its in-flight file and its start time to shared memory, so that if it
+dies inside Cranelift or hangs, the parent still has the case to record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import SynchronizedArray
+from pathlib import Path
+from typing import Any, TextIO
+
+from fuzz.buckets import bucket_for, details
+from fuzz.choices import ByteSource, RandomSource, Source
+from fuzz.faults import FAULTS
+from fuzz.filetest import BadInput, FileTest, TargetLine, parse_text
+from fuzz.generate import generate
+from fuzz.oracle import BENIGN
+from fuzz.runner import Runner, default_lines
+from fuzz.targets import TARGETS, Target
+
+# Runner stages that run inside Cranelift (the rest is the harness).
+CRANELIFT_STAGES = ("parse", "verify", "compile", "interpret")
+TIMINGS_EVERY = 2.0  # seconds between timing reports
+
+
+@dataclass
+class WorkerConfig:
+    worker_id: int
+    engine: str
+    targets: list[str]
+    inflight: str  # file holding the case being run
+    fault: str | None = None
+    hypothesis_db: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def cells_of(ft: FileTest, target: str) -> set[tuple[str, str, str, str]]:
+    """(target, type, convention, call form) cells a module exercises."""
+    cells = set()
+    for function in ft.functions.values():
+        for site in function["call_sites"]:
+            sig = site["signature"]
+            types = [p[0] for p in sig["params"] if p[2] != "sret"] + [r[0] for r in sig["returns"]]
+            for ty in types or ["-"]:
+                cells.add((target, ty, sig["call_conv"], site["opcode"]))
+    return cells
+
+
+class CaseRunner:
+    """Runs one case and summarises it; keeps the runner (emulators, ISAs) warm."""
+
+    def __init__(self, config: WorkerConfig, shared: SynchronizedArray[float] | None) -> None:
+        self.config = config
+        self.shared = shared
+        fault = FAULTS[config.fault] if config.fault else None
+        self.runner = Runner(fault=fault)
+        self.targets = [TARGETS[name] for name in config.targets]
+        self.wanted = [TargetLine(t) for t in self.targets]
+        self.inflight = Path(config.inflight)
+        self._inflight_file: TextIO | None = None
+
+    def begin(self, text: str, index: float) -> None:
+        # A seeded case is regenerated from its seed by the parent; any other
+        # case is kept in the in-flight file (one open handle, overwritten).
+        if index < 0:
+            if self._inflight_file is None:
+                self._inflight_file = self.inflight.open("w")
+            self._inflight_file.seek(0)
+            self._inflight_file.write(text)
+            self._inflight_file.truncate()
+            self._inflight_file.flush()
+        if self.shared is not None:
+            self.shared[0] = time.monotonic()
+            self.shared[1] = index
+
+    def end(self) -> None:
+        if self.shared is not None:
+            self.shared[0] = 0.0
+
+    def run(self, text: str, origin: str, seed: int | None, index: float) -> dict[str, Any]:
+        self.begin(text, index)
+        try:
+            return self._summarise(text, origin, seed)
+        finally:
+            self.end()
+
+    def _summarise(self, text: str, origin: str, seed: int | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"seed": seed, "origin": origin, "executions": {}, "verdicts": {}}
+        start = time.perf_counter()
+        try:
+            ft = parse_text(text)
+        except BadInput as err:
+            out["error"] = str(err)
+            return out
+        finally:
+            self.runner.timings["parse"] += time.perf_counter() - start
+        lines = default_lines(ft, self.wanted if origin == "corpus" else None)
+        try:
+            results = self.runner.run_file(ft, lines)
+        except BadInput as err:
+            out["error"] = str(err)
+            return out
+        executions: Counter[str] = Counter()
+        verdicts: Counter[str] = Counter()
+        findings: dict[str, dict[str, Any]] = {}
+        for result in results:
+            for label, verdict in result.judgement.verdicts.items():
+                verdicts[verdict.value] += 1
+                executions[label.split()[0]] += 1
+                if verdict in BENIGN and label not in result.judgement.blame:
+                    continue
+                bucket = bucket_for(ft, label, result)
+                # one finding per bucket per case: three run lines, one bug
+                findings.setdefault(
+                    bucket.key,
+                    {
+                        "clif": text,
+                        "target": label,
+                        "flags": ft.shared_flags,
+                        "verdict": verdict.value,
+                        "details": details(ft, result, label),
+                        "blame": result.judgement.blame,
+                        "bucket_key": bucket.key,
+                        "bucket_title": bucket.title,
+                        "origin": origin,
+                        "seed": seed,
+                    },
+                )
+        out["executions"] = dict(executions)
+        out["verdicts"] = dict(verdicts)
+        out["findings"] = list(findings.values())
+        out["cells"] = sorted(cells_of(ft, lines[0].target.name)) if lines else []
+        out["lines"] = text.count("\n")
+        return out
+
+    def timings(self) -> dict[str, float]:
+        return dict(self.runner.timings)
+
+
+def generated(seed: int, targets: Sequence[Target]) -> str:
+    """The random engine's case for a seed: the same text in any process."""
+    return generate(RandomSource(seed), targets[seed % len(targets)]).text
+
+
+def from_bytes(data: bytes, targets: Sequence[Target]) -> str:
+    """Any byte string is a case: the first byte picks the target."""
+    target = targets[data[0] % len(targets)] if data else targets[0]
+    return generate(ByteSource(data[1:]), target).text
+
+
+def from_source(src: Source, targets: Sequence[Target]) -> str:
+    target = targets[src.integer(0, len(targets) - 1)]
+    return generate(src, target).text
+
+
+# -- the process --------------------------------------------------------------
+
+
+def worker_main(config: WorkerConfig, conn: Connection, shared: SynchronizedArray[float]) -> None:
+    # Ctrl-C reaches the whole process group: the parent decides when to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    cases = CaseRunner(config, shared)
+    cpu_start = time.process_time()
+    last = time.monotonic()
+
+    def report(result: dict[str, Any]) -> None:
+        nonlocal last
+        conn.send(("case", result))
+        if time.monotonic() - last > TIMINGS_EVERY:
+            last = time.monotonic()
+            conn.send(("timings", cases.timings(), time.process_time() - cpu_start))
+
+    engines: dict[str, Callable[[], None]] = {
+        "random": lambda: _serve(conn, cases, report),
+        "atheris": lambda: _atheris(conn, cases, report),
+        "hypothesis": lambda: _hypothesis(conn, cases, report, config.hypothesis_db),
+    }
+    conn.send(("ready", os.getpid()))
+    engines[config.engine]()
+    conn.send(("bye", cases.timings(), time.process_time() - cpu_start))
+
+
+def _serve(conn: Connection, cases: CaseRunner, report: Callable[[dict[str, Any]], None]) -> None:
+    """Work handed out by the parent: seed blocks and corpus files."""
+    while True:
+        message = conn.recv()
+        if message[0] == "stop":
+            return
+        if message[0] == "files":
+            for path in message[1]:
+                try:
+                    text = Path(path).read_text()
+                except (OSError, UnicodeDecodeError) as err:
+                    report({"seed": None, "origin": "corpus", "error": f"{path}: {err}"})
+                    continue
+                result = cases.run(text, "corpus", None, -1)
+                result["path"] = path
+                report(result)
+        elif message[0] == "seeds":
+            for seed in message[1]:
+                report(cases.run(generated(seed, cases.targets), "generated", seed, seed))
+        conn.send(("idle",))
+
+
+def _stop_requested(conn: Connection) -> bool:
+    return conn.poll() and conn.recv()[0] == "stop"
+
+
+def _atheris(conn: Connection, cases: CaseRunner, report: Callable[[dict[str, Any]], None]) -> None:
+    """libFuzzer (through atheris) mutates the byte strings the generator decodes;
+    coverage comes from the instrumented Python generator."""
+    import sys
+
+    import atheris
+
+    with atheris.instrument_imports():
+        import fuzz.choices  # noqa: F401
+        import fuzz.generate  # noqa: F401
+
+    def one_input(data: bytes) -> None:
+        if _stop_requested(conn):
+            conn.send(("bye", cases.timings(), time.process_time()))
+            os._exit(0)  # libFuzzer never returns: leave here
+        report(cases.run(from_bytes(data, cases.targets), "atheris", None, -1))
+
+    atheris.Setup([sys.argv[0], "-max_len=4096", "-rss_limit_mb=0"], one_input)
+    atheris.Fuzz()
+
+
+def _hypothesis(
+    conn: Connection,
+    cases: CaseRunner,
+    report: Callable[[dict[str, Any]], None],
+    db_path: str | None,
+) -> None:
+    """Hypothesis's strategies drive the generator; its example database keeps
+    the draws that led to findings, so a later campaign replays them first."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
+    from fuzz.choices import HypothesisSource
+
+    stop = False
+
+    @settings(
+        database=DirectoryBasedExampleDatabase(db_path) if db_path else None,
+        max_examples=10_000,
+        deadline=None,
+        phases=[Phase.reuse, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        derandomize=False,
+    )
+    @given(st.data())
+    def explore(data: st.DataObject) -> None:
+        nonlocal stop
+        if stop or _stop_requested(conn):
+            stop = True
+            return
+        result = cases.run(
+            from_source(HypothesisSource(data), cases.targets), "hypothesis", None, -1
+        )
+        report(result)
+        # a finding fails the example, so Hypothesis stores it in its database
+        assert not result.get("findings"), result["findings"][0]["bucket_title"]
+
+    while not stop:
+        with contextlib.suppress(AssertionError):  # recorded already; keep exploring
+            explore()

@@ -1,0 +1,70 @@
+"""Bucket keys keep what identifies a bug and mask what is random."""
+
+from __future__ import annotations
+
+from fuzz.buckets import bucket_for, mask, panic_location, worker_death_bucket
+from fuzz.filetest import parse_text
+from fuzz.oracle import INTERPRETER, Kind, Outcome, judge
+from fuzz.runner import RunResult
+from fuzz.values import Value
+
+TEXT = """test run
+target aarch64
+function %main(i64) -> i64, i64 {
+block0(v0: i64):
+    return v0, v0
+}
+; run: %main(1) == [1, 1]
+"""
+
+
+def result(label: str, got: Outcome, ref: Outcome) -> RunResult:
+    ft = parse_text(TEXT)
+    outcomes = {INTERPRETER: ref, label: got}
+    return RunResult(ft.runs[0], outcomes, judge(outcomes))
+
+
+def ret(*bits: int) -> Outcome:
+    return Outcome(Kind.RETURN, tuple(Value("i64", b) for b in bits))
+
+
+def test_wrong_results_with_different_values_share_a_bucket() -> None:
+    ft = parse_text(TEXT)
+    a = bucket_for(ft, "aarch64 has_lse", result("aarch64 has_lse", ret(5, 1), ret(1, 1)))
+    b = bucket_for(ft, "aarch64", result("aarch64", ret(99, 1), ret(7, 1)))
+    assert a.key == b.key == "aarch64|wrong result|0:i64"
+
+
+def test_different_positions_are_different_buckets() -> None:
+    ft = parse_text(TEXT)
+    a = bucket_for(ft, "aarch64", result("aarch64", ret(5, 1), ret(1, 1)))
+    b = bucket_for(ft, "aarch64", result("aarch64", ret(1, 5), ret(1, 1)))
+    assert a.key != b.key
+
+
+def test_panics_bucket_by_location_without_column() -> None:
+    ft = parse_text(TEXT)
+    detail = "assertion failed: x at cranelift/codegen/src/machinst/abi.rs:900:13"
+    got = Outcome(Kind.COMPILE_PANIC, detail=detail)
+    bucket = bucket_for(ft, "riscv64", result("riscv64", got, ret(1, 1)))
+    assert bucket.key == "riscv64|compile panic|cranelift/codegen/src/machinst/abi.rs:900"
+    assert panic_location(detail) == "cranelift/codegen/src/machinst/abi.rs:900"
+
+
+def test_crashes_mask_addresses_and_value_names() -> None:
+    assert mask("unmapped read at 0x5000_1234 in v12, fn3") == mask(
+        "unmapped read at 0xdead in v7, fn0"
+    )
+    ft = parse_text(TEXT)
+    a = Outcome(Kind.CRASH, detail="unmapped write at 0x1000", pc=0x40)
+    b = Outcome(Kind.CRASH, detail="unmapped write at 0x2ff8", pc=0x80)
+    ka = bucket_for(ft, "s390x", result("s390x", a, ret(1, 1))).key
+    kb = bucket_for(ft, "s390x", result("s390x", b, ret(1, 1))).key
+    assert ka == kb and "crash" in ka
+
+
+def test_worker_deaths_bucket_by_signal() -> None:
+    assert (
+        worker_death_bucket("x86_64", "hard crash", "SIGABRT").key
+        != worker_death_bucket("x86_64", "hard crash", "SIGSEGV").key
+    )
