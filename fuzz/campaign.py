@@ -144,12 +144,16 @@ class Campaign:
         return Slot(index, process, parent, shared, inflight)
 
     def give_work(self, slot: Slot) -> None:
-        if self.stopping or slot.busy or not slot.ready or self.opt.engine != "random":
+        if self.stopping or slot.busy or not slot.ready:
             return
         if self.corpus_files:
             slot.files = self.corpus_files[:CORPUS_CHUNK]
             del self.corpus_files[:CORPUS_CHUNK]
             slot.conn.send(("files", slot.files))
+            slot.busy = True
+            return
+        if self.opt.engine != "random":
+            slot.conn.send(("engine",))  # it runs on its own from now on
             slot.busy = True
             return
         seeds = self._take_seeds()

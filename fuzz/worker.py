@@ -69,6 +69,7 @@ class CaseRunner:
         self.wanted = [TargetLine(t) for t in self.targets]
         self.inflight = Path(config.inflight)
         self._inflight_file: TextIO | None = None
+        self.cpu_start = time.process_time()
 
     def begin(self, text: str, index: float) -> None:
         # A seeded case is regenerated from its seed by the parent; any other
@@ -172,7 +173,6 @@ def worker_main(config: WorkerConfig, conn: Connection, shared: SynchronizedArra
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     cases = CaseRunner(config, shared)
-    cpu_start = time.process_time()
     last = time.monotonic()
 
     def report(result: dict[str, Any]) -> None:
@@ -180,24 +180,27 @@ def worker_main(config: WorkerConfig, conn: Connection, shared: SynchronizedArra
         conn.send(("case", result))
         if time.monotonic() - last > TIMINGS_EVERY:
             last = time.monotonic()
-            conn.send(("timings", cases.timings(), time.process_time() - cpu_start))
+            conn.send(("timings", cases.timings(), time.process_time() - cases.cpu_start))
 
     engines: dict[str, Callable[[], None]] = {
-        "random": lambda: _serve(conn, cases, report),
         "atheris": lambda: _atheris(conn, cases, report),
         "hypothesis": lambda: _hypothesis(conn, cases, report, config.hypothesis_db),
     }
     conn.send(("ready", os.getpid()))
-    engines[config.engine]()
-    conn.send(("bye", cases.timings(), time.process_time() - cpu_start))
+    # Every engine starts by serving the parent's work (the corpus replay,
+    # and for `random` every seed); the others then run on their own.
+    if _serve(conn, cases, report) == "engine":
+        engines[config.engine]()
+    _leave(conn, cases)
 
 
-def _serve(conn: Connection, cases: CaseRunner, report: Callable[[dict[str, Any]], None]) -> None:
-    """Work handed out by the parent: seed blocks and corpus files."""
+def _serve(conn: Connection, cases: CaseRunner, report: Callable[[dict[str, Any]], None]) -> str:
+    """Work handed out by the parent (seed blocks, corpus files) until it says
+    "stop" or "engine" (run the engine on your own)."""
     while True:
         message = conn.recv()
-        if message[0] == "stop":
-            return
+        if message[0] in ("stop", "engine"):
+            return str(message[0])
         if message[0] == "files":
             for path in message[1]:
                 try:
@@ -218,6 +221,33 @@ def _stop_requested(conn: Connection) -> bool:
     return conn.poll() and conn.recv()[0] == "stop"
 
 
+def _instrument_generator(atheris: Any) -> None:
+    """Coverage over the generator only: its functions are already imported,
+    so their code objects are patched in place."""
+    import inspect
+
+    import fuzz.choices
+    import fuzz.generate
+
+    for module in (fuzz.generate, fuzz.choices):
+        for _name, obj in vars(module).items():
+            if getattr(obj, "__module__", None) != module.__name__:
+                continue
+            if inspect.isfunction(obj):
+                atheris.instrument_func(obj)
+            elif inspect.isclass(obj):
+                for member in vars(obj).values():
+                    if inspect.isfunction(member):
+                        atheris.instrument_func(member)
+
+
+def _leave(conn: Connection, cases: CaseRunner) -> None:
+    """The engines below never return on their own: report and exit."""
+    conn.send(("bye", cases.timings(), time.process_time() - cases.cpu_start))
+    conn.close()
+    os._exit(0)
+
+
 def _atheris(conn: Connection, cases: CaseRunner, report: Callable[[dict[str, Any]], None]) -> None:
     """libFuzzer (through atheris) mutates the byte strings the generator decodes;
     coverage comes from the instrumented Python generator."""
@@ -225,14 +255,11 @@ def _atheris(conn: Connection, cases: CaseRunner, report: Callable[[dict[str, An
 
     import atheris
 
-    with atheris.instrument_imports():
-        import fuzz.choices  # noqa: F401
-        import fuzz.generate  # noqa: F401
+    _instrument_generator(atheris)
 
     def one_input(data: bytes) -> None:
         if _stop_requested(conn):
-            conn.send(("bye", cases.timings(), time.process_time()))
-            os._exit(0)  # libFuzzer never returns: leave here
+            _leave(conn, cases)
         report(cases.run(from_bytes(data, cases.targets), "atheris", None, -1))
 
     atheris.Setup([sys.argv[0], "-max_len=4096", "-rss_limit_mb=0"], one_input)
@@ -253,8 +280,6 @@ def _hypothesis(
 
     from fuzz.choices import HypothesisSource
 
-    stop = False
-
     @settings(
         database=DirectoryBasedExampleDatabase(db_path) if db_path else None,
         max_examples=10_000,
@@ -265,10 +290,8 @@ def _hypothesis(
     )
     @given(st.data())
     def explore(data: st.DataObject) -> None:
-        nonlocal stop
-        if stop or _stop_requested(conn):
-            stop = True
-            return
+        if _stop_requested(conn):
+            _leave(conn, cases)
         result = cases.run(
             from_source(HypothesisSource(data), cases.targets), "hypothesis", None, -1
         )
@@ -276,6 +299,6 @@ def _hypothesis(
         # a finding fails the example, so Hypothesis stores it in its database
         assert not result.get("findings"), result["findings"][0]["bucket_title"]
 
-    while not stop:
+    while True:
         with contextlib.suppress(AssertionError):  # recorded already; keep exploring
             explore()

@@ -154,3 +154,20 @@ def test_sigkill_leaves_a_sound_database_and_resume_continues(
     assert cid2 == cid and status2 == "finished"
     assert next2 == 5 + target and done2 >= done + 30
     assert query(tmp_path, "pragma integrity_check") == [("ok",)]
+
+
+@pytest.mark.parametrize("engine", ["atheris", "hypothesis"])
+def test_the_other_engines_replay_the_corpus_then_run(
+    tmp_path: Path, empty_corpus: Path, engine: str
+) -> None:
+    (empty_corpus / "finding.clif").write_text(FINDING.read_text())
+    fuzz(
+        tmp_path,
+        *("--cases", "30", "--engine", engine, "--corpus", str(empty_corpus)),
+    )
+    [(cases, status, stored_engine)] = query(
+        tmp_path, "select cases_done, status, engine from campaigns"
+    )
+    assert status == "finished" and stored_engine == engine and cases >= 30
+    origins = {o for (o,) in query(tmp_path, "select origin from findings")}
+    assert "corpus" in origins
