@@ -333,6 +333,28 @@ impl Module {
         })
     }
 
+    /// The type of every value `name` defines (block parameters and
+    /// instruction results), keyed by its CLIF name (`v3`): what the reducer
+    /// needs to put a constant of the right type in a value's place.
+    fn value_types<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
+        panics::guard(|| {
+            let func = self.find(name)?;
+            let dfg = &func.dfg;
+            let out = PyDict::new(py);
+            for block in func.layout.blocks() {
+                for &param in dfg.block_params(block) {
+                    out.set_item(param.to_string(), dfg.value_type(param).to_string())?;
+                }
+                for inst in func.layout.block_insts(block) {
+                    for &result in dfg.inst_results(inst) {
+                        out.set_item(result.to_string(), dfg.value_type(result).to_string())?;
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Run Cranelift's verifier on every function with the given shared flags.
     fn verify(&self, shared: Vec<String>) -> PyResult<()> {
         panics::guard(|| {
