@@ -31,6 +31,9 @@ from fuzz.progress import Display
 from fuzz.targets import TARGETS
 from fuzz.worker import CRANELIFT_STAGES, WorkerConfig, generated, worker_main
 
+# Findings stored per bucket per campaign run; further hits only count (and
+# a smaller reproducer is stored anyway).
+KEPT_PER_BUCKET = 20
 SEED_BLOCK = 8  # seeds handed out at once: small, so a dead worker loses little
 FLUSH_EVERY = 1.0  # seconds between database transactions
 CORPUS_CHUNK = 4
@@ -119,6 +122,8 @@ class Campaign:
         self.stopping = False
         self.stop_reason = ""
         self.cells_seen: set[tuple[str, ...]] = set()
+        self.kept: Counter[str] = Counter()  # findings stored per bucket key
+        self.smallest: dict[str, int] = {}  # lines of the smallest stored case per key
         self.workdir = options.workdir / f"campaign-{campaign_id}"
         self.display = Display(options, self.stats)
 
@@ -217,7 +222,13 @@ class Campaign:
 
     def _record(self, finding: dict[str, Any]) -> FindingRecord:
         self.stats.findings += 1
+        key, lines = finding["bucket_key"], finding["clif"].count("\n")
+        keep = self.kept[key] < KEPT_PER_BUCKET or lines < self.smallest.get(key, lines)
+        if keep:
+            self.kept[key] += 1
+            self.smallest[key] = min(lines, self.smallest.get(key, lines))
         return FindingRecord(
+            keep=keep,
             clif=finding["clif"],
             target=finding["target"],
             flags=finding["flags"],

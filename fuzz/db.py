@@ -12,6 +12,7 @@ read-only first, and only then are WAL mode, tables or schema upgrades written.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import os
@@ -229,6 +230,9 @@ class FindingRecord:
     cranelift_version: str
     origin: str = "generated"
     seed: int | None = None
+    # False: only count the hit (the bucket already holds enough examples of
+    # this bug; a night can hit one bug millions of times)
+    keep: bool = True
 
 
 @dataclass
@@ -870,7 +874,9 @@ def _case_id(s: Session, clif: str, digest: str) -> int:
     return new if new is not None else s.scalars(select(Case.id).where(Case.sha256 == digest)).one()
 
 
-def _bucket(s: Session, record: FindingRecord, case_id: int, now: datetime) -> tuple[Bucket, bool]:
+def _bucket(
+    s: Session, record: FindingRecord, case_id: int | None, now: datetime
+) -> tuple[Bucket, bool]:
     """The record's bucket, created if new, locked against concurrent updates."""
     digest = _key_hash(record.bucket_key)
     values = {
@@ -887,7 +893,8 @@ def _bucket(s: Session, record: FindingRecord, case_id: int, now: datetime) -> t
         "status": BucketStatus.NEW.value,
         "notes": "",
     }
-    created = _insert_missing(s, Bucket, values, "key_sha256") is not None
+    # a hit-only record (no case of its own) always finds its bucket in place
+    created = case_id is not None and _insert_missing(s, Bucket, values, "key_sha256") is not None
     query = (
         select(Bucket)
         .where(Bucket.key_sha256 == digest)
@@ -902,21 +909,26 @@ def _record(
 ) -> list[int]:
     campaign = _campaign(s, campaign_id)
     now = _now()
+    records = _kept_where_needed(s, records)
     # Rows are taken in hash order, so two concurrent batches lock them in the
     # same order and cannot deadlock each other on PostgreSQL.
-    digests = {r.clif: case_hash(r.clif) for r in records}
+    digests = {r.clif: case_hash(r.clif) for r in records if r.keep}
     case_ids = {clif: _case_id(s, clif, d) for clif, d in sorted(digests.items(), key=_second)}
     lines = {case_ids[clif]: _line_count(clif) for clif in digests}
     buckets: dict[str, Bucket] = {}
     created: set[str] = set()
-    for record in sorted(records, key=lambda r: _key_hash(r.bucket_key)):
+    kept_first = sorted(records, key=lambda r: (_key_hash(r.bucket_key), not r.keep))
+    for record in kept_first:
         if record.bucket_key not in buckets:
-            bucket, new = _bucket(s, record, case_ids[record.clif], now)
+            bucket, new = _bucket(s, record, case_ids.get(record.clif), now)
             buckets[record.bucket_key] = bucket
             if new:
                 created.add(record.bucket_key)
     for record in records:  # findings in the writer's order
         bucket = buckets[record.bucket_key]
+        if not record.keep:
+            _count_hit(bucket, record, now)
+            continue
         case_id = case_ids[record.clif]
         s.add(_finding(record, campaign_id, case_id, bucket.id, now))
         _hit(s, bucket, record, case_id, lines[case_id], now)
@@ -954,14 +966,34 @@ def _finding(
     )
 
 
-def _hit(
-    s: Session, bucket: Bucket, record: FindingRecord, case_id: int, lines: int, now: datetime
-) -> None:
-    """One more hit: count, last seen, Cranelift version, smallest reproducer."""
+def _kept_where_needed(s: Session, records: Sequence[FindingRecord]) -> list[FindingRecord]:
+    """A record that would only count a hit on a bucket that does not exist
+    yet is kept after all: a bucket always has a reproducer."""
+    kept_keys = {r.bucket_key for r in records if r.keep}
+    out = []
+    for r in records:
+        if not r.keep and r.bucket_key not in kept_keys:
+            exists = s.scalar(select(Bucket.id).where(Bucket.key_sha256 == _key_hash(r.bucket_key)))
+            if exists is None:
+                r = dataclasses.replace(r, keep=True)
+                kept_keys.add(r.bucket_key)
+        out.append(r)
+    return out
+
+
+def _count_hit(bucket: Bucket, record: FindingRecord, now: datetime) -> None:
+    """One more hit: count, last seen, Cranelift version."""
     bucket.hit_count += 1
     bucket.last_seen = max(bucket.last_seen, now)
     if record.cranelift_version not in bucket.cranelift_versions:
         bucket.cranelift_versions = [*bucket.cranelift_versions, record.cranelift_version]
+
+
+def _hit(
+    s: Session, bucket: Bucket, record: FindingRecord, case_id: int, lines: int, now: datetime
+) -> None:
+    """One more hit: count, last seen, Cranelift version, smallest reproducer."""
+    _count_hit(bucket, record, now)
     if case_id != bucket.best_case_id:
         best = s.get_one(Case, bucket.best_case_id)
         if lines < best.lines:

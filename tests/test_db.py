@@ -122,6 +122,22 @@ def test_a_batch_returns_each_new_bucket_once_in_the_writers_order(db: TriageDB)
     assert db.record_batch(cid, [record(key="k-apple")], progress()) == []
 
 
+def test_hit_only_records_count_without_storing_a_case(db: TriageDB) -> None:
+    cid = campaign(db)
+    db.record_batch(cid, [record(SMALL)], progress())
+    db.record_batch(cid, [record(LARGE, keep=False), record(LARGE, keep=False)], progress())
+    [bucket] = db.list_buckets()
+    assert bucket.hit_count == 3
+    assert db.summary().cases == 1 and db.summary().findings == 1
+
+
+def test_a_hit_only_record_of_an_unknown_bucket_is_stored_after_all(db: TriageDB) -> None:
+    cid = campaign(db)
+    new = db.record_batch(cid, [record(LARGE, key="k-new", keep=False)], progress())
+    [bucket] = db.list_buckets()
+    assert new == [bucket.id] and db.case_text(bucket.best_case_id) == LARGE
+
+
 def test_findings_keep_what_the_writer_gave(db: TriageDB) -> None:
     cid = campaign(db)
     [bid] = db.record_batch(cid, [record(origin="corpus", seed=None)], progress())
