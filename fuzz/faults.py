@@ -21,24 +21,41 @@ from fuzz.oracle import Kind, Outcome
 from fuzz.values import Value
 
 
-def _call_sites(ft: FileTest) -> list[dict[str, Any]]:
-    return [site for f in ft.functions.values() for site in f["call_sites"]]
+def reachable(ft: FileTest, entry: str) -> list[str]:
+    """Functions a run of `entry` can reach through its call sites (direct
+    calls, and indirect ones fed by a `func_addr` in the same function)."""
+    seen = [entry]
+    for name in seen:
+        for site in ft.functions.get(name, {}).get("call_sites", []):
+            callee = site["callee"]
+            if callee in ft.functions and callee not in seen:
+                seen.append(callee)
+    return seen
 
 
-def tail_call_i128_after_eight(ft: FileTest) -> bool:
+def _call_sites(ft: FileTest, entry: str) -> list[dict[str, Any]]:
+    return [
+        site
+        for name in reachable(ft, entry)
+        for site in ft.functions[name]["call_sites"]
+        if site["opcode"] != "func_addr"
+    ]
+
+
+def tail_call_i128_after_eight(ft: FileTest, entry: str) -> bool:
     """A tail call whose callee takes an i128 after its first eight parameters."""
     return any(
         site["tail"] and any(p[0] == "i128" for p in site["signature"]["params"][8:])
-        for site in _call_sites(ft)
+        for site in _call_sites(ft, entry)
     )
 
 
-def indirect_tail_call(ft: FileTest) -> bool:
-    return any(site["opcode"] == "return_call_indirect" for site in _call_sites(ft))
+def indirect_tail_call(ft: FileTest, entry: str) -> bool:
+    return any(site["opcode"] == "return_call_indirect" for site in _call_sites(ft, entry))
 
 
-def any_call(ft: FileTest) -> bool:
-    return bool(_call_sites(ft))
+def any_call(ft: FileTest, entry: str) -> bool:
+    return bool(_call_sites(ft, entry))
 
 
 def _flip_first_bit(outcome: Outcome) -> Outcome:
@@ -62,12 +79,13 @@ def _hang(outcome: Outcome) -> Outcome:
 class Fault:
     name: str
     target: str
-    trigger: Callable[[FileTest], bool]
+    # the shape, in the functions a run of its entry function can reach
+    trigger: Callable[[FileTest, str], bool]
     effect: Callable[[Outcome], Outcome]
     description: str
 
-    def apply(self, ft: FileTest, target: str, outcome: Outcome) -> Outcome:
-        if target != self.target or not self.trigger(ft):
+    def apply(self, ft: FileTest, target: str, entry: str, outcome: Outcome) -> Outcome:
+        if target != self.target or not self.trigger(ft, entry):
             return outcome
         return self.effect(outcome)
 

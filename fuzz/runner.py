@@ -226,7 +226,7 @@ class Runner:
             )
             outcome = Outcome(Kind.RETURN, values)
         if self.fault is not None:
-            outcome = self.fault.apply(ft, target.name, outcome)
+            outcome = self.fault.apply(ft, target.name, run.func, outcome)
         return outcome
 
     def run_file(
