@@ -258,8 +258,10 @@ def bench(repeat: int) -> None:
 
 def _register() -> None:
     from fuzz.fuzzcmd import fuzz
+    from fuzz.reducecmd import reduce
 
     cli.add_command(fuzz)
+    cli.add_command(reduce)
 
 
 _register()

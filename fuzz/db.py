@@ -788,6 +788,19 @@ class TriageDB:
 
         return self._write(work)
 
+    def set_reduced_case(self, bucket_id: int, clif: str) -> int:
+        """Store a bucket's reduced reproducer; returns its case id."""
+
+        def work(s: Session) -> int:
+            bucket = s.get(Bucket, bucket_id, with_for_update=True)
+            if bucket is None:
+                raise KeyError(bucket_id)
+            case_id = _case_id(s, clif, case_hash(clif))
+            bucket.reduced_case_id = case_id
+            return case_id
+
+        return self._write(work)
+
     def summary(self) -> Summary:
         with self._read() as s:
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -430,3 +431,34 @@ def _counts_table(title: str, counts: Iterable[tuple[str, int]]) -> Table:
     if not rows:
         table.add_row("(none)", "0")
     return table
+
+
+# --- export ----------------------------------------------------------------------
+
+
+@triage.command()
+@click.argument("bucket")
+@click.option(
+    "--out", "-o", type=click.Path(dir_okay=False), help="Default: crashes/bucket-ID-TARGET.clif"
+)
+@_db_option
+def export(bucket: str, out: str | None, db_url: str | None) -> None:
+    """Write a bucket's reproducer (reduced when it has been) as a Cranelift
+    filetest with the interpreter's expected values, for an upstream report."""
+    from reducers.export import filetest, run_lines_parsed
+
+    bucket_id = _bucket_id(bucket)
+    with _opened(db_url) as db:
+        info = db.get_bucket(bucket_id)
+        if info is None:
+            _fail(f"no bucket {bucket_id}")
+        case_id = info.reduced_case_id or info.best_case_id
+        clif = db.case_text(case_id) or ""
+        version = info.cranelift_versions[-1] if info.cranelift_versions else "?"
+    text = filetest(clif, info.title, info.key, version)
+    path = Path(out) if out else Path("crashes") / f"bucket-{bucket_id}-{info.target}.clif"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    written, parsed = run_lines_parsed(text)
+    state = "reduced" if info.reduced_case_id else "not reduced yet (callfuzz reduce ID)"
+    click.echo(f"{path}: {state}, {written} run lines, {parsed} parsed by cranelift-reader")

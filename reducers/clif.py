@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 _HEADER = re.compile(r"^function (%[\w.]+)\((.*)\)(?: -> (.*?))?(?: (\w+))? \{$")
 _SIG_DECL = re.compile(r"^(sig\d+) = \((.*)\)(?: -> (.*?))?(?: (\w+))?$")
-_FN_DECL = re.compile(r"^(fn\d+) = (colocated )?(%[\w.]+) (sig\d+)$")
+FN_DECL = re.compile(r"^(fn\d+) = (colocated )?(%[\w.]+) (sig\d+)$")
+_FN_IMPLICIT = re.compile(r"^(fn\d+) = (colocated )?(%[\w.]+)\((.*)\)(?: -> (.*?))?(?: (\w+))?$")
 _BLOCK = re.compile(r"^(block\d+)(?:\((.*)\))?:$")
 _RUN = re.compile(r"^;\s*(run|print):\s*(%[\w.]+)\((.*?)\)(?:\s*(==|!=)\s*(.*))?$")
 _VALUE = re.compile(r"\bv\d+\b")
@@ -170,7 +171,7 @@ class Func:
         """fnN -> (callee name, sigN, colocated)."""
         out = {}
         for d in self.decls:
-            m = _FN_DECL.match(d)
+            m = FN_DECL.match(d)
             if m:
                 out[m[1]] = (m[3], m[4], bool(m[2]))
         return out
@@ -235,6 +236,7 @@ def parse_module(text: str, value_types: dict[str, dict[str, str]] | None = None
                 header.append(line)
             continue
         if line == "}":
+            _explicit_signatures(current)
             if value_types is not None:
                 current.value_types = dict(value_types.get(current.name, {}))
             funcs.append(current)
@@ -255,3 +257,21 @@ def parse_module(text: str, value_types: dict[str, dict[str, str]] | None = None
     if current is not None:
         raise NotUnderstood("a function without its closing brace")
     return Module(header, funcs)
+
+
+def _explicit_signatures(f: Func) -> None:
+    """`fnN = %g(i64) tail` becomes `sigK = (i64) tail` + `fnN = %g sigK`,
+    the one form the edits change (printing folds it back at the end)."""
+    taken = [int(d[3:].split(" ", 1)[0]) for d in f.decls if re.match(r"^sig\d+ =", d)]
+    next_sig = max(taken, default=-1) + 1
+    decls = []
+    for d in f.decls:
+        m = _FN_IMPLICIT.match(d)
+        if m and not FN_DECL.match(d):
+            sig = Sig.parse(m[4], m[5], m[6])
+            decls.append(f"sig{next_sig} = {sig.text()}")
+            decls.append(f"{m[1]} = {m[2] or ''}{m[3]} sig{next_sig}")
+            next_sig += 1
+        else:
+            decls.append(d)
+    f.decls = decls

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from reducers.clif import Func, Inst, Module, Run, Sig, split_top, ty_of
+from reducers.clif import FN_DECL, Func, Inst, Module, Run, Sig, split_top, ty_of
 
 _INT = {"i8", "i16", "i32", "i64"}
 _FLOAT = {"f16", "f32", "f64", "f128"}
@@ -314,6 +314,7 @@ def drop_param(m: Module, name: str, index: int) -> Module | None:
     for run in f.runs:
         if index < len(run.args):
             run.args.pop(index)
+    dead_code(f)
     return m
 
 
@@ -454,3 +455,224 @@ def rename_functions(m: Module) -> Module | None:
     for f, g in zip(m.funcs, renamed.funcs, strict=True):
         g.value_types = f.value_types
     return renamed
+
+
+# -- merging and simplifying ------------------------------------------------------------
+
+
+def common_subexpressions(f: Func) -> bool:
+    """A pure instruction repeated with the same operands (the zeros edits
+    leave behind, above all) is computed once."""
+    changed = False
+    for block in f.blocks:
+        seen: dict[str, str] = {}
+        rename: dict[str, str] = {}
+        keep = []
+        for inst in block.insts:
+            if rename:
+                inst = Inst(_substitute(inst.text, rename))
+            results = inst.results
+            if len(results) == 1 and inst.opcode not in EFFECTFUL and inst.opcode != "func_addr":
+                # the same text with a different type is a different value
+                key = f"{f.value_types.get(results[0])}|{inst.rhs}"
+                if key in seen:
+                    rename[results[0]] = seen[key]
+                    changed = True
+                    continue
+                seen[key] = results[0]
+            keep.append(inst)
+        block.insts = keep
+    return changed
+
+
+def _substitute(text: str, rename: dict[str, str]) -> str:
+    lhs, sep, rhs = text.partition(" = ") if " = " in text else ("", "", text)
+    rhs = re.sub(r"\bv\d+\b", lambda m: rename.get(m[0], m[0]), rhs)
+    return f"{lhs}{sep}{rhs}"
+
+
+def direct_calls(f: Func) -> bool:
+    """`call_indirect sigN, vA(...)` with `vA = func_addr fnK` becomes `call fnK(...)`."""
+    addrs = {
+        inst.results[0]: fa[1]
+        for _b, _i, inst in f.all_insts()
+        if (fa := _FUNC_ADDR.match(inst.rhs)) and inst.results
+    }
+    fns = f.fn_decls()
+    changed = False
+    for block in f.blocks:
+        for i, inst in enumerate(block.insts):
+            parts = call_parts(inst)
+            if parts is None or parts[2] not in addrs:
+                continue
+            fn = addrs[parts[2]]
+            if fns.get(fn, ("", "", False))[1] != parts[1]:
+                continue  # declared with another signature: leave it
+            op = "call" if parts[0] == "call_indirect" else "return_call"
+            lhs = f"{', '.join(inst.results)} = " if inst.results else ""
+            block.insts[i] = Inst(f"{lhs}{op} {fn}({', '.join(parts[3])})")
+            changed = True
+    return changed
+
+
+def tail_group(m: Module, name: str) -> list[str]:
+    """Functions joined by tail calls: their returns must stay equal."""
+    edges: dict[str, set[str]] = {f.name: set() for f in m.funcs}
+    for f in m.funcs:
+        fns = f.fn_decls()
+        for _b, _i, inst in f.all_insts():
+            parts = call_parts(inst)
+            if parts and parts[0].startswith("return_call") and parts[1] in fns:
+                callee = fns[parts[1]][0]
+                if callee in edges:
+                    edges[f.name].add(callee)
+                    edges[callee].add(f.name)
+    group = [name]
+    for n in group:
+        group += sorted(edges.get(n, set()) - set(group))
+    return group
+
+
+def drop_return_in_group(m: Module, name: str, index: int) -> Module | None:
+    out: Module | None = m
+    for member in tail_group(m, name):
+        if out is None:
+            return None
+        out = drop_return(out, member, index)
+    return out
+
+
+def retype_param(m: Module, name: str, index: int, ty: str) -> Module | None:
+    """Give an unused parameter the type `ty`; callers pass a zero of it."""
+    m = m.copy()
+    f = m.func(name)
+    if f is None or index >= len(f.sig.params) or not f.blocks:
+        return None
+    old = f.sig.params[index]
+    value, _old_ty = f.blocks[0].params[index]
+    if (
+        ty_of(old) == ty
+        or "sret" in old
+        or value in {u for _b, _i, x in f.all_insts() for u in x.uses()}
+    ):
+        return None
+    users = _sig_users(m, name)
+    if users is None:
+        return None
+    f.sig.params[index] = ty
+    f.blocks[0].params[index] = (value, ty)
+    f.value_types[value] = ty
+
+    def edit(s: Sig) -> None:
+        s.params[index] = ty
+
+    for g, fns, sigs in users:
+        _edit_sigs(g, sigs, edit)
+        for block in g.blocks:
+            for inst in list(block.insts):
+                if not _call_targets(inst, fns, sigs):
+                    continue
+                at = block.insts.index(inst)
+                zero = g.fresh()
+                g.value_types[zero] = ty
+                made = const_insts(g, zero, ty)
+                if made is None:
+                    return None
+                args = call_parts(inst)[3]  # type: ignore[index]
+                args[index] = zero
+                block.insts[at : at + 1] = [*made, _with_args(inst, args)]
+    for run in f.runs:
+        if index < len(run.args):
+            run.args[index] = zero_arg(ty) or "0"
+    return m
+
+
+def retype_return(m: Module, name: str, index: int, ty: str) -> Module | None:
+    """Make return `index` of a tail group `ty` (a zero), where no caller uses
+    the result."""
+    out = m.copy()
+    group = tail_group(out, name)
+    for member in group:
+        f = out.func(member)
+        if f is None or index >= len(f.sig.returns) or ty_of(f.sig.returns[index]) == ty:
+            return None
+        users = _sig_users(out, member)
+        if users is None:
+            return None
+        f.sig.returns[index] = ty
+        for block in f.blocks:
+            for _i, inst in enumerate(list(block.insts)):
+                if inst.opcode != "return":
+                    continue
+                vals = split_top(inst.text[len("return") :])
+                zero = f.fresh()
+                f.value_types[zero] = ty
+                made = const_insts(f, zero, ty)
+                if made is None or index >= len(vals):
+                    return None
+                vals[index] = zero
+                at = block.insts.index(inst)
+                block.insts[at : at + 1] = [*made, Inst(f"return {', '.join(vals)}")]
+
+        def edit(s: Sig) -> None:
+            s.returns[index] = ty
+
+        for g, fns, sigs in users:
+            _edit_sigs(g, sigs, edit)
+            used = {u for _b, _i, x in g.all_insts() for u in x.uses()}
+            for _b, _i, inst in g.all_insts():
+                if _call_targets(inst, fns, sigs) and inst.results:
+                    if inst.results[index] in used:
+                        return None
+                    g.value_types[inst.results[index]] = ty
+        for run in f.runs:
+            run.kind, run.compare, run.expected = "print", None, None
+    return out
+
+
+def inline_signatures(m: Module) -> Module:
+    """`sigN = (...)` used only by `fnN = %f sigN` becomes `fnN = %f(...)`:
+    the form upstream's own tests use, one line shorter. Last step: the
+    model's edits need the explicit form."""
+    m = m.copy()
+    for f in m.funcs:
+        sigs = f.sig_decls()
+        body = "\n".join(i.text for _b, _x, i in f.all_insts())
+        decls, inlined = [], set()
+        for d in f.decls:
+            fn = FN_DECL.match(d)
+            if fn and fn[4] in sigs and not word(fn[4]).search(body):
+                uses = sum(1 for x in f.decls if word(fn[4]).search(x.split(" = ", 1)[1]))
+                if uses == 1:
+                    decls.append(f"{fn[1]} = {fn[2] or ''}{fn[3]}{sigs[fn[4]].text()}")
+                    inlined.add(fn[4])
+                    continue
+            decls.append(d)
+        f.decls = [d for d in decls if d.split(" = ", 1)[0] not in inlined]
+    return m
+
+
+_CONST = re.compile(r"^(iconst|f16const|f32const|f64const|f128const|vconst)\.?\w*\s")
+
+
+def prefer_params(f: Func) -> bool:
+    """A constant where an entry-block parameter of its type would do: use the
+    parameter (one line fewer once the constant is dead)."""
+    if not f.blocks:
+        return False
+    params: dict[str, str] = {}
+    for value, ty in f.blocks[0].params:
+        params.setdefault(ty, value)
+    rename = {
+        inst.results[0]: params[f.value_types[inst.results[0]]]
+        for _b, _i, inst in f.all_insts()
+        if len(inst.results) == 1
+        and _CONST.match(inst.rhs)
+        and f.value_types.get(inst.results[0]) in params
+    }
+    if not rename:
+        return False
+    for block in f.blocks:
+        block.insts = [Inst(_substitute(i.text, rename)) for i in block.insts]
+    dead_code(f)
+    return True

@@ -120,8 +120,10 @@ class Reducer:
         test: Callable[[str], bool],
         progress: Callable[[int, int, float], None] | None = None,
         time_limit: float | None = None,
+        target_name: str = "",
     ) -> None:
         self.test = test
+        self.target_name = target_name
         self.progress = progress
         self.time_limit = time_limit
         self.start = time.monotonic()
@@ -229,7 +231,40 @@ class Reducer:
         for name in [f.name for f in m.funcs]:
             f = m.func(name)
             for index in reversed(range(len(f.sig.returns) if f else 0)):
-                c = edits.drop_return(m, name, index)
+                c = edits.drop_return_in_group(m, name, index)
+                if self.ok(c):
+                    m = c  # type: ignore[assignment]
+        return m
+
+    def p_simplify(self, m: Module) -> Module:
+        """Merge repeated pure instructions; call directly what a `func_addr`
+        feeds an indirect call; drop what is left unused."""
+        c = m.copy()
+        changed = [
+            edits.common_subexpressions(f) | edits.direct_calls(f) | edits.dead_code(f)
+            for f in c.funcs
+        ]
+        if any(changed) and self.ok(c):
+            m = c
+        for name in [f.name for f in m.funcs]:
+            c = m.copy()
+            f = c.func(name)
+            if f is not None and edits.prefer_params(f) and self.ok(c):
+                m = c
+        return m
+
+    def p_types(self, m: Module) -> Module:
+        """Unused parameters and results become i64 (types narrow toward the
+        plainest; a used value keeps its type)."""
+        for name in [f.name for f in m.funcs]:
+            f = m.func(name)
+            for index in range(len(f.sig.params) if f else 0):
+                c = edits.retype_param(m, name, index, "i64")
+                if self.ok(c):
+                    m = c  # type: ignore[assignment]
+            f = m.func(name)
+            for index in range(len(f.sig.returns) if f else 0):
+                c = edits.retype_return(m, name, index, "i64")
                 if self.ok(c):
                     m = c  # type: ignore[assignment]
         return m
@@ -258,11 +293,21 @@ class Reducer:
 
     def p_header(self, m: Module) -> Module:
         """Drop `set` lines and ISA flags nothing needs."""
+        own = self.target_name
+
+        def removable(line: str, j: int) -> bool:
+            if line.startswith("set "):
+                return j == 0
+            if line.startswith("target "):
+                # another target's whole line, or one ISA flag of ours
+                return (j == 0 and line.split()[1] != own) or (j >= 2 and line.split()[1] == own)
+            return False
+
         words = [
             (i, j)
             for i, line in enumerate(m.header)
             for j, _w in enumerate(line.split())
-            if (line.startswith("set ") and j == 0) or (line.startswith("target ") and j >= 2)
+            if removable(line, j)
         ]
 
         def keep(subset: list[tuple[int, int]]) -> Module:
@@ -270,7 +315,15 @@ class Reducer:
             header = []
             for i, line in enumerate(m.header):
                 ws = line.split()
-                if line.startswith("set ") and (i, 0) not in subset:
+                if (
+                    (line.startswith("set ") or ws[1] != own)
+                    and (i, 0) in words
+                    and (
+                        i,
+                        0,
+                    )
+                    not in subset
+                ):
                     continue
                 if line.startswith("target "):
                     ws = ws[:2] + [w for j, w in enumerate(ws) if j >= 2 and (i, j) in subset]
@@ -285,15 +338,18 @@ class Reducer:
         c = edits.rename_functions(m)
         return c if self.ok(c) else m  # type: ignore[return-value]
 
+    # Order matters where one pass opens the way for another: results made
+    # i64 let a run move to a callee before unused results are dropped.
     PASSES: Sequence[str] = (
         "p_runs",
         "p_print",
         "p_functions",
-        "p_retarget",
         "p_calls",
         "p_instructions",
-        "p_dead_code",
+        "p_simplify",
         "p_params",
+        "p_types",
+        "p_retarget",
         "p_returns",
         "p_call_convs",
         "p_constants",
@@ -315,8 +371,12 @@ class Reducer:
             if clif_lines(best.text()) >= size:
                 break
         best = self.p_rename(best)
+        inlined = edits.inline_signatures(best)
+        if inlined.text() != best.text() and self.ok(inlined):
+            best = inlined
         final = best.text()
-        if not self.test(final):  # never hand back something that lost the bug
+        # never hand back something that lost the bug, or a larger text
+        if clif_lines(final) >= before or not self.test(final):
             final = text
         return Reduction(
             final,
@@ -360,4 +420,4 @@ def reduce_text(
     test = SameBucket(goal)
     if not test(text):
         raise ValueError(f"the case does not reproduce {goal.key!r} on {goal.target}")
-    return Reducer(test, progress, time_limit).run(text)
+    return Reducer(test, progress, time_limit, goal.target).run(text)
