@@ -1,0 +1,154 @@
+"""The reducer: valid CLIF at every step, the same bucket at the end, and the
+known minimal form of a planted bug; exports that cranelift-reader accepts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fuzz import _cranelift
+from fuzz.choices import RandomSource
+from fuzz.faults import FAULTS
+from fuzz.filetest import parse_text
+from fuzz.generate import generate
+from fuzz.targets import TARGETS
+from reducers.clif import parse_module
+from reducers.export import filetest, run_lines_parsed
+from reducers.reduce import SameBucket, clif_lines, ddmin, goal_for, reduce_text
+
+CORPUS = Path(__file__).parents[1] / "corpus"
+FINDING = CORPUS / "riscv64-preserve-all-vector-saves.clif"
+FAULT = "aarch64-tail-i128"
+
+# The planted bug's minimal form, as the reducer writes it: a 4-line callee
+# taking eight i64 and an i128, a tail caller the run line calls directly.
+# (Passing the zero in as a parameter instead of a constant gives a 14-line
+# variant; the reducer does not add parameters.)
+MINIMAL = """\
+test interpret
+test run
+target aarch64
+
+function %f0(i64, i64, i64, i64, i64, i64, i64, i64, i128) -> i64 tail {
+block0(v0: i64, v1: i64, v2: i64, v3: i64, v4: i64, v5: i64, v6: i64, v7: i64, v8: i128):
+    return v0
+}
+
+function %main() -> i64 tail {
+    fn0 = %f0(i64, i64, i64, i64, i64, i64, i64, i64, i128) -> i64 tail
+block0:
+    v0 = iconst.i64 0
+    v1 = uextend.i128 v0
+    return_call fn0(v0, v0, v0, v0, v0, v0, v0, v0, v1)
+}
+; print: %main()
+"""
+
+
+def planted(count: int) -> list[str]:
+    out, seed = [], 0
+    while len(out) < count:
+        text = generate(RandomSource(seed), TARGETS["aarch64"]).text
+        if FAULTS[FAULT].trigger(parse_text(text), "%main"):
+            out.append(text)
+        seed += 1
+    return out
+
+
+def test_the_model_prints_back_what_it_read() -> None:
+    texts = [p.read_text() for p in sorted(CORPUS.glob("*.clif"))]
+    texts += [generate(RandomSource(s), TARGETS["s390x"]).text for s in range(10)]
+    for text in texts:
+        again = parse_module(text).text()
+        a = [f["text"] for f in _cranelift.parse(text).functions()]
+        b = [f["text"] for f in _cranelift.parse(again).functions()]
+        assert a == b
+
+
+def test_ddmin_finds_a_one_minimal_subset() -> None:
+    tests = []
+
+    def works(items: list[int]) -> bool:
+        tests.append(items)
+        return {3, 11} <= set(items)
+
+    assert ddmin(list(range(20)), works) == [3, 11]
+    assert len(tests) < 60
+
+
+def test_the_minimal_form_is_the_planted_bug_and_cannot_shrink() -> None:
+    goal = goal_for(MINIMAL, "aarch64", FAULT)
+    assert goal is not None and goal.key == "aarch64|wrong result|0:i64"
+    assert clif_lines(MINIMAL) == 15
+    assert goal_for(MINIMAL, "aarch64") is None  # without the fault: no bug
+    result = reduce_text(MINIMAL, goal)
+    assert result.lines_after == 15  # nothing to take away
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_generated_planted_bugs_reduce_to_the_minimal_form(index: int) -> None:
+    text = planted(3)[index]
+    goal = goal_for(text, "aarch64", FAULT)
+    assert goal is not None
+    result = reduce_text(text, goal, time_limit=120)
+    assert clif_lines(text) > 100
+    assert result.lines_after <= 22  # 15 for most; see benchmarks/reduce.py
+    assert SameBucket(goal)(result.text)
+    module = parse_module(result.text)
+    tail_sites = [
+        i for f in module.funcs for _b, _x, i in f.all_insts() if i.opcode == "return_call"
+    ]
+    assert len(tail_sites) == 1
+
+
+def test_a_real_finding_reduces_and_keeps_its_bucket() -> None:
+    text = FINDING.read_text()
+    goal = goal_for(text, "riscv64")
+    assert goal is not None and "RVV instruction" in goal.key
+    result = reduce_text(text, goal)
+    assert result.lines_after <= 14 < result.lines_before
+    assert goal.key in SameBucket(goal).keys(result.text)
+    assert "preserve_all" in result.text and "target x86_64" not in result.text
+
+
+def test_export_is_a_filetest_the_reader_accepts_with_every_run_line() -> None:
+    goal = goal_for(MINIMAL, "aarch64", FAULT)
+    assert goal is not None
+    text = filetest(MINIMAL, "aarch64: wrong result", goal.key, _cranelift.version())
+    written, parsed = run_lines_parsed(text)
+    assert written == parsed == 1
+    assert "; run: %main() == 0" in text
+    assert text.splitlines()[3:6] == ["test interpret", "test run", "target aarch64"]
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fuzz.cli", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_reduce_a_file_from_the_command_line(tmp_path: Path) -> None:
+    out = tmp_path / "small.clif"
+    proc = cli("reduce", str(FINDING), "--target", "riscv64", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert clif_lines(out.read_text()) <= 14
+    run = cli("run", str(out))
+    assert run.returncode == 1 and "RVV instruction" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["reduce", str(FINDING)], "needs --target"),
+        (["reduce", str(FINDING), "-t", "mips"], "mips"),
+        (["reduce", str(CORPUS / "i128-split-stack.clif"), "-t", "x86_64"], "no divergence"),
+        (["reduce", "7", "--db", "sqlite:///nowhere/x.sqlite"], "nowhere"),
+    ],
+)
+def test_reduce_bad_input_is_one_line(args: list[str], message: str) -> None:
+    proc = cli(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr
