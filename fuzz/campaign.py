@@ -122,6 +122,7 @@ class Campaign:
         self.stopping = False
         self.stop_reason = ""
         self.cells_seen: set[tuple[str, ...]] = set()
+        self.new_bucket_ids: list[int] = []
         self.kept: Counter[str] = Counter()  # findings stored per bucket key
         self.smallest: dict[str, int] = {}  # lines of the smallest stored case per key
         self.workdir = options.workdir / f"campaign-{campaign_id}"
@@ -271,6 +272,7 @@ class Campaign:
             if record.bucket_key in self._new_keys(new):
                 self._add_to_corpus({"clif": record.clif}, "bucket")
         self.stats.new_buckets += len(new)
+        self.new_bucket_ids += new
         self.pending = []
 
     def _new_keys(self, bucket_ids: list[int]) -> set[str]:
@@ -473,3 +475,29 @@ def run_campaign(db: TriageDB, options: Options, resume: int | None) -> tuple[Ca
     interrupted = reason in ("SIGINT", "SIGTERM")
     db.finish_campaign(campaign.id, "interrupted" if interrupted else "finished")
     return campaign, reason
+
+
+def reduce_new_buckets(db: TriageDB, campaign: Campaign, seconds_each: float) -> None:
+    """Reduce the first reproducer of every bucket this campaign opened and
+    store the result (at the end of the campaign, in this process)."""
+    from reducers.reduce import Goal, reduce_text
+
+    note = campaign.display.note
+    for bucket_id in campaign.new_bucket_ids:
+        bucket = db.get_bucket(bucket_id)
+        if bucket is None or bucket.verdict in ("hard crash", "hang"):
+            continue  # reproduces only out of process
+        text = db.case_text(bucket.best_case_id) or ""
+        goal = Goal(bucket.target, bucket.key, campaign.opt.fault)
+        try:
+            result = reduce_text(text, goal, time_limit=seconds_each)
+        except (ValueError, KeyboardInterrupt) as err:
+            note(f"bucket {bucket_id}: not reduced ({err or 'interrupted'})")
+            if isinstance(err, KeyboardInterrupt):
+                return
+            continue
+        db.set_reduced_case(bucket_id, result.text)
+        note(
+            f"bucket {bucket_id} reduced: {result.lines_before} -> {result.lines_after} "
+            f"CLIF lines in {result.seconds:.1f}s ({bucket.title})"
+        )

@@ -76,6 +76,13 @@ def parse_targets(specs: tuple[str, ...]) -> list[str]:
     show_default=True,
     help="Seconds between status lines when stdout is not a terminal.",
 )
+@click.option(
+    "--reduce-time",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="At the end, reduce each new bucket's reproducer for up to this many seconds (0: no).",
+)
 @click.option("--plant-fault", type=click.Choice(sorted(FAULTS)), hidden=True)
 def fuzz(
     duration: str | None,
@@ -90,11 +97,12 @@ def fuzz(
     campaign_id: int | None,
     hang_limit: float,
     status_every: float,
+    reduce_time: float,
     plant_fault: str | None,
 ) -> None:
     """Run a campaign: generate, compile, interpret, emulate and compare on
     worker processes; record findings in the triage database."""
-    from fuzz.campaign import Options, run_campaign
+    from fuzz.campaign import Options, reduce_new_buckets, run_campaign
     from fuzz.cli import fail
     from fuzz.db import DatabaseError, open_db
 
@@ -142,5 +150,7 @@ def fuzz(
     )
     campaign, reason = run_campaign(db, options, resume_id)
     campaign.display.summary(reason, campaign.id, db.url)
+    if reduce_time > 0 and reason not in ("SIGINT", "SIGTERM"):
+        reduce_new_buckets(db, campaign, reduce_time)
     db.close()
     sys.exit({"SIGINT": 130, "SIGTERM": 143}.get(reason, 0))

@@ -128,6 +128,7 @@ class Reducer:
         self.time_limit = time_limit
         self.start = time.monotonic()
         self.tests = 0
+        self.runs_return = False
 
     def out_of_time(self) -> bool:
         return self.time_limit is not None and time.monotonic() - self.start > self.time_limit
@@ -135,6 +136,8 @@ class Reducer:
     def ok(self, candidate: Module | None) -> bool:
         if candidate is None or self.out_of_time():
             return False
+        if self.runs_return and not _runs_return(candidate):
+            return False  # an export needs `; run: f() == value` lines
         self.tests += 1
         good = self.test(candidate.text())
         if good and self.progress:
@@ -358,6 +361,7 @@ class Reducer:
 
     def run(self, text: str) -> Reduction:
         module = parse_module(text, value_types=_value_types(text))
+        self.runs_return = _runs_return(module)
         before = clif_lines(text)
         best = module
         passes_used: list[str] = []
@@ -386,6 +390,12 @@ class Reducer:
             time.monotonic() - self.start,
             passes_used,
         )
+
+
+def _runs_return(m: Module) -> bool:
+    """Every function a run line calls returns something."""
+    runs = m.runs()
+    return bool(runs) and all((f := m.func(r.func)) is not None and f.sig.returns for r in runs)
 
 
 def _without(m: Module, fi: int, bi: int, removable: list[int], keep: list[int]) -> Module | None:
