@@ -50,6 +50,14 @@ def tail_call_i128_after_eight(ft: FileTest, entry: str) -> bool:
     )
 
 
+def call_i128_third(ft: FileTest, entry: str) -> bool:
+    """A (non-tail) call whose callee takes an i128 as its third or later argument."""
+    return any(
+        not site["tail"] and any(p[0] == "i128" for p in site["signature"]["params"][2:])
+        for site in _call_sites(ft, entry)
+    )
+
+
 def indirect_tail_call(ft: FileTest, entry: str) -> bool:
     return any(site["opcode"] == "return_call_indirect" for site in _call_sites(ft, entry))
 
@@ -99,6 +107,13 @@ FAULTS: dict[str, Fault] = {
             tail_call_i128_after_eight,
             _flip_first_bit,
             "aarch64: a tail call passing an i128 after eight arguments returns a flipped bit",
+        ),
+        Fault(
+            "aarch64-call-i128",
+            "aarch64",
+            call_i128_third,
+            _flip_first_bit,
+            "aarch64: a call passing an i128 as third or later argument returns a flipped bit",
         ),
         Fault(
             "x86-abort-indirect-tail",

@@ -169,7 +169,7 @@ class _Body:
 class Generator:
     """Draws one case for one target from a choice source."""
 
-    def __init__(self, src: Source, target: Target) -> None:
+    def __init__(self, src: Source, target: Target, max_callees: int = 5) -> None:
         self.src = src
         self.t = target
         self.functions: list[str] = []
@@ -178,7 +178,7 @@ class Generator:
         self.types_used: set[str] = set()
         self.has_tail_call = False
         # callees left to make: keeps cases in the 50-500 line range
-        self.budget = src.integer(1, 5)
+        self.budget = src.integer(1, max_callees)
 
     # -- signatures ---------------------------------------------------------
 
@@ -398,8 +398,9 @@ def draw_inputs(src: Source, types: list[str]) -> list[int]:
 # -- the whole case -----------------------------------------------------------
 
 
-def generate(src: Source, target: Target) -> Case:
-    g = Generator(src, target)
+def generate(src: Source, target: Target, max_callees: int = 5) -> Case:
+    """One case; `max_callees` bounds its size (small cases for reducer tests)."""
+    g = Generator(src, target, max_callees)
     # %main: default convention, integer inputs only.
     n_inputs = src.integer(1, 8)
     input_types = [choice(src, ("i64", "i64", "i32", "i128")) for _ in range(n_inputs)]
