@@ -171,3 +171,31 @@ def test_the_other_engines_replay_the_corpus_then_run(
     assert status == "finished" and stored_engine == engine and cases >= 30
     origins = {o for (o,) in query(tmp_path, "select origin from findings")}
     assert "corpus" in origins
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--targets", "mips"], "unknown target 'mips'"),
+        (["--duration", "5x"], "not a duration"),
+        (["--campaign", "3"], "--campaign goes with --resume"),
+        (["--resume"], "no campaign to resume"),
+    ],
+)
+def test_bad_campaign_options_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = fuzz(tmp_path, "--cases", "1", *args, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr
+
+
+def test_a_file_that_is_not_a_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    proc = subprocess.run(
+        [*CALLFUZZ, "fuzz", "--cases", "1", "--db", str(notes)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2 and "not an SQLite database" in proc.stderr
+    assert notes.read_text() == "my notes\n"
