@@ -199,3 +199,28 @@ def test_a_file_that_is_not_a_database_is_refused_and_left_alone(tmp_path: Path)
     )
     assert proc.returncode == 2 and "not an SQLite database" in proc.stderr
     assert notes.read_text() == "my notes\n"
+
+
+def test_sigterm_stops_cleanly_with_a_summary(tmp_path: Path, empty_corpus: Path) -> None:
+    db = tmp_path / "triage.sqlite"
+    proc = subprocess.Popen(
+        [*CALLFUZZ, "fuzz", "--db", f"sqlite:///{db}", "--jobs", "2", "--seed", "9"]
+        + ["--cases", "100000", "--status-every", "0.2", "--corpus", str(empty_corpus)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("[") and int(line.split()[2].replace(",", "")) >= 20:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=60) == 143
+    assert "stopped (SIGTERM)" in rest
+    [(status, done, next_seed)] = query(
+        tmp_path, "select status, cases_done, next_seed from campaigns"
+    )
+    assert status == "interrupted" and done >= 20 and next_seed - 9 <= done
+    assert query(tmp_path, "pragma integrity_check") == [("ok",)]
