@@ -47,10 +47,19 @@ def mask(text: str) -> str:
     return _NUM.sub("N", text).strip()
 
 
+# `/root/.cargo/registry/src/index.crates.io-.../cranelift-codegen-0.135.8/src/x.rs`
+# and `.../target/release/build/cranelift-codegen-fc31da3c/out/isle_riscv64.rs`:
+# the crate's own path is what stays the same on every machine and build.
+_CRATE_DIR = re.compile(r"^.*?/(cranelift-[a-z-]*[a-z])-[0-9a-f][0-9a-f.]*/")
+
+
 def panic_location(detail: str) -> str:
-    """`message at file.rs:900:13` -> `file.rs:900`."""
+    """`message at /.../cranelift-codegen-0.135.8/src/x.rs:900:13` ->
+    `cranelift-codegen/src/x.rs:900`."""
     _, _, where = detail.rpartition(" at ")
-    return re.sub(r":\d+$", "", where.strip()) if where else mask(detail)
+    if not where:
+        return mask(detail)
+    return _CRATE_DIR.sub(r"\1/", re.sub(r":\d+$", "", where.strip()))
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,7 @@ def bucket_for(ft: FileTest, label: str, result: RunResult) -> Bucket:
     if verdict is Verdict.COMPILE_PANIC:
         where = panic_location(outcome.detail)
         message = outcome.detail.rpartition(" at ")[0] or outcome.detail
-        return Bucket(f"{head}|{where}", f"{target}: compile panic at {where}: {message[:80]}")
+        return Bucket(f"{head}|{where}", f"{target}: compile panic: {message[:80]} ({where})")
     if verdict in (Verdict.COMPILE_ERROR, Verdict.INTERP_FAILURE, Verdict.CRASH):
         what = mask(outcome.detail)
         return Bucket(f"{head}|{what}", f"{target}: {verdict.value}: {outcome.detail[:100]}")

@@ -51,6 +51,23 @@ def test_panics_bucket_by_location_without_column() -> None:
     assert panic_location(detail) == "cranelift/codegen/src/machinst/abi.rs:900"
 
 
+def test_panic_locations_do_not_depend_on_the_machine_or_build() -> None:
+    registry = (
+        "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/"
+        "cranelift-codegen-0.135.8/src/isa/aarch64/abi.rs:748:9"
+    )
+    other_home = (
+        "/home/dev/.cargo/registry/src/x-0/cranelift-codegen-0.135.8/src/isa/aarch64/abi.rs:748:9"
+    )
+    build = (
+        "/tmp/ci/native/target/release/build/"
+        "cranelift-codegen-fc31da3cb07b22a8/out/isle_riscv64.rs:12331:17"
+    )
+    assert panic_location(f"boom at {registry}") == "cranelift-codegen/src/isa/aarch64/abi.rs:748"
+    assert panic_location(f"boom at {other_home}") == panic_location(f"boom at {registry}")
+    assert panic_location(f"boom at {build}") == "cranelift-codegen/out/isle_riscv64.rs:12331"
+
+
 def test_crashes_mask_addresses_and_value_names() -> None:
     assert mask("unmapped read at 0x5000_1234 in v12, fn3") == mask(
         "unmapped read at 0xdead in v7, fn0"
