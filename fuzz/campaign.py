@@ -75,6 +75,14 @@ class Stats:
     def rate(self) -> float:
         return self.cases / max(time.monotonic() - self.started, 1e-9)
 
+    def stage_seconds(self, stage: str) -> float:
+        return sum(
+            seconds
+            for timings, _cpu in self.timings.values()
+            for name, seconds in timings.items()
+            if name.split()[0] == stage
+        )
+
     def split(self) -> tuple[float, float, float]:
         """Seconds inside Cranelift, total worker CPU, and the writer's CPU."""
         cranelift = sum(

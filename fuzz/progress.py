@@ -107,7 +107,10 @@ class Display:
         table.add_row(
             "CPU time",
             f"Cranelift {cranelift:,.1f}s ({100 * cranelift / total:.0f}%), "
-            f"harness {harness:,.1f}s ({100 * harness / total:.0f}%)",
+            f"harness {harness:,.1f}s ({100 * harness / total:.0f}%: "
+            f"emulation {s.stage_seconds('emulate'):,.1f}s, "
+            f"generation {s.stage_seconds('generate'):,.1f}s, "
+            f"writer process {writer_cpu:,.1f}s)",
         )
         elapsed = max(self.elapsed(), 1e-9)
         table.add_row(

@@ -213,7 +213,9 @@ def _serve(conn: Connection, cases: CaseRunner, report: Callable[[dict[str, Any]
                 report(result)
         elif message[0] == "seeds":
             for seed in message[1]:
-                report(cases.run(generated(seed, cases.targets), "generated", seed, seed))
+                with cases.runner.stage("generate"):
+                    text = generated(seed, cases.targets)
+                report(cases.run(text, "generated", seed, seed))
         conn.send(("idle",))
 
 

@@ -417,3 +417,26 @@ def test_emulator_loads_a_new_image_that_reuses_a_freed_ones_id() -> None:
         image = Image(*parts[attempt % 2])
         assert result(image) == 5 + addend, f"attempt {attempt} ran a stale image"
         del image
+
+
+def test_an_endless_loop_times_out_on_every_target_by_the_instruction_budget() -> None:
+    """The wall-clock limit only triggers a counted re-run: the verdict is
+    the instruction budget's, whatever the machine's speed."""
+    text = """test run
+function %spin(i64) -> i64 {
+block0(v0: i64):
+    jump block1(v0)
+block1(v1: i64):
+    v3 = iconst.i64 1
+    v2 = iadd v1, v3
+    jump block1(v2)
+}
+; run: %spin(0) == 0
+"""
+    ft = parse_text(text)
+    runner = Runner(budget=100_000)
+    [result] = runner.run_file(ft, [TargetLine(t) for t in TARGETS.values()])
+    for target in TARGETS:
+        outcome = result.outcomes[target]
+        assert outcome.kind is Kind.TIMEOUT, (target, outcome)
+        assert "100000" in outcome.detail
