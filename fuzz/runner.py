@@ -77,15 +77,19 @@ class Runner:
         self._isas: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Any] = {}
         self._trampolines: dict[tuple[int, str], CompiledFunction] = {}
         self.timings: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
+        cpu = time.thread_time()
         try:
             yield
         finally:
             self.timings[name] += time.perf_counter() - start
+            # CPU seconds too: wall time counts waiting when cores are shared
+            self.cpu[name] += time.thread_time() - cpu
             self.counts[name] += 1
 
     def emulator(self, target: Target) -> Emulator:
