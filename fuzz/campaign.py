@@ -199,8 +199,9 @@ class Campaign:
         kind = message[0]
         if kind == "ready":
             slot.ready = True
-        elif kind == "case":
-            self.on_case(slot, message[1])
+        elif kind == "cases":
+            for result in message[1]:
+                self.on_case(slot, result)
         elif kind in ("timings", "bye"):
             self.stats.timings[slot.index] = (message[1], message[2])
         elif kind == "idle":

@@ -32,6 +32,8 @@ from fuzz.targets import TARGETS, Target
 # Runner stages that run inside Cranelift (the rest is the harness).
 CRANELIFT_STAGES = ("parse", "verify", "compile", "interpret")
 TIMINGS_EVERY = 2.0  # seconds between timing reports
+BATCH = 16  # results per message at most
+BATCH_SECONDS = 0.05
 
 
 @dataclass
@@ -167,33 +169,56 @@ def from_source(src: Source, targets: Sequence[Target]) -> str:
 # -- the process --------------------------------------------------------------
 
 
+class Outbox:
+    """Results go to the parent in batches (a seed block, or 50 ms of other
+    engines' cases): one pipe message per batch, not per case, since the
+    writer's CPU is harness time. A worker that dies loses its unsent batch:
+    those seeds are still unreported, so the parent runs them again."""
+
+    def __init__(self, conn: Connection, cases: CaseRunner) -> None:
+        self.conn = conn
+        self.cases = cases
+        self.batch: list[dict[str, Any]] = []
+        self.sent = self.timed = time.monotonic()
+
+    def cpu(self) -> tuple[dict[str, float], float]:
+        return self.cases.timings(), time.process_time() - self.cases.cpu_start
+
+    def add(self, result: dict[str, Any]) -> None:
+        self.batch.append(result)
+        if len(self.batch) >= BATCH or time.monotonic() - self.sent > BATCH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        now = time.monotonic()
+        if self.batch:
+            self.conn.send(("cases", self.batch))
+            self.batch = []
+        self.sent = now
+        if now - self.timed > TIMINGS_EVERY:
+            self.timed = now
+            self.conn.send(("timings", *self.cpu()))
+
+
 def worker_main(config: WorkerConfig, conn: Connection, shared: SynchronizedArray[float]) -> None:
     # Ctrl-C reaches the whole process group: the parent decides when to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     cases = CaseRunner(config, shared)
-    last = time.monotonic()
-
-    def report(result: dict[str, Any]) -> None:
-        nonlocal last
-        conn.send(("case", result))
-        if time.monotonic() - last > TIMINGS_EVERY:
-            last = time.monotonic()
-            conn.send(("timings", cases.timings(), time.process_time() - cases.cpu_start))
-
+    outbox = Outbox(conn, cases)
     engines: dict[str, Callable[[], None]] = {
-        "atheris": lambda: _atheris(conn, cases, report),
-        "hypothesis": lambda: _hypothesis(conn, cases, report, config.hypothesis_db),
+        "atheris": lambda: _atheris(conn, cases, outbox),
+        "hypothesis": lambda: _hypothesis(conn, cases, outbox, config.hypothesis_db),
     }
     conn.send(("ready", os.getpid()))
     # Every engine starts by serving the parent's work (the corpus replay,
     # and for `random` every seed); the others then run on their own.
-    if _serve(conn, cases, report) == "engine":
+    if _serve(conn, cases, outbox) == "engine":
         engines[config.engine]()
-    _leave(conn, cases)
+    _leave(conn, outbox)
 
 
-def _serve(conn: Connection, cases: CaseRunner, report: Callable[[dict[str, Any]], None]) -> str:
+def _serve(conn: Connection, cases: CaseRunner, outbox: Outbox) -> str:
     """Work handed out by the parent (seed blocks, corpus files) until it says
     "stop" or "engine" (run the engine on your own)."""
     while True:
@@ -205,16 +230,17 @@ def _serve(conn: Connection, cases: CaseRunner, report: Callable[[dict[str, Any]
                 try:
                     text = Path(path).read_text()
                 except (OSError, UnicodeDecodeError) as err:
-                    report({"seed": None, "origin": "corpus", "error": f"{path}: {err}"})
+                    outbox.add({"seed": None, "origin": "corpus", "error": f"{path}: {err}"})
                     continue
                 result = cases.run(text, "corpus", None, -1)
                 result["path"] = path
-                report(result)
+                outbox.add(result)
         elif message[0] == "seeds":
             for seed in message[1]:
                 with cases.runner.stage("generate"):
                     text = generated(seed, cases.targets)
-                report(cases.run(text, "generated", seed, seed))
+                outbox.add(cases.run(text, "generated", seed, seed))
+        outbox.flush()
         conn.send(("idle",))
 
 
@@ -242,14 +268,15 @@ def _instrument_generator(atheris: Any) -> None:
                         atheris.instrument_func(member)
 
 
-def _leave(conn: Connection, cases: CaseRunner) -> None:
+def _leave(conn: Connection, outbox: Outbox) -> None:
     """The engines below never return on their own: report and exit."""
-    conn.send(("bye", cases.timings(), time.process_time() - cases.cpu_start))
+    outbox.flush()
+    conn.send(("bye", *outbox.cpu()))
     conn.close()
     os._exit(0)
 
 
-def _atheris(conn: Connection, cases: CaseRunner, report: Callable[[dict[str, Any]], None]) -> None:
+def _atheris(conn: Connection, cases: CaseRunner, outbox: Outbox) -> None:
     """libFuzzer (through atheris) mutates the byte strings the generator decodes;
     coverage comes from the instrumented Python generator."""
     import sys
@@ -260,8 +287,8 @@ def _atheris(conn: Connection, cases: CaseRunner, report: Callable[[dict[str, An
 
     def one_input(data: bytes) -> None:
         if _stop_requested(conn):
-            _leave(conn, cases)
-        report(cases.run(from_bytes(data, cases.targets), "atheris", None, -1))
+            _leave(conn, outbox)
+        outbox.add(cases.run(from_bytes(data, cases.targets), "atheris", None, -1))
 
     atheris.Setup([sys.argv[0], "-max_len=4096", "-rss_limit_mb=0"], one_input)
     atheris.Fuzz()
@@ -270,7 +297,7 @@ def _atheris(conn: Connection, cases: CaseRunner, report: Callable[[dict[str, An
 def _hypothesis(
     conn: Connection,
     cases: CaseRunner,
-    report: Callable[[dict[str, Any]], None],
+    outbox: Outbox,
     db_path: str | None,
 ) -> None:
     """Hypothesis's strategies drive the generator; its example database keeps
@@ -292,11 +319,11 @@ def _hypothesis(
     @given(st.data())
     def explore(data: st.DataObject) -> None:
         if _stop_requested(conn):
-            _leave(conn, cases)
+            _leave(conn, outbox)
         result = cases.run(
             from_source(HypothesisSource(data), cases.targets), "hypothesis", None, -1
         )
-        report(result)
+        outbox.add(result)
         # a finding fails the example, so Hypothesis stores it in its database
         assert not result.get("findings"), result["findings"][0]["bucket_title"]
 
