@@ -227,8 +227,8 @@ class Campaign:
             self.cells_seen |= cells
         elif cells - self.cells_seen:
             self.cells_seen |= cells
-            if result["findings"] == []:
-                self._add_to_corpus(result, "cell")
+            if not result["findings"] and "clif" in result:
+                self._add_to_corpus(result["clif"], "cell")
 
     def _record(self, finding: dict[str, Any]) -> FindingRecord:
         self.stats.findings += 1
@@ -258,10 +258,9 @@ class Campaign:
             self.done_seeds.discard(self.watermark)
             self.watermark += 1
 
-    def _add_to_corpus(self, result: dict[str, Any], why: str) -> None:
-        if self.opt.corpus is None or "clif" not in result:
+    def _add_to_corpus(self, text: str, why: str) -> None:
+        if self.opt.corpus is None:
             return
-        text = result["clif"]
         folder = self.opt.corpus / "generated"
         folder.mkdir(parents=True, exist_ok=True)
         name = f"{why}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.clif"
@@ -277,15 +276,14 @@ class Campaign:
             cases_per_second=self.stats.rate(),
         )
         new = self.db.record_batch(self.id, self.pending, progress)
+        opened = self.db.bucket_keys(new) if new else set()
         for record in self.pending:
-            if record.bucket_key in self._new_keys(new):
-                self._add_to_corpus({"clif": record.clif}, "bucket")
+            if record.bucket_key in opened:
+                opened.discard(record.bucket_key)  # its first reproducer only
+                self._add_to_corpus(record.clif, "bucket")
         self.stats.new_buckets += len(new)
         self.new_bucket_ids += new
         self.pending = []
-
-    def _new_keys(self, bucket_ids: list[int]) -> set[str]:
-        return self.db.bucket_keys(bucket_ids) if bucket_ids else set()
 
     # -- deaths and hangs -----------------------------------------------------
 

@@ -157,6 +157,16 @@ _LEGACY_PREFIXES = frozenset({0x66, 0x67, 0xF2, 0xF3, 0x2E, 0x3E, 0x26, 0x36, 0x
 
 
 _SCALARS = ("i8", "i16", "i32", "i64", "i128", "f16", "f32", "f64", "f128")
+# riscv64 and s390x: every convention they accept (winch asserts on both)
+_CONVS_WITHOUT_WINCH = (
+    "system_v",
+    "fast",
+    "tail",
+    "preserve_all",
+    "windows_fastcall",
+    "apple_aarch64",
+    "probestack",
+)
 _VECTORS = ("i8x16", "i16x8", "i32x4", "i64x2", "f32x4", "f64x2")
 
 _ERR_ILLEGAL = frozenset({uc.UC_ERR_INSN_INVALID, uc.UC_ERR_EXCEPTION})
@@ -312,16 +322,8 @@ TARGETS: dict[str, Target] = {
                     "has_zicond",
                 }
             ),
-            # winch asserts on riscv64 (corpus/riscv64-winch-*.clif)
-            call_convs=(
-                "system_v",
-                "fast",
-                "tail",
-                "preserve_all",
-                "windows_fastcall",
-                "apple_aarch64",
-                "probestack",
-            ),
+            # winch asserts on riscv64 (corpus/riscv64-winch-callconv.clif)
+            call_convs=_CONVS_WITHOUT_WINCH,
             # vectors need has_v, which unicorn lacks: compile-only, so not generated
             abi_types={"*": _SCALARS},
             fuzz_isa_flags=("has_zca", "has_zcd"),
@@ -351,16 +353,8 @@ TARGETS: dict[str, Target] = {
             reloc_kinds=frozenset({"Abs4", "Abs8", "S390xPCRel32Dbl", "S390xPLTRel32Dbl"}),
             # unicorn's s390x lacks vector enhancements 2 and MIE3/MIE4.
             emulator_lacks=frozenset({"has_mie3", "has_mie4", "has_vxrs_ext2", "has_vxrs_ext3"}),
-            # winch asserts on s390x (corpus/s390x-winch-*.clif)
-            call_convs=(
-                "system_v",
-                "fast",
-                "tail",
-                "preserve_all",
-                "windows_fastcall",
-                "apple_aarch64",
-                "probestack",
-            ),
+            # winch asserts on s390x (corpus/s390x-winch-callconv.clif)
+            call_convs=_CONVS_WITHOUT_WINCH,
             abi_types={"*": _SCALARS + _VECTORS},
             aliases=("s390x",),
         ),

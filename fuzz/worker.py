@@ -72,6 +72,7 @@ class CaseRunner:
         self.inflight = Path(config.inflight)
         self._inflight_file: TextIO | None = None
         self.cpu_start = time.process_time()
+        self.cells_seen: set[tuple[str, str, str, str]] = set()
 
     def begin(self, text: str, index: float) -> None:
         # A seeded case is regenerated from its seed by the parent; any other
@@ -141,7 +142,13 @@ class CaseRunner:
         out["executions"] = dict(executions)
         out["verdicts"] = dict(verdicts)
         out["findings"] = list(findings.values())
-        out["cells"] = sorted(cells_of(ft, lines[0].target.name)) if lines else []
+        cells = cells_of(ft, lines[0].target.name) if lines else set()
+        out["cells"] = sorted(cells)
+        if not cells <= self.cells_seen:
+            # new to this worker, maybe to the campaign: the parent decides
+            # whether it joins the corpus, and needs the text for that
+            self.cells_seen |= cells
+            out["clif"] = text
         out["lines"] = text.count("\n")
         return out
 

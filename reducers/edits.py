@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from reducers.clif import FN_DECL, Func, Inst, Module, Run, Sig, split_top, ty_of
+from reducers.clif import FN_DECL, Func, Inst, Module, Run, Sig, parse_module, split_top, ty_of
 
 _INT = {"i8", "i16", "i32", "i64"}
 _FLOAT = {"f16", "f32", "f64", "f128"}
@@ -449,8 +449,6 @@ def rename_functions(m: Module) -> Module | None:
         text = re.sub(rf"{re.escape(old)}(?![\w.])", f"%@{k}@", text)
     for k, old in enumerate(sorted(names, key=len, reverse=True)):
         text = text.replace(f"%@{k}@", names[old])
-    from reducers.clif import parse_module
-
     renamed = parse_module(text)
     for f, g in zip(m.funcs, renamed.funcs, strict=True):
         g.value_types = f.value_types

@@ -22,7 +22,7 @@ from fuzz.filetest import BadInput, TargetLine, parse_text
 from fuzz.runner import Runner, default_lines
 from fuzz.targets import TARGETS
 from reducers import edits
-from reducers.clif import Module, Run, parse_module
+from reducers.clif import Func, Module, Run, parse_module
 
 T = TypeVar("T")
 
@@ -221,22 +221,32 @@ class Reducer:
         changed = [edits.dead_code(f) for f in c.funcs]
         return c if any(changed) and self.ok(c) else m
 
+    def _each_index(
+        self,
+        m: Module,
+        name: str,
+        count: Callable[[Func], int],
+        edit: Callable[[Module, str, int], Module | None],
+        backwards: bool,
+    ) -> Module:
+        """Try `edit` on each parameter or result index of one function
+        (backwards when edits shift later indices), keeping what passes."""
+        f = m.func(name)
+        indices = range(count(f) if f else 0)
+        for index in reversed(indices) if backwards else indices:
+            c = edit(m, name, index)
+            if c is not None and self.ok(c):
+                m = c
+        return m
+
     def p_params(self, m: Module) -> Module:
         for name in [f.name for f in m.funcs]:
-            f = m.func(name)
-            for index in reversed(range(len(f.sig.params) if f else 0)):
-                c = edits.drop_param(m, name, index)
-                if self.ok(c):
-                    m = c  # type: ignore[assignment]
+            m = self._each_index(m, name, _param_count, edits.drop_param, True)
         return m
 
     def p_returns(self, m: Module) -> Module:
         for name in [f.name for f in m.funcs]:
-            f = m.func(name)
-            for index in reversed(range(len(f.sig.returns) if f else 0)):
-                c = edits.drop_return_in_group(m, name, index)
-                if self.ok(c):
-                    m = c  # type: ignore[assignment]
+            m = self._each_index(m, name, _return_count, edits.drop_return_in_group, True)
         return m
 
     def p_simplify(self, m: Module) -> Module:
@@ -259,17 +269,10 @@ class Reducer:
     def p_types(self, m: Module) -> Module:
         """Unused parameters and results become i64 (types narrow toward the
         plainest; a used value keeps its type)."""
+        to_i64 = partial(edits.retype_param, ty="i64"), partial(edits.retype_return, ty="i64")
         for name in [f.name for f in m.funcs]:
-            f = m.func(name)
-            for index in range(len(f.sig.params) if f else 0):
-                c = edits.retype_param(m, name, index, "i64")
-                if self.ok(c):
-                    m = c  # type: ignore[assignment]
-            f = m.func(name)
-            for index in range(len(f.sig.returns) if f else 0):
-                c = edits.retype_return(m, name, index, "i64")
-                if self.ok(c):
-                    m = c  # type: ignore[assignment]
+            m = self._each_index(m, name, _param_count, to_i64[0], False)
+            m = self._each_index(m, name, _return_count, to_i64[1], False)
         return m
 
     def p_call_convs(self, m: Module) -> Module:
@@ -318,15 +321,8 @@ class Reducer:
             header = []
             for i, line in enumerate(m.header):
                 ws = line.split()
-                if (
-                    (line.startswith("set ") or ws[1] != own)
-                    and (i, 0) in words
-                    and (
-                        i,
-                        0,
-                    )
-                    not in subset
-                ):
+                # (i, 0) is a whole `set` line or another target's line
+                if (i, 0) in words and (i, 0) not in subset:
                     continue
                 if line.startswith("target "):
                     ws = ws[:2] + [w for j, w in enumerate(ws) if j >= 2 and (i, j) in subset]
@@ -390,6 +386,14 @@ class Reducer:
             time.monotonic() - self.start,
             passes_used,
         )
+
+
+def _param_count(f: Func) -> int:
+    return len(f.sig.params)
+
+
+def _return_count(f: Func) -> int:
+    return len(f.sig.returns)
 
 
 def _runs_return(m: Module) -> bool:

@@ -38,6 +38,28 @@ def query(tmp: Path, sql: str) -> list[tuple]:  # type: ignore[type-arg]
         return con.execute(sql).fetchall()
 
 
+def long_campaign(tmp: Path, corpus: Path, seed: int, own_group: bool) -> subprocess.Popen[str]:
+    """A campaign far from its end, printing a status line every 0.2 s."""
+    return subprocess.Popen(
+        [*CALLFUZZ, "fuzz", "--db", f"sqlite:///{tmp / 'triage.sqlite'}", "--jobs", "2"]
+        + ["--seed", str(seed), "--cases", "100000", "--status-every", "0.2"]
+        + ["--corpus", str(corpus)],
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=own_group,
+    )
+
+
+def wait_for_cases(proc: subprocess.Popen[str], cases: int) -> None:
+    """Read status lines until one reports at least `cases` cases."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("[") and int(line.split()[2].replace(",", "")) >= cases:
+            return
+
+
 @pytest.fixture
 def empty_corpus(tmp_path: Path) -> Path:
     (tmp_path / "corpus").mkdir()
@@ -56,6 +78,9 @@ def test_a_short_campaign_records_its_cases(tmp_path: Path, empty_corpus: Path) 
     origins = {o for (o,) in query(tmp_path, "select origin from findings")}
     assert "corpus" in origins  # the replayed finding diverges again
     assert query(tmp_path, "pragma integrity_check") == [("ok",)]
+    # cases reaching type x convention x form cells the corpus lacked join it
+    added = list((empty_corpus / "generated").glob("cell-*.clif"))
+    assert added and all("function %main" in p.read_text() for p in added)
 
 
 def test_one_planted_bug_from_many_random_cases_is_one_bucket(
@@ -117,22 +142,11 @@ def test_a_hung_worker_is_replaced_and_its_case_recorded(
 def test_sigkill_leaves_a_sound_database_and_resume_continues(
     tmp_path: Path, empty_corpus: Path
 ) -> None:
-    db = tmp_path / "triage.sqlite"
     moment = random.Random(20261121).randint(10, 60)  # cases before the kill
-    proc = subprocess.Popen(
-        [*CALLFUZZ, "fuzz", "--db", f"sqlite:///{db}", "--jobs", "2", "--seed", "5"]
-        + ["--cases", "100000", "--status-every", "0.2", "--corpus", str(empty_corpus)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group: kill workers too
-    )
-    assert proc.stdout is not None
+    # its own process group, so the kill reaches the workers too
+    proc = long_campaign(tmp_path, empty_corpus, seed=5, own_group=True)
     try:
-        for line in proc.stdout:
-            if line.startswith("[") and int(line.split()[2].replace(",", "")) >= moment:
-                break
+        wait_for_cases(proc, moment)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -202,20 +216,10 @@ def test_a_file_that_is_not_a_database_is_refused_and_left_alone(tmp_path: Path)
 
 
 def test_sigterm_stops_cleanly_with_a_summary(tmp_path: Path, empty_corpus: Path) -> None:
-    db = tmp_path / "triage.sqlite"
-    proc = subprocess.Popen(
-        [*CALLFUZZ, "fuzz", "--db", f"sqlite:///{db}", "--jobs", "2", "--seed", "9"]
-        + ["--cases", "100000", "--status-every", "0.2", "--corpus", str(empty_corpus)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("[") and int(line.split()[2].replace(",", "")) >= 20:
-            break
+    proc = long_campaign(tmp_path, empty_corpus, seed=9, own_group=False)
+    wait_for_cases(proc, 20)
     proc.send_signal(signal.SIGTERM)
+    assert proc.stdout is not None
     rest = proc.stdout.read()
     assert proc.wait(timeout=60) == 143
     assert "stopped (SIGTERM)" in rest
