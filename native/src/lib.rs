@@ -104,21 +104,6 @@ impl Isa {
             .map(|v| (v.name.to_string(), v.value_string()))
             .collect()
     }
-
-    #[getter]
-    fn triple(&self) -> String {
-        self.isa.triple().to_string()
-    }
-
-    #[getter]
-    fn pointer_bits(&self) -> u32 {
-        self.isa.pointer_bits().into()
-    }
-
-    #[getter]
-    fn default_call_conv(&self) -> String {
-        self.isa.default_call_conv().to_string()
-    }
 }
 
 fn option_message(e: cranelift_reader::ParseOptionError) -> String {
@@ -376,14 +361,13 @@ impl Module {
     }
 
     /// Compile one function (or every function) for `isa`.
-    /// Returns one dict per function: name, code, relocs, traps, disasm.
-    #[pyo3(signature = (isa, name=None, disasm=false))]
+    /// Returns one dict per function: name, code, relocs, traps.
+    #[pyo3(signature = (isa, name=None))]
     fn compile<'py>(
         &self,
         py: Python<'py>,
         isa: &Isa,
         name: Option<&str>,
-        disasm: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         panics::guard(|| {
             let out = PyList::empty(py);
@@ -392,7 +376,7 @@ impl Module {
                 None => self.funcs.iter().collect(),
             };
             for func in funcs {
-                out.append(compile_one(py, &*isa.isa, func, disasm)?)?;
+                out.append(compile_one(py, &*isa.isa, func)?)?;
             }
             Ok(out)
         })
@@ -444,7 +428,7 @@ pub(crate) enum Interpreted {
     Failure(String),
 }
 
-/// Interprets `name` over `funcs`; runs on the interpreter thread.
+/// Interprets `name` over `funcs`, on the caller's (grown) stack.
 pub(crate) fn run_interpreter(
     funcs: &[Function],
     name: &str,
@@ -517,10 +501,8 @@ fn compile_one<'py>(
     py: Python<'py>,
     isa: &dyn isa::TargetIsa,
     func: &Function,
-    disasm: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let mut ctx = Context::for_function(func.clone());
-    ctx.set_disasm(disasm);
     let compiled = ctx
         .compile(isa, &mut ControlPlane::default())
         .map_err(|e| match e.inner {
@@ -549,7 +531,6 @@ fn compile_one<'py>(
         traps.append((t.offset, t.code.to_string()))?;
     }
     d.set_item("traps", traps)?;
-    d.set_item("disasm", compiled.vcode.clone())?;
     Ok(d)
 }
 
