@@ -23,19 +23,21 @@ import picire
 from rich.console import Console
 from rich.table import Table
 
-from fuzz.choices import RandomSource
 from fuzz.faults import FAULTS
-from fuzz.filetest import parse_text
-from fuzz.generate import generate
+from fuzz.gen.choices import RandomSource
+from fuzz.gen.generate import generate
+from fuzz.pipeline.filetest import parse_text
 from fuzz.targets import TARGETS
-from reducers.reduce import SameBucket, clif_lines, goal_for, reduce_text
+from reducers.problem import Problem, clif_lines
+from reducers.reduce import goal_for, reduce_text
+from reducers.same_bucket import SameBucket
 
 FAULT = "aarch64-call-i128"
 MINIMAL_LINES = 16
 
 
 def planted_cases(count: int) -> list[tuple[int, str]]:
-    out = []
+    out: list[tuple[int, str]] = []
     seed = 0
     while len(out) < count:
         text = generate(RandomSource(seed), TARGETS["aarch64"]).text
@@ -45,19 +47,19 @@ def planted_cases(count: int) -> list[tuple[int, str]]:
     return out
 
 
-def picire_lines(text: str, test: SameBucket, limit: float) -> tuple[str, float, int]:
+def picire_lines(text: str, problem: Problem, limit: float) -> tuple[str, float, int]:
     lines = text.splitlines(keepends=True)
     start = time.monotonic()
-    before = test.tests
+    before = problem.tests
 
     def interesting(config: list[int], _config_id: object) -> picire.Outcome:
         if time.monotonic() - start > limit:
             return picire.Outcome.PASS
         candidate = "".join(lines[i] for i in config)
-        return picire.Outcome.FAIL if test(candidate) else picire.Outcome.PASS
+        return picire.Outcome.FAIL if problem.interesting(candidate) else picire.Outcome.PASS
 
     kept = picire.DD(interesting, cache=picire.ConfigCache())(list(range(len(lines))))
-    return "".join(lines[i] for i in kept), time.monotonic() - start, test.tests - before
+    return "".join(lines[i] for i in kept), time.monotonic() - start, problem.tests - before
 
 
 def main() -> None:
@@ -72,7 +74,7 @@ def main() -> None:
         goal = goal_for(text, "aarch64", FAULT)
         assert goal is not None
         r = reduce_text(text, goal, time_limit=limit)
-        p_text, p_seconds, p_tests = picire_lines(text, SameBucket(goal), limit)
+        p_text, p_seconds, p_tests = picire_lines(text, Problem(SameBucket(goal)), limit)
         ours.append((r.lines_after, r.seconds))
         theirs.append((clif_lines(p_text), p_seconds))
         table.add_row(

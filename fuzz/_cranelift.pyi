@@ -1,8 +1,49 @@
-"""Types of the Rust bridge (native/src/lib.rs)."""
+"""Types of the Rust bridge (native/src/lib.rs): every record it hands to
+Python is a TypedDict here, so mypy checks each field where it is read."""
 
-from typing import Any, Literal
+from typing import Literal, TypedDict
 
+# A value crossing the bridge: (CLIF type, integer or little-endian bytes).
 Pair = tuple[str, int | bytes]
+# (type, "uext" | "sext" | "", purpose: "normal" | "sret" | ...)
+AbiParam = tuple[str, str, str]
+
+class SignatureInfo(TypedDict):
+    text: str
+    params: list[AbiParam]
+    returns: list[AbiParam]
+    call_conv: str
+
+class CallSite(TypedDict):
+    opcode: str  # call, call_indirect, return_call, return_call_indirect, func_addr
+    inst: str
+    callee: str | None  # known statically: direct calls, or a func_addr feeding one
+    colocated: bool
+    signature: SignatureInfo
+    tail: bool
+
+class RunInfo(TypedDict):
+    text: str
+    func: str
+    args: list[Pair]
+    compare: Literal["==", "!="] | None  # None: a `print:` line
+    expected: list[Pair] | None
+
+class FunctionInfo(TypedDict):
+    name: str
+    signature: SignatureInfo
+    call_sites: list[CallSite]
+    runs: list[RunInfo]
+    text: str
+
+# (offset, kind, target symbol or "+N" inside the same function, addend)
+RelocInfo = tuple[int, str, str, int]
+
+class CompiledInfo(TypedDict):
+    name: str
+    code: bytes
+    relocs: list[RelocInfo]
+    traps: list[tuple[int, str]]
 
 class CraneliftError(Exception): ...
 class ParseError(CraneliftError): ...
@@ -21,21 +62,17 @@ def abort_for_test() -> None: ...
 class Isa:
     def __init__(self, triple: str, shared: list[str], isa_flags: list[str]) -> None: ...
     def flags(self) -> list[tuple[str, str]]: ...
-    @property
-    def triple(self) -> str: ...
-    @property
-    def pointer_bits(self) -> int: ...
-    @property
-    def default_call_conv(self) -> str: ...
 
 class Module:
     def names(self) -> list[str]: ...
-    def functions(self) -> list[dict[str, Any]]: ...
+    def functions(self) -> list[FunctionInfo]: ...
     def value_types(self, name: str) -> dict[str, str]: ...
     def verify(self, shared: list[str]) -> None: ...
-    def compile(
-        self, isa: Isa, name: str | None = None, disasm: bool = False
-    ) -> list[dict[str, Any]]: ...
+    def compile(self, isa: Isa, name: str | None = None) -> list[CompiledInfo]: ...
     def interpret(
         self, name: str, args: list[Pair], fuel: int = 1_000_000
-    ) -> tuple[Literal["return", "trap", "fuel"], Any]: ...
+    ) -> (
+        tuple[Literal["return"], list[Pair]]
+        | tuple[Literal["trap"], str]
+        | tuple[Literal["fuel"], None]
+    ): ...

@@ -13,30 +13,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fuzz import _cranelift
-from fuzz.filetest import FileTest
-from fuzz.oracle import Kind, Outcome
+from fuzz.pipeline.filetest import FileTest
+from fuzz.pipeline.oracle import Kind, Outcome
+from fuzz.pipeline.runner import OutcomeHook
 from fuzz.values import Value
 
-
-def reachable(ft: FileTest, entry: str) -> list[str]:
-    """Functions a run of `entry` can reach through its call sites (direct
-    calls, and indirect ones fed by a `func_addr` in the same function)."""
-    seen = [entry]
-    for name in seen:
-        for site in ft.functions.get(name, {}).get("call_sites", []):
-            callee = site["callee"]
-            if callee in ft.functions and callee not in seen:
-                seen.append(callee)
-    return seen
+if TYPE_CHECKING:
+    from fuzz._cranelift import CallSite
 
 
-def _call_sites(ft: FileTest, entry: str) -> list[dict[str, Any]]:
+def _call_sites(ft: FileTest, entry: str) -> list[CallSite]:
     return [
         site
-        for name in reachable(ft, entry)
+        for name in ft.reachable(entry)
         for site in ft.functions[name]["call_sites"]
         if site["opcode"] != "func_addr"
     ]
@@ -131,3 +123,8 @@ FAULTS: dict[str, Fault] = {
         ),
     )
 }
+
+
+def outcome_hook(name: str | None) -> OutcomeHook | None:
+    """The pipeline hook that plants fault `name` (None: no fault)."""
+    return FAULTS[name].apply if name else None

@@ -14,6 +14,10 @@ import capstone as cs
 import unicorn as uc
 from unicorn import arm64_const, riscv_const, s390x_const, x86_const
 
+from fuzz import relocations as rel
+from fuzz.relocations import Relocation
+from fuzz.values import SCALAR_TYPES, VECTOR_TYPES
+
 
 @dataclass(frozen=True)
 class Target:
@@ -45,8 +49,9 @@ class Target:
     # capstone set-up
     cs_arch: int
     cs_mode: int
-    # relocation kinds the linker patches for this target
-    reloc_kinds: frozenset[str]
+    # relocation kinds the backend emits (as Cranelift's Reloc prints them),
+    # each with how the linker patches it
+    relocations: Mapping[str, Relocation]
     # ISA flags the emulator cannot run: enabling one makes code "not executable here"
     emulator_lacks: frozenset[str] = field(default_factory=frozenset)
     # names the first instruction in a function's code that the emulator would
@@ -156,7 +161,6 @@ _X86_LITE.skipdata = True
 _LEGACY_PREFIXES = frozenset({0x66, 0x67, 0xF2, 0xF3, 0x2E, 0x3E, 0x26, 0x36, 0x64, 0x65, 0xF0})
 
 
-_SCALARS = ("i8", "i16", "i32", "i64", "i128", "f16", "f32", "f64", "f128")
 # riscv64 and s390x: every convention they accept (winch asserts on both)
 _CONVS_WITHOUT_WINCH = (
     "system_v",
@@ -167,7 +171,6 @@ _CONVS_WITHOUT_WINCH = (
     "apple_aarch64",
     "probestack",
 )
-_VECTORS = ("i8x16", "i16x8", "i32x4", "i64x2", "f32x4", "f64x2")
 
 _ERR_ILLEGAL = frozenset({uc.UC_ERR_INSN_INVALID, uc.UC_ERR_EXCEPTION})
 
@@ -192,9 +195,14 @@ TARGETS: dict[str, Target] = {
             fault_pc_delta=0,
             cs_arch=cs.CS_ARCH_X86,
             cs_mode=cs.CS_MODE_64,
-            reloc_kinds=frozenset(
-                {"Abs4", "Abs8", "X86PCRel4", "X86CallPCRel4", "X86CallPLTRel4", "X86GOTPCRel4"}
-            ),
+            relocations={
+                "Abs4": rel.ABS4,
+                "Abs8": rel.ABS8,
+                "X86PCRel4": rel.PCREL32,
+                "X86CallPCRel4": rel.PCREL32,
+                "X86CallPLTRel4": rel.PCREL32,
+                "X86GOTPCRel4": rel.PCREL32_GOT,
+            },
             # unicorn (QEMU 5.0 TCG) has no AVX: 128-bit VEX runs with wrong results.
             emulator_lacks=frozenset(
                 {
@@ -212,9 +220,9 @@ TARGETS: dict[str, Target] = {
             ),
             call_convs=("system_v", "fast", "tail", "windows_fastcall", "preserve_all", "winch"),
             abi_types={
-                "*": _SCALARS + _VECTORS,
+                "*": SCALAR_TYPES + VECTOR_TYPES,
                 # winch is x86's convention without SIMD: scalars only
-                "winch": _SCALARS,
+                "winch": SCALAR_TYPES,
             },
             fuzz_isa_flags=(
                 "has_sse3",
@@ -250,17 +258,15 @@ TARGETS: dict[str, Target] = {
             fault_pc_delta=0,
             cs_arch=cs.CS_ARCH_ARM64,
             cs_mode=cs.CS_MODE_ARM,
-            reloc_kinds=frozenset(
-                {
-                    "Abs4",
-                    "Abs8",
-                    "Arm64Call",
-                    "Aarch64AdrPrelPgHi21",
-                    "Aarch64AddAbsLo12Nc",
-                    "Aarch64AdrGotPage21",
-                    "Aarch64Ld64GotLo12Nc",
-                }
-            ),
+            relocations={
+                "Abs4": rel.ABS4,
+                "Abs8": rel.ABS8,
+                "Arm64Call": rel.ARM64_CALL,
+                "Aarch64AdrPrelPgHi21": rel.ARM64_ADRP,
+                "Aarch64AddAbsLo12Nc": rel.ARM64_ADD_LO12,
+                "Aarch64AdrGotPage21": rel.ARM64_ADRP_GOT,
+                "Aarch64Ld64GotLo12Nc": rel.ARM64_LD64_LO12_GOT,
+            },
             call_convs=(
                 "system_v",
                 "fast",
@@ -272,7 +278,7 @@ TARGETS: dict[str, Target] = {
                 "probestack",
             ),
             sret_convs=("system_v", "fast"),
-            abi_types={"*": _SCALARS + _VECTORS},
+            abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
             fuzz_isa_flags=("has_lse", "has_pauth", "has_fp16", "sign_return_address"),
             aliases=("aarch64", "arm64"),
         ),
@@ -294,16 +300,14 @@ TARGETS: dict[str, Target] = {
             fault_pc_delta=-4,
             cs_arch=cs.CS_ARCH_RISCV,
             cs_mode=cs.CS_MODE_RISCV64 | cs.CS_MODE_RISCVC,
-            reloc_kinds=frozenset(
-                {
-                    "Abs4",
-                    "Abs8",
-                    "RiscvCallPlt",
-                    "RiscvPCRelHi20",
-                    "RiscvPCRelLo12I",
-                    "RiscvGotHi20",
-                }
-            ),
+            relocations={
+                "Abs4": rel.ABS4,
+                "Abs8": rel.ABS8,
+                "RiscvCallPlt": rel.RISCV_CALL,
+                "RiscvPCRelHi20": rel.RISCV_HI20,
+                "RiscvPCRelLo12I": rel.RISCV_LO12,
+                "RiscvGotHi20": rel.RISCV_HI20_GOT,
+            },
             # unicorn runs base RV64GC only.
             emulator_lacks=frozenset(
                 {
@@ -325,7 +329,7 @@ TARGETS: dict[str, Target] = {
             # winch asserts on riscv64 (corpus/riscv64-winch-callconv.clif)
             call_convs=_CONVS_WITHOUT_WINCH,
             # vectors need has_v, which unicorn lacks: compile-only, so not generated
-            abi_types={"*": _SCALARS},
+            abi_types={"*": SCALAR_TYPES},
             fuzz_isa_flags=("has_zca", "has_zcd"),
             foreign_insn=_riscv_vector,
             aliases=("riscv64", "riscv64gc", "rv64"),
@@ -350,12 +354,17 @@ TARGETS: dict[str, Target] = {
             fault_pc_delta=0,
             cs_arch=cs.CS_ARCH_SYSZ,
             cs_mode=cs.CS_MODE_BIG_ENDIAN,
-            reloc_kinds=frozenset({"Abs4", "Abs8", "S390xPCRel32Dbl", "S390xPLTRel32Dbl"}),
+            relocations={
+                "Abs4": rel.ABS4,
+                "Abs8": rel.ABS8,
+                "S390xPCRel32Dbl": rel.S390X_PCREL_DBL,
+                "S390xPLTRel32Dbl": rel.S390X_PCREL_DBL,
+            },
             # unicorn's s390x lacks vector enhancements 2 and MIE3/MIE4.
             emulator_lacks=frozenset({"has_mie3", "has_mie4", "has_vxrs_ext2", "has_vxrs_ext3"}),
             # winch asserts on s390x (corpus/s390x-winch-callconv.clif)
             call_convs=_CONVS_WITHOUT_WINCH,
-            abi_types={"*": _SCALARS + _VECTORS},
+            abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
             aliases=("s390x",),
         ),
     )

@@ -41,6 +41,8 @@ class TypeInfo:
         return self.bits // 8
 
 
+# Every CLIF scalar type with its width and whether it is a float: the one
+# list of CLIF types the harness, generator and reducer draw from.
 _SCALARS = {
     "i8": (8, False),
     "i16": (16, False),
@@ -52,6 +54,13 @@ _SCALARS = {
     "f64": (64, True),
     "f128": (128, True),
 }
+SCALAR_TYPES: tuple[str, ...] = tuple(_SCALARS)
+INT_TYPES: tuple[str, ...] = tuple(t for t, (_b, f) in _SCALARS.items() if not f)
+FLOAT_TYPES: tuple[str, ...] = tuple(t for t, (_b, f) in _SCALARS.items() if f)
+# integers narrower than a register: the ones `uext`/`sext` apply to
+NARROW_INT_TYPES: tuple[str, ...] = tuple(t for t, (b, f) in _SCALARS.items() if not f and b < 64)
+# the 128-bit vectors every backend with SIMD passes in one register
+VECTOR_TYPES: tuple[str, ...] = ("i8x16", "i16x8", "i32x4", "i64x2", "f32x4", "f64x2")
 
 # exponent width per float size, for NaN detection
 _EXP_BITS = {16: 5, 32: 8, 64: 11, 128: 15}

@@ -8,10 +8,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from fuzz.values import FLOAT_TYPES, INT_TYPES
 from reducers.clif import FN_DECL, Func, Inst, Module, Run, Sig, parse_module, split_top, ty_of
 
-_INT = {"i8", "i16", "i32", "i64"}
-_FLOAT = {"f16", "f32", "f64", "f128"}
+# integers one `iconst` makes (i128 needs two instructions)
+_INT = frozenset(INT_TYPES) - {"i128"}
+_FLOAT = frozenset(FLOAT_TYPES)
 TERMINATORS = {"return", "jump", "brif", "br_table", "trap", "return_call", "return_call_indirect"}
 # Opcodes whose removal changes more than the values they define.
 EFFECTFUL = TERMINATORS | {
@@ -55,7 +57,7 @@ def const_insts(f: Func, name: str, ty: str) -> list[Inst] | None:
 
 def zero_arg(ty: str) -> str | None:
     """A run-line argument of type `ty` (scalars only)."""
-    if ty in _INT or ty == "i128":
+    if ty in INT_TYPES:
         return "0"
     if ty in _FLOAT:
         return "0x0.0"
@@ -396,7 +398,7 @@ def shrink_runs_args(m: Module, value: str) -> Module | None:
     for f in m.funcs:
         for run in f.runs:
             for i, (arg, param) in enumerate(zip(run.args, f.sig.params, strict=False)):
-                if ty_of(param) in _INT | {"i128"} and arg != value and arg not in ("0", "1"):
+                if ty_of(param) in INT_TYPES and arg != value and arg not in ("0", "1"):
                     run.args[i] = value
                     changed = True
     return m if changed else None

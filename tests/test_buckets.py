@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fuzz.buckets import bucket_for, mask, panic_location, worker_death_bucket
-from fuzz.filetest import parse_text
-from fuzz.oracle import INTERPRETER, Kind, Outcome, judge
-from fuzz.runner import RunResult
+from fuzz.pipeline.filetest import parse_text
+from fuzz.pipeline.oracle import INTERPRETER, Kind, Outcome, judge
+from fuzz.pipeline.runner import RunResult
+from fuzz.triage.buckets import bucket_for, mask, panic_location, worker_death_bucket
 from fuzz.values import Value
 
 TEXT = """test run

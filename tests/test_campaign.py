@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-CALLFUZZ = [sys.executable, "-m", "fuzz.cli"]
+CALLFUZZ = [sys.executable, "-m", "fuzz.commands.cli"]
 FINDING = Path(__file__).parents[1] / "corpus" / "riscv64-preserve-all-vector-saves.clif"
 
 

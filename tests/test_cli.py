@@ -53,7 +53,7 @@ block0(v0: i64):
 
 def callfuzz(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fuzz.cli", *args],
+        [sys.executable, "-m", "fuzz.commands.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.filetest import parse_file
-from fuzz.oracle import BENIGN, INTERPRETER, Kind, Verdict
-from fuzz.runner import Runner, default_lines
+from fuzz.pipeline.filetest import parse_file
+from fuzz.pipeline.oracle import BENIGN, INTERPRETER, Kind, Verdict
+from fuzz.pipeline.runner import Runner, default_lines
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 

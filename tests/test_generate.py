@@ -7,9 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fuzz import _cranelift
-from fuzz.choices import ByteSource, HypothesisSource, RandomSource
-from fuzz.gencmd import check_case, supported_cells
-from fuzz.generate import generate
+from fuzz.commands.gen import check_case
+from fuzz.gen.cells import supported_cells
+from fuzz.gen.choices import ByteSource, HypothesisSource, RandomSource
+from fuzz.gen.generate import generate
 from fuzz.targets import TARGETS
 
 TARGET_LIST = list(TARGETS.values())
@@ -55,7 +56,7 @@ def test_cases_only_use_supported_cells() -> None:
 
 
 def test_call_sites_carry_the_callees_exact_signature() -> None:
-    from fuzz.sigcheck import signature_mismatches
+    from fuzz.pipeline.sigcheck import signature_mismatches
 
     for seed in range(40):
         case = generate(RandomSource(seed), TARGET_LIST[seed % 4])

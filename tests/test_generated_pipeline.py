@@ -7,12 +7,12 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fuzz.choices import HypothesisSource, RandomSource
-from fuzz.expect import with_expectations
-from fuzz.filetest import parse_text
-from fuzz.generate import generate
-from fuzz.oracle import Verdict
-from fuzz.runner import Runner, RunResult, default_lines
+from fuzz.gen.choices import HypothesisSource, RandomSource
+from fuzz.gen.expect import with_expectations
+from fuzz.gen.generate import generate
+from fuzz.pipeline.filetest import parse_text
+from fuzz.pipeline.oracle import Verdict
+from fuzz.pipeline.runner import Runner, RunResult, default_lines
 from fuzz.targets import TARGETS
 
 TARGET_LIST = list(TARGETS.values())

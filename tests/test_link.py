@@ -29,8 +29,8 @@ import capstone as cs
 import pytest
 from capstone import arm64_const, riscv_const, x86_const
 
-from fuzz import _cranelift
-from fuzz.emulate import (
+from fuzz import _cranelift, relocations
+from fuzz.pipeline.emulate import (
     SENTINEL,
     SLOTS_BASE,
     SLOTS_SIZE,
@@ -38,25 +38,21 @@ from fuzz.emulate import (
     STACK_SIZE,
     Emulator,
 )
-from fuzz.link import (
+from fuzz.pipeline.link import (
     CODE_BASE,
     FUNCTION_ALIGN,
-    GOT_KINDS,
-    PATCHERS,
     CompiledFunction,
     Image,
     LinkError,
     NeedsLibcall,
     Reloc,
-    RelocationOutOfRange,
     UndefinedSymbol,
     UnknownRelocation,
-    _Patcher,
-    _Site,
     link,
 )
+from fuzz.pipeline.trampoline import TRAMPOLINE_NAME, trampoline_clif
+from fuzz.relocations import Memory, Relocation, RelocationOutOfRange, Site
 from fuzz.targets import TARGET_NAMES, TARGETS, Target
-from fuzz.trampoline import TRAMPOLINE_NAME, trampoline_clif
 from fuzz.values import Value
 
 SIGN = 0x8000_0000
@@ -325,7 +321,7 @@ def test_end_to_end(target_name: str, shape: str, pic: bool, layout: Layout) -> 
     for lo, hi in EMULATOR_REGIONS:
         assert end <= lo or image.base >= hi, "image overlaps the emulator's own memory"
 
-    if any(r.kind in GOT_KINDS for r in caller.relocs):
+    if any(target.relocations[r.kind].via_got for r in caller.relocs):
         assert set(image.got) == symbols
         for name, entry in image.got.items():
             assert _read(image, entry, 8, target.big_endian) == image.symbols[name]
@@ -353,12 +349,14 @@ def test_end_to_end_covers_every_emitted_kind(target_name: str) -> None:
     }
     claimed = set().union(*(kinds[target_name] for kinds in EXPECTED.values()))
     assert seen == claimed
-    assert seen == TARGETS[target_name].reloc_kinds - UNIT_ONLY[target_name]
+    assert seen == set(TARGETS[target_name].relocations) - UNIT_ONLY[target_name]
     assert not seen & UNIT_ONLY[target_name]
 
 
-def test_every_patcher_belongs_to_a_target() -> None:
-    assert set(PATCHERS) == set().union(*(t.reloc_kinds for t in TARGETS.values()))
+def test_every_relocation_belongs_to_a_target() -> None:
+    defined = {id(v) for v in vars(relocations).values() if isinstance(v, Relocation)}
+    used = {id(r) for t in TARGETS.values() for r in t.relocations.values()}
+    assert defined == used
 
 
 # --- patch arithmetic, decoded with capstone ------------------------------------
@@ -375,7 +373,7 @@ class Seq:
 
     @property
     def via_got(self) -> bool:
-        return any(kind in GOT_KINDS for _, kind, _ in self.relocs)
+        return any(_via_got(self.target, kind) for _, kind, _ in self.relocs)
 
     @property
     def data(self) -> bool:
@@ -389,11 +387,15 @@ class Seq:
         for offset, kind, bias in self.relocs:
             if kind == "RiscvPCRelLo12I":  # points at the auipc right before it
                 out.append(Reloc(start + offset, kind, f"+{start + offset - 4}", 0))
-            elif kind in GOT_KINDS:
+            elif _via_got(self.target, kind):
                 out.append(Reloc(start + offset, kind, symbol, bias))
             else:
                 out.append(Reloc(start + offset, kind, symbol, extra + bias))
         return out
+
+
+def _via_got(target: str, kind: str) -> bool:
+    return TARGETS[target].relocations[kind].via_got
 
 
 def _le32(*words: int) -> bytes:
@@ -482,32 +484,30 @@ def _changed_bits_inside_fields(seq: Seq, patched: bytes) -> bool:
 
 def _patch(seq: Seq, at: int, symbol_at: int, extra: int, got_at: int | None = None) -> bytes:
     """Apply `seq`'s relocations with the code at `at` and the symbol at
-    `symbol_at` (its GOT entry at `got_at`), exactly as `link` drives PATCHERS,
+    `symbol_at` (its GOT entry at `got_at`), exactly as `link` drives the relocations,
     without laying out memory in between (so distances can be gigabytes)."""
     target = TARGETS[seq.target]
     relocs = seq.make_relocs("%sym", extra)
     got = {"%sym": got_at} if got_at is not None else {}
     image = Image(at, bytearray(seq.code), {"%seq": at}, {"%seq": len(seq.code)}, got=got)
-    patcher = _Patcher(image, target.big_endian)
+    memory = Memory(at, image.data, target.big_endian)
 
     def resolve(r: Reloc, start: int) -> int:
-        if r.kind in GOT_KINDS:
+        if target.relocations[r.kind].via_got:
             return got[r.target]
         if r.target.startswith("+"):
             return start + int(r.target[1:])
         return symbol_at
 
+    def pair(auipc: int) -> tuple[int, int] | None:
+        for r in relocs:
+            if at + r.offset == auipc and target.relocations[r.kind].riscv_hi20:
+                return resolve(r, at), r.addend
+        return None
+
     for r in relocs:
-        site = _Site(
-            P=at + r.offset,
-            S=resolve(r, at),
-            A=r.addend,
-            kind=r.kind,
-            func_start=at,
-            relocs=tuple(relocs),
-            resolve=resolve,
-        )
-        PATCHERS[r.kind](patcher, site)
+        site = Site(at + r.offset, resolve(r, at), r.addend, r.kind, pair)
+        target.relocations[r.kind].patch(memory, site)
     return bytes(image.data)
 
 
@@ -528,8 +528,7 @@ def _decode(seq: Seq, code: bytes, address: int) -> int:
     """The address (or immediate) the patched sequence materialises, per capstone."""
     target = TARGETS[seq.target]
     if seq.data:
-        order = "big" if target.big_endian else "little"
-        return int.from_bytes(code, order)
+        return int.from_bytes(code, "big" if target.big_endian else "little")
     value = 0
     for insn in _disasm(target, code, address):
         ops = insn.operands
@@ -613,7 +612,7 @@ def test_patch_keeps_bits_outside_its_field(
 @pytest.mark.parametrize("target_name", TARGET_NAMES)
 def test_patch_arithmetic_covers_every_kind(target_name: str) -> None:
     covered = {kind for s in SEQS if s.target == target_name for _, kind, _ in s.relocs}
-    assert covered == TARGETS[target_name].reloc_kinds
+    assert covered == set(TARGETS[target_name].relocations)
 
 
 def test_capstone_sees_the_patched_instructions() -> None:
@@ -817,7 +816,7 @@ FOREIGN = [
     (t, kind)
     for t in TARGET_NAMES
     for kind in ("NoSuchKind", "Arm64Call", "S390xPCRel32Dbl", "X86GOTPCRel4")
-    if kind not in TARGETS[t].reloc_kinds
+    if kind not in TARGETS[t].relocations
 ]
 
 

@@ -1,4 +1,4 @@
-"""Unit tests of fuzz.values (bit-exact comparison, NaN policy) and fuzz.oracle
+"""Unit tests of fuzz.values (bit-exact comparison, NaN policy) and fuzz.pipeline.oracle
 (verdicts and blame). Pure Python: no Cranelift, no emulator."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzz.oracle import BENIGN, INTERPRETER, Kind, Outcome, Verdict, judge
+from fuzz.pipeline.oracle import BENIGN, INTERPRETER, Kind, Outcome, Verdict, judge
 from fuzz.values import NanPolicy, Value
 
 TARGETS = ("x86_64", "aarch64", "riscv64", "s390x")

@@ -16,13 +16,13 @@ import capstone as cs
 import pytest
 
 from fuzz import _cranelift
-from fuzz.emulate import Emulator
-from fuzz.filetest import BadInput, FileTest, TargetLine, parse_file, parse_text
-from fuzz.link import CompiledFunction, Image, link
-from fuzz.oracle import INTERPRETER, Kind, Verdict
-from fuzz.runner import Runner, RunResult, default_lines
+from fuzz.pipeline.emulate import Emulator
+from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_file, parse_text
+from fuzz.pipeline.link import CompiledFunction, Image, link
+from fuzz.pipeline.oracle import INTERPRETER, Kind, Verdict
+from fuzz.pipeline.runner import Runner, RunResult, default_lines
+from fuzz.pipeline.trampoline import TRAMPOLINE_NAME, trampoline_clif
 from fuzz.targets import TARGETS, Target
-from fuzz.trampoline import TRAMPOLINE_NAME, trampoline_clif
 from fuzz.values import NanPolicy
 
 RUNTESTS = Path(__file__).resolve().parents[1].parent / "shared" / "runtests"
@@ -32,11 +32,15 @@ needs_runtests = pytest.mark.skipif(not RUNTEST_FILES, reason=f"no runtests in {
 ABSTENTIONS = {Verdict.NOT_EXECUTABLE: Kind.NOT_EXECUTABLE, Verdict.UNSUPPORTED: Kind.UNSUPPORTED}
 
 
-def run(
-    ft: FileTest, post_link: Callable[[TargetLine, Image], None] | None = None
-) -> list[RunResult]:
+def run(ft: FileTest, plant: Callable[[TargetLine, Image], None] | None = None) -> list[RunResult]:
+    """`plant` may patch each linked image before anything runs."""
     # A fresh Runner per file: nothing cached from another test.
-    return Runner(post_link=post_link).run_file(ft, default_lines(ft, None))
+    runner = Runner()
+    configs = runner.prepare_file(ft, default_lines(ft, None))
+    for config in configs:
+        if plant is not None and config.image is not None:
+            plant(config.line, config.image)
+    return runner.run_configs(ft, configs)
 
 
 # --- 1a: the upstream runtests -------------------------------------------------------
@@ -176,7 +180,7 @@ def test_planted_miscompile_is_caught_and_blamed_on_its_target(name: str) -> Non
         patched.append(line.label)
 
     ft = parse_text(callee_clif(10) + CALLER_CLIF)
-    (result,) = run(ft, post_link=plant)
+    (result,) = run(ft, plant=plant)
     assert patched == [name]
     j = result.judgement
     assert j.verdicts[name] in (Verdict.WRONG_RESULT, Verdict.CRASH), result.outcomes[name]
@@ -250,9 +254,7 @@ def test_signature_mismatch_is_bad_input(case: str) -> None:
     ran: list[str] = []
     with pytest.raises(BadInput) as info:
         ft = parse_text(CALLEE_I64 + caller + "; run: %caller(1) == 11\n")
-        Runner(post_link=lambda line, _image: ran.append(line.label)).run_file(
-            ft, default_lines(ft, None)
-        )
+        run(ft, plant=lambda line, _image: ran.append(line.label))
     message = str(info.value)
     assert used in message
     assert "(i64) -> i64 fast" in message  # the callee's definition, default convention

@@ -10,14 +10,17 @@ from pathlib import Path
 import pytest
 
 from fuzz import _cranelift
-from fuzz.choices import RandomSource
 from fuzz.faults import FAULTS
-from fuzz.filetest import parse_text
-from fuzz.generate import generate
+from fuzz.gen.choices import RandomSource
+from fuzz.gen.generate import generate
+from fuzz.pipeline.filetest import parse_text
 from fuzz.targets import TARGETS
+from fuzz.triage.export import filetest, run_lines_parsed
 from reducers.clif import parse_module
-from reducers.export import filetest, run_lines_parsed
-from reducers.reduce import SameBucket, clif_lines, ddmin, goal_for, reduce_text
+from reducers.passes import ddmin
+from reducers.problem import clif_lines
+from reducers.reduce import goal_for, reduce_text
+from reducers.same_bucket import SameBucket
 
 CORPUS = Path(__file__).parents[1] / "corpus"
 FINDING = CORPUS / "riscv64-preserve-all-vector-saves.clif"
@@ -49,7 +52,8 @@ block0:
 
 
 def planted(count: int) -> list[str]:
-    out, seed = [], 0
+    out: list[str] = []
+    seed = 0
     while len(out) < count:
         text = generate(RandomSource(seed), TARGETS["aarch64"]).text
         if FAULTS[FAULT].trigger(parse_text(text), "%main"):
@@ -130,7 +134,7 @@ def test_export_is_a_filetest_the_reader_accepts_with_every_run_line() -> None:
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fuzz.cli", *args], capture_output=True, text=True, cwd=cwd
+        [sys.executable, "-m", "fuzz.commands.cli", *args], capture_output=True, text=True, cwd=cwd
     )
 
 

@@ -12,11 +12,12 @@ import capstone
 import pytest
 from click.testing import CliRunner, Result
 
-from fuzz.cli import cli
-from fuzz.db import FindingRecord, Progress, open_db
-from fuzz.filetest import TargetLine, parse_text
-from fuzz.runner import Runner
+from fuzz.commands.cli import cli
+from fuzz.pipeline.filetest import TargetLine, parse_text
+from fuzz.pipeline.runner import Runner
 from fuzz.targets import lookup
+from fuzz.triage.records import FindingRecord, Progress
+from fuzz.triage.store import open_db
 
 CORPUS = Path(__file__).parents[1] / "corpus" / "call-indirect-func-addr.clif"
 SMALL = "function %f() {\nblock0:\n    return\n}\n"

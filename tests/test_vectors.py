@@ -4,9 +4,9 @@ unequal against targets (found by the capability probe)."""
 
 from __future__ import annotations
 
-from fuzz.filetest import TargetLine, parse_text
-from fuzz.oracle import Verdict
-from fuzz.runner import Runner
+from fuzz.pipeline.filetest import TargetLine, parse_text
+from fuzz.pipeline.oracle import Verdict
+from fuzz.pipeline.runner import Runner
 from fuzz.targets import TARGETS
 
 SWAP = """\

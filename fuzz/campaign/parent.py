@@ -10,6 +10,7 @@ replaced after its case is recorded as a finding of its own.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import multiprocessing as mp
 import signal
@@ -25,11 +26,14 @@ from types import FrameType
 from typing import Any
 
 from fuzz import _cranelift
-from fuzz.buckets import worker_death_bucket
-from fuzz.db import FindingRecord, Progress, TriageDB
-from fuzz.progress import Display
+from fuzz.campaign.progress import Display
+from fuzz.campaign.state import CaseResult, Options, Stats, WorkerConfig
+from fuzz.campaign.worker import generated, worker_main
+from fuzz.pipeline.oracle import Verdict
 from fuzz.targets import TARGETS
-from fuzz.worker import CRANELIFT_STAGES, WorkerConfig, generated, worker_main
+from fuzz.triage.buckets import worker_death_bucket
+from fuzz.triage.records import FindingRecord, Progress
+from fuzz.triage.store import TriageDB
 
 # Findings stored per bucket per campaign run; further hits only count (and
 # a smaller reproducer is stored anyway).
@@ -37,62 +41,6 @@ KEPT_PER_BUCKET = 20
 SEED_BLOCK = 8  # seeds handed out at once: small, so a dead worker loses little
 FLUSH_EVERY = 1.0  # seconds between database transactions
 CORPUS_CHUNK = 4
-
-
-@dataclass
-class Options:
-    targets: list[str]
-    jobs: int
-    seed: int
-    engine: str = "random"
-    duration: float | None = None  # seconds
-    cases: int | None = None
-    corpus: Path | None = None
-    hang_limit: float = 60.0  # wall-clock seconds for one case
-    fault: str | None = None  # planted test-only fault (fuzz.faults)
-    status_every: float = 30.0  # seconds between status lines off a terminal
-    live: bool = False  # rich live display (a terminal)
-    workdir: Path = Path("crashes")  # in-flight files and Hypothesis's database
-
-
-@dataclass
-class Stats:
-    cases: int = 0
-    executions: Counter[str] = field(default_factory=Counter)
-    verdicts: Counter[str] = field(default_factory=Counter)
-    findings: int = 0
-    new_buckets: int = 0
-    hard_crashes: int = 0
-    hangs: int = 0
-    corpus_added: int = 0
-    errors: int = 0
-    # per worker: (timings by stage, worker CPU seconds), latest report
-    timings: dict[int, tuple[dict[str, float], float]] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-    cpu_started: float = field(default_factory=time.process_time)
-    cases_before: int = 0  # done in earlier runs of a resumed campaign
-
-    def rate(self) -> float:
-        return self.cases / max(time.monotonic() - self.started, 1e-9)
-
-    def stage_seconds(self, stage: str) -> float:
-        return sum(
-            seconds
-            for timings, _cpu in self.timings.values()
-            for name, seconds in timings.items()
-            if name.split()[0] == stage
-        )
-
-    def split(self) -> tuple[float, float, float]:
-        """Seconds inside Cranelift, total worker CPU, and the writer's CPU."""
-        cranelift = sum(
-            seconds
-            for timings, _cpu in self.timings.values()
-            for stage, seconds in timings.items()
-            if stage.split()[0] in CRANELIFT_STAGES
-        )
-        workers = sum(cpu for _t, cpu in self.timings.values())
-        return cranelift, workers, time.process_time() - self.cpu_started
 
 
 @dataclass
@@ -143,7 +91,6 @@ class Campaign:
         shared = self.ctx.Array("d", 2)
         inflight = self.workdir / f"worker-{index}.clif"
         config = WorkerConfig(
-            worker_id=index,
             engine=self.opt.engine,
             targets=self.opt.targets,
             inflight=str(inflight),
@@ -208,49 +155,37 @@ class Campaign:
             slot.busy = False
             slot.files = []
 
-    def on_case(self, slot: Slot, result: dict[str, Any]) -> None:
-        seed = result.get("seed")
+    def on_case(self, slot: Slot, result: CaseResult) -> None:
+        seed = result.seed
         if seed is not None and seed in slot.seeds:
             slot.seeds.remove(seed)
             self._done(seed)
-        if "error" in result:
+        if result.error is not None:
             self.stats.errors += 1
-            self.display.note(f"skipped: {result['error']}")
+            self.display.note(f"skipped: {result.error}")
             return
         self.stats.cases += 1
-        self.stats.executions.update(result["executions"])
-        self.stats.verdicts.update(result["verdicts"])
-        for finding in result["findings"]:
+        self.stats.executions.update(result.executions)
+        self.stats.verdicts.update(result.verdicts)
+        for finding in result.findings:
             self.pending.append(self._record(finding))
-        cells = {tuple(c) for c in result.get("cells", [])}
-        if result["origin"] == "corpus":
+        cells = set(result.cells)
+        if result.origin == "corpus":
             self.cells_seen |= cells
         elif cells - self.cells_seen:
             self.cells_seen |= cells
-            if not result["findings"] and "clif" in result:
-                self._add_to_corpus(result["clif"], "cell")
+            if not result.findings and result.clif is not None:
+                self._add_to_corpus(result.clif, "cell")
 
-    def _record(self, finding: dict[str, Any]) -> FindingRecord:
+    def _record(self, finding: FindingRecord) -> FindingRecord:
+        """The finding, kept or only counted (a bucket keeps a few per run)."""
         self.stats.findings += 1
-        key, lines = finding["bucket_key"], finding["clif"].count("\n")
+        key, lines = finding.bucket_key, finding.clif.count("\n")
         keep = self.kept[key] < KEPT_PER_BUCKET or lines < self.smallest.get(key, lines)
         if keep:
             self.kept[key] += 1
             self.smallest[key] = min(lines, self.smallest.get(key, lines))
-        return FindingRecord(
-            keep=keep,
-            clif=finding["clif"],
-            target=finding["target"],
-            flags=finding["flags"],
-            verdict=finding["verdict"],
-            details=finding["details"],
-            blame=finding["blame"],
-            bucket_key=finding["bucket_key"],
-            bucket_title=finding["bucket_title"],
-            cranelift_version=_cranelift.version(),
-            origin=finding["origin"],
-            seed=finding["seed"],
-        )
+        return dataclasses.replace(finding, keep=keep)
 
     def _done(self, seed: int) -> None:
         self.done_seeds.add(seed)
@@ -300,19 +235,19 @@ class Campaign:
         if code == 0 and not started:
             return  # a clean exit after "stop"
         how = "hang" if hung else _death(code)
-        self.record_death(slot, "hang" if hung else "hard crash", how, bool(started))
+        self.record_death(slot, Verdict.HANG if hung else Verdict.HARD_CRASH, how, bool(started))
         slot.conn.close()
         if not self.stopping:
             replacement = self.spawn(slot.index)
             self.slots[self.slots.index(slot)] = replacement
 
-    def record_death(self, slot: Slot, kind: str, how: str, mid_case: bool) -> None:
+    def record_death(self, slot: Slot, kind: Verdict, how: str, mid_case: bool) -> None:
         seed = int(slot.shared[1]) if mid_case and slot.shared[1] >= 0 else None
         if seed is not None:
             text = generated(seed, [TARGETS[t] for t in self.opt.targets])
         else:
             text = _read(slot.inflight) if mid_case else ""
-        if kind == "hang":
+        if kind is Verdict.HANG:
             self.stats.hangs += 1
         else:
             self.stats.hard_crashes += 1
@@ -332,7 +267,7 @@ class Campaign:
                 clif=text,
                 target=target,
                 flags=[],
-                verdict=kind,
+                verdict=kind.value,
                 details={"worker": slot.index, "exit": how, "limit_seconds": self.opt.hang_limit},
                 blame=[target],
                 bucket_key=bucket.key,
@@ -482,29 +417,3 @@ def run_campaign(db: TriageDB, options: Options, resume: int | None) -> tuple[Ca
     interrupted = reason in ("SIGINT", "SIGTERM")
     db.finish_campaign(campaign.id, "interrupted" if interrupted else "finished")
     return campaign, reason
-
-
-def reduce_new_buckets(db: TriageDB, campaign: Campaign, seconds_each: float) -> None:
-    """Reduce the first reproducer of every bucket this campaign opened and
-    store the result (at the end of the campaign, in this process)."""
-    from reducers.reduce import Goal, reduce_text
-
-    note = campaign.display.note
-    for bucket_id in campaign.new_bucket_ids:
-        bucket = db.get_bucket(bucket_id)
-        if bucket is None or bucket.verdict in ("hard crash", "hang"):
-            continue  # reproduces only out of process
-        text = db.case_text(bucket.best_case_id) or ""
-        goal = Goal(bucket.target, bucket.key, campaign.opt.fault)
-        try:
-            result = reduce_text(text, goal, time_limit=seconds_each)
-        except (ValueError, KeyboardInterrupt) as err:
-            note(f"bucket {bucket_id}: not reduced ({err or 'interrupted'})")
-            if isinstance(err, KeyboardInterrupt):
-                return
-            continue
-        db.set_reduced_case(bucket_id, result.text)
-        note(
-            f"bucket {bucket_id} reduced: {result.lines_before} -> {result.lines_after} "
-            f"CLIF lines in {result.seconds:.1f}s ({bucket.title})"
-        )

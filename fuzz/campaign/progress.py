@@ -6,14 +6,12 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from fuzz.campaign import Options, Stats
+from fuzz.campaign.state import Options, Stats
 
 
 def _clock(seconds: float) -> str:

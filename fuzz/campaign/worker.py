@@ -14,49 +14,27 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import SynchronizedArray
 from pathlib import Path
 from typing import Any, TextIO
 
-from fuzz.buckets import bucket_for, details
-from fuzz.choices import ByteSource, RandomSource, Source
-from fuzz.faults import FAULTS
-from fuzz.filetest import BadInput, FileTest, TargetLine, parse_text
-from fuzz.generate import generate
-from fuzz.oracle import BENIGN
-from fuzz.runner import Runner, default_lines
+from fuzz import _cranelift
+from fuzz.campaign.state import CaseResult, WorkerConfig
+from fuzz.faults import outcome_hook
+from fuzz.gen.cells import Cell, module_cells
+from fuzz.gen.choices import ByteSource, RandomSource, Source
+from fuzz.gen.generate import generate
+from fuzz.pipeline.filetest import BadInput, TargetLine, parse_text
+from fuzz.pipeline.oracle import is_finding
+from fuzz.pipeline.runner import Runner, default_lines
 from fuzz.targets import TARGETS, Target
+from fuzz.triage.buckets import bucket_for, details
+from fuzz.triage.records import FindingRecord
 
-# Runner stages that run inside Cranelift (the rest is the harness).
-CRANELIFT_STAGES = ("parse", "verify", "compile", "interpret")
 TIMINGS_EVERY = 2.0  # seconds between timing reports
 BATCH = 16  # results per message at most
 BATCH_SECONDS = 0.05
-
-
-@dataclass
-class WorkerConfig:
-    worker_id: int
-    engine: str
-    targets: list[str]
-    inflight: str  # file holding the case being run
-    fault: str | None = None
-    hypothesis_db: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def cells_of(ft: FileTest, target: str) -> set[tuple[str, str, str, str]]:
-    """(target, type, convention, call form) cells a module exercises."""
-    cells = set()
-    for function in ft.functions.values():
-        for site in function["call_sites"]:
-            sig = site["signature"]
-            types = [p[0] for p in sig["params"] if p[2] != "sret"] + [r[0] for r in sig["returns"]]
-            for ty in types or ["-"]:
-                cells.add((target, ty, sig["call_conv"], site["opcode"]))
-    return cells
 
 
 class CaseRunner:
@@ -65,14 +43,14 @@ class CaseRunner:
     def __init__(self, config: WorkerConfig, shared: SynchronizedArray[float] | None) -> None:
         self.config = config
         self.shared = shared
-        fault = FAULTS[config.fault] if config.fault else None
-        self.runner = Runner(fault=fault)
+        self.runner = Runner(outcome_hook=outcome_hook(config.fault))
         self.targets = [TARGETS[name] for name in config.targets]
         self.wanted = [TargetLine(t) for t in self.targets]
         self.inflight = Path(config.inflight)
         self._inflight_file: TextIO | None = None
         self.cpu_start = time.process_time()
-        self.cells_seen: set[tuple[str, str, str, str]] = set()
+        self.cells_seen: set[Cell] = set()
+        self.cranelift_version = _cranelift.version()
 
     def begin(self, text: str, index: float) -> None:
         # A seeded case is regenerated from its seed by the parent; any other
@@ -92,64 +70,59 @@ class CaseRunner:
         if self.shared is not None:
             self.shared[0] = 0.0
 
-    def run(self, text: str, origin: str, seed: int | None, index: float) -> dict[str, Any]:
+    def run(self, text: str, origin: str, seed: int | None, index: float) -> CaseResult:
         self.begin(text, index)
         try:
             return self._summarise(text, origin, seed)
         finally:
             self.end()
 
-    def _summarise(self, text: str, origin: str, seed: int | None) -> dict[str, Any]:
-        out: dict[str, Any] = {"seed": seed, "origin": origin, "executions": {}, "verdicts": {}}
+    def _summarise(self, text: str, origin: str, seed: int | None) -> CaseResult:
+        out = CaseResult(origin=origin, seed=seed)
         try:
             with self.runner.stage("parse"):
                 ft = parse_text(text)
-        except BadInput as err:
-            out["error"] = str(err)
-            return out
-        lines = default_lines(ft, self.wanted if origin == "corpus" else None)
-        try:
+            lines = default_lines(ft, self.wanted if origin == "corpus" else None)
             results = self.runner.run_file(ft, lines)
         except BadInput as err:
-            out["error"] = str(err)
+            out.error = str(err)
             return out
         executions: Counter[str] = Counter()
         verdicts: Counter[str] = Counter()
-        findings: dict[str, dict[str, Any]] = {}
+        findings: dict[str, FindingRecord] = {}
         for result in results:
             for label, verdict in result.judgement.verdicts.items():
                 verdicts[verdict.value] += 1
                 executions[label.split()[0]] += 1
-                if verdict in BENIGN and label not in result.judgement.blame:
+                if not is_finding(verdict, label in result.judgement.blame):
                     continue
                 bucket = bucket_for(ft, label, result)
-                # one finding per bucket per case: three run lines, one bug
-                findings.setdefault(
-                    bucket.key,
-                    {
-                        "clif": text,
-                        "target": label,
-                        "flags": ft.shared_flags,
-                        "verdict": verdict.value,
-                        "details": details(ft, result, label),
-                        "blame": result.judgement.blame,
-                        "bucket_key": bucket.key,
-                        "bucket_title": bucket.title,
-                        "origin": origin,
-                        "seed": seed,
-                    },
+                if bucket.key in findings:
+                    continue  # one finding per bucket per case: three run lines, one bug
+                findings[bucket.key] = FindingRecord(
+                    clif=text,
+                    target=label,
+                    flags=ft.shared_flags,
+                    verdict=verdict.value,
+                    details=details(ft, result, label),
+                    blame=result.judgement.blame,
+                    bucket_key=bucket.key,
+                    bucket_title=bucket.title,
+                    cranelift_version=self.cranelift_version,
+                    origin=origin,
+                    seed=seed,
                 )
-        out["executions"] = dict(executions)
-        out["verdicts"] = dict(verdicts)
-        out["findings"] = list(findings.values())
-        cells = cells_of(ft, lines[0].target.name) if lines else set()
-        out["cells"] = sorted(cells)
+        out.executions = dict(executions)
+        out.verdicts = dict(verdicts)
+        out.findings = list(findings.values())
+        cells = module_cells(lines[0].target.name, ft.functions) if lines else set()
+        out.cells = sorted(cells)
         if not cells <= self.cells_seen:
             # new to this worker, maybe to the campaign: the parent decides
             # whether it joins the corpus, and needs the text for that
             self.cells_seen |= cells
-            out["clif"] = text
-        out["lines"] = text.count("\n")
+            out.clif = text
+        out.lines = text.count("\n")
         return out
 
     def timings(self) -> dict[str, float]:
@@ -185,13 +158,13 @@ class Outbox:
     def __init__(self, conn: Connection, cases: CaseRunner) -> None:
         self.conn = conn
         self.cases = cases
-        self.batch: list[dict[str, Any]] = []
+        self.batch: list[CaseResult] = []
         self.sent = self.timed = time.monotonic()
 
     def cpu(self) -> tuple[dict[str, float], float]:
         return self.cases.timings(), time.process_time() - self.cases.cpu_start
 
-    def add(self, result: dict[str, Any]) -> None:
+    def add(self, result: CaseResult) -> None:
         self.batch.append(result)
         if len(self.batch) >= BATCH or time.monotonic() - self.sent > BATCH_SECONDS:
             self.flush()
@@ -237,10 +210,10 @@ def _serve(conn: Connection, cases: CaseRunner, outbox: Outbox) -> str:
                 try:
                     text = Path(path).read_text()
                 except (OSError, UnicodeDecodeError) as err:
-                    outbox.add({"seed": None, "origin": "corpus", "error": f"{path}: {err}"})
+                    outbox.add(CaseResult(origin="corpus", error=f"{path}: {err}", path=path))
                     continue
                 result = cases.run(text, "corpus", None, -1)
-                result["path"] = path
+                result.path = path
                 outbox.add(result)
         elif message[0] == "seeds":
             for seed in message[1]:
@@ -260,10 +233,10 @@ def _instrument_generator(atheris: Any) -> None:
     so their code objects are patched in place."""
     import inspect
 
-    import fuzz.choices
-    import fuzz.generate
+    import fuzz.gen.choices
+    import fuzz.gen.generate
 
-    for module in (fuzz.generate, fuzz.choices):
+    for module in (fuzz.gen.generate, fuzz.gen.choices):
         for _name, obj in vars(module).items():
             if getattr(obj, "__module__", None) != module.__name__:
                 continue
@@ -313,7 +286,7 @@ def _hypothesis(
     from hypothesis import strategies as st
     from hypothesis.database import DirectoryBasedExampleDatabase
 
-    from fuzz.choices import HypothesisSource
+    from fuzz.gen.choices import HypothesisSource
 
     @settings(
         database=DirectoryBasedExampleDatabase(db_path) if db_path else None,
@@ -332,7 +305,7 @@ def _hypothesis(
         )
         outbox.add(result)
         # a finding fails the example, so Hypothesis stores it in its database
-        assert not result.get("findings"), result["findings"][0]["bucket_title"]
+        assert not result.findings, result.findings[0].bucket_title
 
     while True:
         with contextlib.suppress(AssertionError):  # recorded already; keep exploring

@@ -10,14 +10,16 @@ import statistics
 import time
 from pathlib import Path
 
+import click
 from rich.console import Console
 from rich.table import Table
 
 from fuzz import _cranelift
-from fuzz.choices import RandomSource
-from fuzz.filetest import TargetLine, parse_text
-from fuzz.generate import generate
-from fuzz.runner import Runner
+from fuzz.commands.common import console as default_console
+from fuzz.gen.choices import RandomSource
+from fuzz.gen.generate import generate
+from fuzz.pipeline.filetest import TargetLine, parse_text
+from fuzz.pipeline.runner import Runner
 from fuzz.targets import TARGETS
 
 # A three-function module: a call chain mixing i64, f64 and i128 arguments.
@@ -150,3 +152,16 @@ def bench_generation(console: Console, count: int) -> None:
         table.add_row(target.name, f"{len(sizes) / elapsed:,.0f}", str(statistics.median(sizes)))
     table.add_row("all", f"{count // len(targets) * len(targets) / overall:,.0f}", "")
     console.print(table)
+
+
+@click.command()
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Runs per measurement.",
+)
+def bench(repeat: int) -> None:
+    """Time each pipeline stage on a fixed set of CLIF files."""
+    run_bench(default_console, repeat)

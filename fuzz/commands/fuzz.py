@@ -3,39 +3,20 @@
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import sys
 from pathlib import Path
 
 import click
 
+from fuzz.campaign.parent import Campaign, run_campaign
+from fuzz.campaign.state import Options
+from fuzz.commands.common import fail, parse_duration, parse_targets
 from fuzz.faults import FAULTS
-from fuzz.targets import TARGETS, UnknownTarget, lookup
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """`8h`, `10m`, `90s`, `1h30m`, or plain seconds."""
-    parts = _DURATION.findall(text.strip())
-    if not parts or "".join(n + u for n, u in parts) != text.strip():
-        raise click.BadParameter(f"not a duration: {text!r} (try 8h, 10m, 90s)")
-    return sum(float(n) * _UNIT[u] for n, u in parts)
-
-
-def parse_targets(specs: tuple[str, ...]) -> list[str]:
-    names: list[str] = []
-    for spec in specs:
-        for word in spec.replace(",", " ").split():
-            try:
-                name = lookup(word).name
-            except UnknownTarget as err:
-                raise click.BadParameter(str(err)) from None
-            if name not in names:
-                names.append(name)
-    return names or list(TARGETS)
+from fuzz.pipeline.oracle import OUT_OF_PROCESS
+from fuzz.triage.engine import DatabaseError
+from fuzz.triage.store import TriageDB, open_db
+from reducers.reduce import Goal, reduce_text
 
 
 @click.command()
@@ -102,10 +83,6 @@ def fuzz(
 ) -> None:
     """Run a campaign: generate, compile, interpret, emulate and compare on
     worker processes; record findings in the triage database."""
-    from fuzz.campaign import Options, reduce_new_buckets, run_campaign
-    from fuzz.cli import fail
-    from fuzz.db import DatabaseError, open_db
-
     try:
         seconds = parse_duration(duration) if duration else None
         names = parse_targets(targets)
@@ -154,3 +131,27 @@ def fuzz(
         reduce_new_buckets(db, campaign, reduce_time)
     db.close()
     sys.exit({"SIGINT": 130, "SIGTERM": 143}.get(reason, 0))
+
+
+def reduce_new_buckets(db: TriageDB, campaign: Campaign, seconds_each: float) -> None:
+    """Reduce the first reproducer of every bucket this campaign opened and
+    store the result (at the end of the campaign, in this process)."""
+    note = campaign.display.note
+    for bucket_id in campaign.new_bucket_ids:
+        bucket = db.get_bucket(bucket_id)
+        if bucket is None or bucket.verdict in OUT_OF_PROCESS:
+            continue  # reproduces only out of process
+        text = db.case_text(bucket.best_case_id) or ""
+        goal = Goal(bucket.target, bucket.key, campaign.opt.fault)
+        try:
+            result = reduce_text(text, goal, time_limit=seconds_each)
+        except (ValueError, KeyboardInterrupt) as err:
+            note(f"bucket {bucket_id}: not reduced ({err or 'interrupted'})")
+            if isinstance(err, KeyboardInterrupt):
+                return
+            continue
+        db.set_reduced_case(bucket_id, result.text)
+        note(
+            f"bucket {bucket_id} reduced: {result.lines_before} -> {result.lines_after} "
+            f"CLIF lines in {result.seconds:.1f}s ({bucket.title})"
+        )

@@ -3,6 +3,7 @@ print the coverage of type x convention x call form cells per target."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,21 +13,14 @@ from rich.console import Console
 from rich.table import Table
 
 from fuzz import _cranelift
-from fuzz.choices import RandomSource
-from fuzz.expect import with_expectations
-from fuzz.generate import CALL_FORMS, Case, generate
-from fuzz.runner import Runner
-from fuzz.targets import Target
-
-
-def supported_cells(target: Target) -> set[tuple[str, str, str, str]]:
-    cells = set()
-    for cc in target.call_convs:
-        forms = CALL_FORMS if cc in target.tail_call_convs else CALL_FORMS[:2]
-        for form in forms:
-            for ty in target.abi_types.get(cc, target.abi_types["*"]):
-                cells.add((target.name, ty, cc, form))
-    return cells
+from fuzz.commands.common import console as default_console
+from fuzz.commands.common import parse_target_option
+from fuzz.gen.cells import CALL_FORMS, Cell, supported_cells
+from fuzz.gen.choices import RandomSource
+from fuzz.gen.expect import with_expectations
+from fuzz.gen.generate import Case, generate
+from fuzz.pipeline.runner import Runner
+from fuzz.targets import TARGETS, Target
 
 
 def check_case(case: Case, isas: dict[tuple[str, ...], _cranelift.Isa]) -> str | None:
@@ -55,7 +49,7 @@ def run_gen(
     check: bool,
     expect: bool = True,
 ) -> int:
-    cells: Counter[tuple[str, str, str, str]] = Counter()
+    cells: Counter[Cell] = Counter()
     causes: Counter[str] = Counter()
     isas: dict[tuple[str, ...], _cranelift.Isa] = {}
     runner = Runner()
@@ -112,3 +106,38 @@ def run_gen(
             console.print(f"  {n} x {cause}", highlight=False)
     console.print(f"{count} cases in {elapsed:.1f}s", highlight=False)
     return 0 if not causes else 1
+
+
+@click.command()
+@click.option("--count", "-n", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first case.")
+@click.option(
+    "--target", "-t", "targets", multiple=True, help="Targets, round-robin (default all)."
+)
+@click.option(
+    "--out", "-o", type=click.Path(file_okay=False), help="Write one .clif per case here."
+)
+@click.option("--stats", is_flag=True, help="Print the coverage table.")
+@click.option("--check", is_flag=True, help="Parse, verify and compile every case.")
+@click.option(
+    "--expect/--no-expect",
+    default=True,
+    show_default=True,
+    help="State the interpreter's results in `; run: ... == [...]` lines.",
+)
+def gen(
+    count: int,
+    seed: int,
+    targets: tuple[str, ...],
+    out: str | None,
+    stats: bool,
+    check: bool,
+    expect: bool,
+) -> None:
+    """Generate call-ABI test cases (stdout, or files with --out)."""
+    chosen = [parse_target_option(t).target for t in targets] or list(TARGETS.values())
+    sys.exit(
+        run_gen(
+            default_console, chosen, count, seed, Path(out) if out else None, stats, check, expect
+        )
+    )

@@ -8,11 +8,14 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from fuzz.commands.common import fail
 from fuzz.faults import FAULTS
-from reducers.reduce import Goal
-
-# Buckets a worker process had to die for: not reproducible in process.
-OUT_OF_PROCESS = ("hard crash", "hang")
+from fuzz.pipeline.filetest import BadInput
+from fuzz.pipeline.oracle import OUT_OF_PROCESS
+from fuzz.targets import UnknownTarget, lookup
+from fuzz.triage.engine import DatabaseError
+from fuzz.triage.store import open_db
+from reducers.reduce import Goal, goal_for, reduce_text
 
 
 def _progress(console: Console) -> object:
@@ -47,10 +50,6 @@ def reduce(
 ) -> None:
     """Reduce bucket WHAT (an id) or the file WHAT (with --target) to minimal
     CLIF that still reproduces the same bucket."""
-    from fuzz.cli import fail
-    from fuzz.filetest import BadInput
-    from fuzz.targets import UnknownTarget, lookup
-    from reducers.reduce import goal_for, reduce_text
 
     console = Console(stderr=True)
     path = Path(what)
@@ -91,8 +90,6 @@ def reduce(
 
 
 def _bucket_goal(db_url: str | None, bucket_id: int, fault: str | None) -> tuple[str, Goal]:
-    from fuzz.cli import fail
-    from fuzz.db import DatabaseError, open_db
 
     try:
         db = open_db(db_url, create=False)
@@ -115,7 +112,6 @@ def _bucket_goal(db_url: str | None, bucket_id: int, fault: str | None) -> tuple
 
 
 def _store(db_url: str | None, bucket_id: int, text: str) -> None:
-    from fuzz.db import open_db
 
     db = open_db(db_url, create=False)
     try:

@@ -2,8 +2,8 @@
 
 `list` and `stats` summarise, `show` prints one bucket with its best
 reproducer, the values that differ and the machine code around the fault,
-`mark` records what a reviewer decided. The database module (SQLAlchemy) is
-imported only when a triage command runs, so the other commands start fast.
+`mark` records what a reviewer decided, `export` writes a bucket's
+reproducer as an upstream filetest.
 """
 
 from __future__ import annotations
@@ -14,27 +14,27 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-if TYPE_CHECKING:
-    from fuzz.db import FindingInfo, TriageDB
-    from fuzz.link import Image
-    from fuzz.targets import Target
+from fuzz.commands.common import fail, target_name
+from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_text
+from fuzz.pipeline.link import Image, LinkError, link
+from fuzz.pipeline.runner import Runner
+from fuzz.targets import Target, UnknownTarget, lookup
+from fuzz.triage.engine import DatabaseError
+from fuzz.triage.export import filetest, run_lines_parsed
+from fuzz.triage.schema import BucketStatus, Finding
+from fuzz.triage.store import TriageDB, open_db
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _RUN_FUNC = re.compile(r"^\s*(?:run|print):\s*(%[\w.$]+|u\d+:\d+)\s*\(")
-
-
-def _fail(message: str) -> NoReturn:
-    # the convention of fuzz.cli.fail, without importing the CLI module (a cycle)
-    click.echo(f"callfuzz: error: {message}", err=True)
-    sys.exit(2)
 
 
 def _console() -> Console:
@@ -51,7 +51,6 @@ def _db_option(f: F) -> F:
 @contextmanager
 def _opened(db_url: str | None) -> Iterator[TriageDB]:
     """The database, any database error as one line and exit 2."""
-    from fuzz.db import DatabaseError, open_db
 
     try:
         db = open_db(db_url, create=False)
@@ -60,25 +59,24 @@ def _opened(db_url: str | None) -> Iterator[TriageDB]:
         finally:
             db.close()
     except DatabaseError as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 def _bucket_id(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        _fail(f"not a bucket id: {text!r}")
+        fail(f"not a bucket id: {text!r}")
     if value < 1:
-        _fail(f"not a bucket id: {text!r}")
+        fail(f"not a bucket id: {text!r}")
     return value
 
 
 def _status(text: str) -> str:
-    from fuzz.db import BucketStatus
 
     names = [m.value for m in BucketStatus]
     if text not in names:
-        _fail(f"unknown status {text!r} (one of: {', '.join(names)})")
+        fail(f"unknown status {text!r} (one of: {', '.join(names)})")
     return text
 
 
@@ -116,10 +114,10 @@ def list_(
     count = None
     if limit is not None:
         if not limit.isdigit() or int(limit) < 1:
-            _fail(f"--limit wants a positive number, not {limit!r}")
+            fail(f"--limit wants a positive number, not {limit!r}")
         count = int(limit)
     wanted_status = _status(status) if status else None
-    wanted_target = _target_name(target) if target else None
+    wanted_target = target_name(target) if target else None
     with _opened(db_url) as db:
         buckets = db.list_buckets(
             status=wanted_status, target=wanted_target, verdict=verdict, limit=count
@@ -151,15 +149,6 @@ def list_(
     console.print(table)
 
 
-def _target_name(text: str) -> str:
-    from fuzz.targets import UnknownTarget, lookup
-
-    try:
-        return lookup(text).name
-    except UnknownTarget as err:
-        _fail(str(err))
-
-
 # --- show ------------------------------------------------------------------------
 
 
@@ -172,7 +161,7 @@ def show(bucket: str, db_url: str | None) -> None:
     with _opened(db_url) as db:
         info = db.get_bucket(bucket_id)
         if info is None:
-            _fail(f"no bucket {bucket_id}")
+            fail(f"no bucket {bucket_id}")
         [best] = db.bucket_findings(bucket_id, limit=1)  # the best reproducer's
         configs = db.bucket_configs(bucket_id)
         reduced = db.case_text(info.reduced_case_id) if info.reduced_case_id else None
@@ -212,7 +201,6 @@ def show(bucket: str, db_url: str | None) -> None:
 
 
 def _escape(text: str) -> str:
-    from rich.markup import escape
 
     return escape(text)
 
@@ -222,7 +210,7 @@ def _section(out: Console, title: str) -> None:
     out.print(f"[bold]── {title}[/bold]")
 
 
-def _print_details(out: Console, finding: FindingInfo) -> None:
+def _print_details(out: Console, finding: Finding) -> None:
     d = finding.details
     _section(out, f"finding {finding.id}: {finding.verdict} on {finding.target}")
     if "run" in d:
@@ -256,7 +244,7 @@ def _print_details(out: Console, finding: FindingInfo) -> None:
             out.print(f"{key}: {text}", markup=False)
 
 
-def _fault_pc(finding: FindingInfo) -> int | None:
+def _fault_pc(finding: Finding) -> int | None:
     """The faulting pc on the finding's own target, if its outcome had one."""
     d = finding.details
     outcome = d.get("outcomes", {}).get(finding.target)
@@ -274,10 +262,6 @@ def disassembly(clif: str, label: str, flags: Sequence[str], pc: int | None) -> 
     did (same layout, so the recorded pc points into it) and disassemble the
     functions involved: the run's function, what it calls, and the function
     holding `pc`, whose instruction is marked `=>`."""
-    from fuzz.filetest import BadInput, TargetLine, parse_text
-    from fuzz.link import LinkError, link
-    from fuzz.runner import Runner
-    from fuzz.targets import UnknownTarget, lookup
 
     words = label.split()
     try:
@@ -295,7 +279,7 @@ def disassembly(clif: str, label: str, flags: Sequence[str], pc: int | None) -> 
             return [f"cannot link for {label}: {err}"]
     if image is None:
         return [f"no code for {label}: {config.failure}"]
-    names = _involved(ft.functions, _run_function(ft), image, pc)
+    names = _involved(ft, _run_function(ft), image, pc)
     lines: list[str] = []
     for name in names:
         lines += _disassemble(target, image, name, pc)
@@ -304,26 +288,17 @@ def disassembly(clif: str, label: str, flags: Sequence[str], pc: int | None) -> 
     return lines
 
 
-def _run_function(ft: Any) -> str | None:
+def _run_function(ft: FileTest) -> str | None:
     for run in ft.runs:
         if m := _RUN_FUNC.match(run.text):
             return m.group(1)
     return None
 
 
-def _involved(
-    functions: dict[str, dict[str, Any]], entry: str | None, image: Image, pc: int | None
-) -> list[str]:
+def _involved(ft: FileTest, entry: str | None, image: Image, pc: int | None) -> list[str]:
     """Functions reachable from the run's entry, plus the one holding `pc`,
     in address order (all of the module's when no run line names an entry)."""
-    wanted: set[str] = set()
-    todo = [entry] if entry in functions else list(functions)
-    while todo:
-        name = todo.pop()
-        if name in wanted or name not in functions:
-            continue
-        wanted.add(name)
-        todo += [s["callee"] for s in functions[name]["call_sites"] if s.get("callee")]
+    wanted = set(ft.reachable(entry) if entry in ft.functions else ft.functions)
     if pc is not None and (hit := image.function_at(pc)) is not None:
         wanted.add(hit[0])
     return sorted((n for n in wanted if n in image.symbols), key=image.symbols.__getitem__)
@@ -371,7 +346,7 @@ def mark(bucket: str, status: str, note: str | None, db_url: str | None) -> None
         try:
             info = db.mark_bucket(bucket_id, status, note)
         except KeyError:
-            _fail(f"no bucket {bucket_id}")
+            fail(f"no bucket {bucket_id}")
     click.echo(f"bucket {info.id}: {info.status}" + (" (note added)" if note else ""))
 
 
@@ -445,13 +420,12 @@ def _counts_table(title: str, counts: Iterable[tuple[str, int]]) -> Table:
 def export(bucket: str, out: str | None, db_url: str | None) -> None:
     """Write a bucket's reproducer (reduced when it has been) as a Cranelift
     filetest with the interpreter's expected values, for an upstream report."""
-    from reducers.export import filetest, run_lines_parsed
 
     bucket_id = _bucket_id(bucket)
     with _opened(db_url) as db:
         info = db.get_bucket(bucket_id)
         if info is None:
-            _fail(f"no bucket {bucket_id}")
+            fail(f"no bucket {bucket_id}")
         case_id = info.reduced_case_id or info.best_case_id
         clif = db.case_text(case_id) or ""
         version = info.cranelift_versions[-1] if info.cranelift_versions else "?"

@@ -7,9 +7,9 @@ A line whose call the interpreter cannot finish (trap, fuel, failure) stays a
 
 from __future__ import annotations
 
-from fuzz.filetest import parse_text
-from fuzz.oracle import Kind
-from fuzz.runner import Runner
+from fuzz.pipeline.filetest import parse_text
+from fuzz.pipeline.oracle import Kind
+from fuzz.pipeline.runner import Runner
 from fuzz.values import format_values
 
 

@@ -23,14 +23,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from fuzz.choices import Source, boolean, choice
+from fuzz.gen.cells import CALL_FORMS, TAIL_FORMS, Cell, call_cells
+from fuzz.gen.choices import Source, boolean, choice
 from fuzz.targets import Target
-from fuzz.values import type_info
+from fuzz.values import NARROW_INT_TYPES, type_info
 
-INT_TYPES = ("i8", "i16", "i32", "i64", "i128")
-FLOAT_TYPES = ("f16", "f32", "f64", "f128")
-VECTOR_TYPES = ("i8x16", "i16x8", "i32x4", "i64x2", "f32x4", "f64x2")
-CALL_FORMS = ("call", "call_indirect", "return_call", "return_call_indirect")
 MAX_PARAMS = 40
 MAX_RETURNS = 16
 MIX = 0x9E37_79B9_7F4A_7C15  # a well-mixed 64-bit constant
@@ -66,8 +63,7 @@ class Case:
     text: str
     flags: list[str]
     isa_flags: list[str]
-    # coverage cells: (target, type, calling convention, call form)
-    cells: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
+    cells: Counter[Cell] = field(default_factory=Counter)
 
 
 @dataclass
@@ -173,7 +169,7 @@ class Generator:
         self.src = src
         self.t = target
         self.functions: list[str] = []
-        self.cells: Counter[tuple[str, str, str, str]] = Counter()
+        self.cells: Counter[Cell] = Counter()
         self.count = 0
         self.types_used: set[str] = set()
         self.has_tail_call = False
@@ -188,7 +184,7 @@ class Generator:
     def draw_param(self, cc: str) -> Param:
         ty = choice(self.src, self.types_for(cc))
         ext = ""
-        if ty in ("i8", "i16", "i32") and boolean(self.src, 60):
+        if ty in NARROW_INT_TYPES and boolean(self.src, 60):
             ext = choice(self.src, ("uext", "sext"))
         self.types_used.add(ty)
         return Param(ty, ext)
@@ -275,7 +271,7 @@ class Generator:
         tail_ok = last and caller.cc in self.t.tail_call_convs
         # Tail calls are where stack arguments get rewritten in place: favour them.
         if tail_ok and boolean(self.src, 60):
-            form = choice(self.src, CALL_FORMS[2:])
+            form = choice(self.src, TAIL_FORMS)
         else:
             form = choice(self.src, CALL_FORMS[:2])
         is_tail = form.startswith("return_call")
@@ -298,10 +294,8 @@ class Generator:
         self.budget -= 1
         callee = _Callee(self.new_name("f"), callee_sig, colocated)
         self.define(callee.name, callee_sig, depth + 1)
-        for p in callee_sig.params + callee_sig.returns:
-            self.cells[(self.t.name, p.ty, cc, form)] += 1
-        if not callee_sig.params and not callee_sig.returns:
-            self.cells[(self.t.name, "-", cc, form)] += 1
+        values = [(p.ty, p.purpose) for p in callee_sig.params + callee_sig.returns]
+        self.cells.update(call_cells(self.t.name, values, cc, form))
 
         # Signatures are declared explicitly (sigN beside fnN): the implicit
         # ones a `fnN = %f(...)` makes would collide with call_indirect's.

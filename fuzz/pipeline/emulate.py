@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import capstone as cs
 import unicorn as uc
 
-from fuzz.link import Image
+from fuzz.pipeline.link import Image
 from fuzz.targets import Target
 
 STACK_BASE = 0x7000_0000

@@ -4,11 +4,14 @@ the functions and `; run:` lines parsed by the real cranelift-reader."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fuzz import _cranelift
 from fuzz.targets import Target, is_known, lookup
 from fuzz.values import Value
+
+if TYPE_CHECKING:
+    from fuzz._cranelift import AbiParam, FunctionInfo, Module, Pair
 
 
 class BadInput(Exception):
@@ -43,9 +46,21 @@ class FileTest:
     shared_flags: list[str]
     targets: list[TargetLine]
     skipped_targets: list[str]  # target lines for backends we cannot emulate (pulley)
-    module: Any  # the bridge's Module
-    functions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    module: Module
+    functions: dict[str, FunctionInfo] = field(default_factory=dict)
     runs: list[RunCommand] = field(default_factory=list)
+
+    def reachable(self, entry: str) -> list[str]:
+        """Functions a run of `entry` can reach through call sites (direct
+        calls, and indirect ones fed by a `func_addr` in the same function),
+        `entry` first."""
+        seen = [entry] if entry in self.functions else []
+        for name in seen:
+            for site in self.functions[name]["call_sites"]:
+                callee = site["callee"]
+                if callee in self.functions and callee not in seen:
+                    seen.append(callee)
+        return seen
 
 
 def _parse_header(text: str) -> tuple[list[str], list[TargetLine], list[str]]:
@@ -74,7 +89,7 @@ def _parse_header(text: str) -> tuple[list[str], list[TargetLine], list[str]]:
     return shared, targets, skipped
 
 
-def _typed(pairs: list[Any], params: list[Any]) -> tuple[Value, ...]:
+def _typed(pairs: list[Pair], params: list[AbiParam]) -> tuple[Value, ...]:
     """Values labelled with the signature's types (vectors cross the bridge as i8x16)."""
     if len(pairs) != len(params):
         return tuple(Value.from_bridge(p) for p in pairs)

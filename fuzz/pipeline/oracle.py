@@ -50,6 +50,10 @@ class Verdict(enum.StrEnum):
     NOT_EXECUTABLE = "not executable here"
     NO_REFERENCE = "no reference"
     FUEL_EXHAUSTED = "fuel exhausted"
+    # a campaign worker died inside Cranelift (abort, segfault) or hung: only
+    # the parent process sees these, never `judge`
+    HARD_CRASH = "hard crash"
+    HANG = "hang"
 
 
 # Verdicts that are not a divergence.
@@ -62,6 +66,17 @@ BENIGN = frozenset(
         Verdict.FUEL_EXHAUSTED,
     }
 )
+
+
+# Verdicts that only reproduce out of process (the worker had to die).
+OUT_OF_PROCESS = frozenset({Verdict.HARD_CRASH, Verdict.HANG})
+
+
+def is_finding(verdict: Verdict, blamed: bool) -> bool:
+    """Whether an executor's verdict is something to record: a divergence,
+    or blame while nothing else is wrong (targets disagree with no reference).
+    Campaigns, the reducer and `callfuzz run` all ask this one question."""
+    return verdict not in BENIGN or blamed
 
 
 @dataclass(frozen=True)
@@ -141,7 +156,7 @@ class Judgement:
     def divergent(self) -> bool:
         # Blame without a bad verdict: targets disagree among themselves while
         # nothing (interpreter, file) gives a reference.
-        return bool(self.blame) or any(v not in BENIGN for v in self.verdicts.values())
+        return any(is_finding(v, label in self.blame) for label, v in self.verdicts.items())
 
 
 INTERPRETER = "interpreter"

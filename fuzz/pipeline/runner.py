@@ -8,20 +8,23 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fuzz import _cranelift
-from fuzz.emulate import DEFAULT_BUDGET, Emulator
-from fuzz.filetest import BadInput, FileTest, RunCommand, TargetLine
-from fuzz.link import CompiledFunction, Image, LinkError, NeedsLibcall, link
-from fuzz.oracle import INTERPRETER, Judgement, Kind, Outcome, judge
-from fuzz.sigcheck import check_signatures
+from fuzz.pipeline.emulate import DEFAULT_BUDGET, Emulator
+from fuzz.pipeline.filetest import BadInput, FileTest, RunCommand, TargetLine
+from fuzz.pipeline.link import CompiledFunction, Image, LinkError, NeedsLibcall, link
+from fuzz.pipeline.oracle import INTERPRETER, Judgement, Kind, Outcome, judge
+from fuzz.pipeline.sigcheck import check_signatures
+from fuzz.pipeline.trampoline import SLOT_BYTES, slot_count, trampoline_clif
 from fuzz.targets import TARGETS, Target
-from fuzz.trampoline import SLOT_BYTES, slot_count, trampoline_clif
 from fuzz.values import NanPolicy, Value
 
 if TYPE_CHECKING:
-    from fuzz.faults import Fault
+    from fuzz._cranelift import SignatureInfo
+
+# (file, target name, run's function, outcome) -> the outcome to judge
+OutcomeHook = Callable[[FileTest, str, str, Outcome], Outcome]
 
 DEFAULT_FUEL = 1_000_000
 
@@ -38,7 +41,7 @@ class Config:
     """One target line, compiled and linked (or the reason it cannot run)."""
 
     line: TargetLine
-    isa: Any
+    isa: _cranelift.Isa
     image: Image | None = None
     trampolines: dict[str, str] = field(default_factory=dict)  # signature text -> symbol
     failure: Outcome | None = None
@@ -63,18 +66,16 @@ class Runner:
         nan_policy: NanPolicy = NanPolicy.ANY,
         budget: int = DEFAULT_BUDGET,
         fuel: int = DEFAULT_FUEL,
-        post_link: Callable[[TargetLine, Image], None] | None = None,
-        fault: Fault | None = None,
+        outcome_hook: OutcomeHook | None = None,
     ) -> None:
-        # `post_link` sees every linked image before it runs: tests plant faults with it.
-        self.post_link = post_link
-        # a planted, test-only fault model (fuzz.faults)
-        self.fault = fault
+        # sees (and may change) every target's outcome: how the test-only
+        # fault models (fuzz.faults) plant a backend bug
+        self.outcome_hook = outcome_hook
         self.nan_policy = nan_policy
         self.budget = budget
         self.fuel = fuel
         self.emulators: dict[str, Emulator] = {}
-        self._isas: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Any] = {}
+        self._isas: dict[tuple[str, tuple[str, ...], tuple[str, ...]], _cranelift.Isa] = {}
         self._trampolines: dict[tuple[int, str], CompiledFunction] = {}
         self.timings: dict[str, float] = defaultdict(float)
         self.cpu: dict[str, float] = defaultdict(float)
@@ -97,7 +98,7 @@ class Runner:
             self.emulators[target.name] = Emulator(target)
         return self.emulators[target.name]
 
-    def isa(self, line: TargetLine, shared: Sequence[str]) -> Any:
+    def isa(self, line: TargetLine, shared: Sequence[str]) -> _cranelift.Isa:
         key = (line.target.triple, tuple(shared), line.isa_flags)
         if key not in self._isas:
             try:
@@ -122,7 +123,9 @@ class Runner:
         except _cranelift.FlagError as err:
             raise BadInput(str(err)) from None
 
-    def _trampoline(self, isa: Any, signature: dict[str, Any], symbol: str) -> CompiledFunction:
+    def _trampoline(
+        self, isa: _cranelift.Isa, signature: SignatureInfo, symbol: str
+    ) -> CompiledFunction:
         key = (id(isa), signature["text"])
         if key not in self._trampolines:
             text = trampoline_clif(signature)
@@ -130,7 +133,7 @@ class Runner:
                 compiled = _cranelift.parse(text).compile(isa)[0]
             self._trampolines[key] = CompiledFunction.from_bridge(compiled)
         t = self._trampolines[key]
-        return CompiledFunction(symbol, t.code, t.relocs, t.traps, t.disasm)
+        return CompiledFunction(symbol, t.code, t.relocs, t.traps)
 
     def prepare(self, ft: FileTest, line: TargetLine, shared: Sequence[str]) -> Config:
         isa = self.isa(line, shared)
@@ -169,8 +172,6 @@ class Runner:
         except LinkError as err:
             config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=f"link: {err}")
             return config
-        if self.post_link is not None:
-            self.post_link(line, config.image)
         image = config.image
         for name, address in image.symbols.items():
             if found := line.target.unrunnable_code(image.code_of(name), address):
@@ -185,9 +186,7 @@ class Runner:
     def interpret(self, ft: FileTest, run: RunCommand) -> Outcome:
         with self.stage("interpret"):
             try:
-                kind, payload = ft.module.interpret(
-                    run.func, [v.to_bridge() for v in run.args], self.fuel
-                )
+                result = ft.module.interpret(run.func, [v.to_bridge() for v in run.args], self.fuel)
             except _cranelift.CraneliftPanic as err:
                 message, location = err.args
                 if message.startswith("not implemented"):
@@ -196,14 +195,12 @@ class Runner:
                 return Outcome(Kind.INTERP_FAILURE, detail=f"panic: {message} at {location}")
             except _cranelift.CraneliftError as err:
                 return Outcome(Kind.INTERP_FAILURE, detail=str(err))
-        if kind == "return":
+        if result[0] == "return":
             returns = ft.functions[run.func]["signature"]["returns"]
-            return Outcome(
-                Kind.RETURN,
-                tuple(Value.from_bridge(v, r[0]) for v, r in zip(payload, returns, strict=True)),
-            )
-        if kind == "trap":
-            return Outcome(Kind.TRAP, detail=payload)
+            values = zip(result[1], returns, strict=True)
+            return Outcome(Kind.RETURN, tuple(Value.from_bridge(v, r[0]) for v, r in values))
+        if result[0] == "trap":
+            return Outcome(Kind.TRAP, detail=result[1])
         return Outcome(Kind.FUEL, detail=f"after {self.fuel} steps")
 
     def execute(self, ft: FileTest, config: Config, run: RunCommand) -> Outcome:
@@ -229,8 +226,8 @@ class Runner:
                 for i, (ty, _ext, _purpose) in enumerate(signature["returns"])
             )
             outcome = Outcome(Kind.RETURN, values)
-        if self.fault is not None:
-            outcome = self.fault.apply(ft, target.name, run.func, outcome)
+        if self.outcome_hook is not None:
+            outcome = self.outcome_hook(ft, target.name, run.func, outcome)
         return outcome
 
     def run_file(
@@ -239,12 +236,21 @@ class Runner:
         lines: Sequence[TargetLine],
         extra_shared: Sequence[str] = (),
     ) -> list[RunResult]:
+        return self.run_configs(ft, self.prepare_file(ft, lines, extra_shared))
+
+    def prepare_file(
+        self, ft: FileTest, lines: Sequence[TargetLine], extra_shared: Sequence[str] = ()
+    ) -> list[Config]:
+        """Check the file, then compile and link it for every target line."""
         shared = [*ft.shared_flags, *extra_shared]
         self.check(ft, shared)
         # Build every ISA first, so a bad flag is reported before anything runs.
         for line in lines:
             self.isa(line, shared)
-        configs = [self.prepare(ft, line, shared) for line in lines]
+        return [self.prepare(ft, line, shared) for line in lines]
+
+    def run_configs(self, ft: FileTest, configs: Sequence[Config]) -> list[RunResult]:
+        """Every run command on the interpreter and every prepared target line, judged."""
         results = []
         for run in ft.runs:
             outcomes = {INTERPRETER: self.interpret(ft, run)}

@@ -5,16 +5,19 @@ call_indirect" reports), so such input is rejected before anything runs."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from fuzz.filetest import BadInput
+from fuzz.pipeline.filetest import BadInput
+
+if TYPE_CHECKING:
+    from fuzz._cranelift import FunctionInfo, SignatureInfo
 
 
-def _shape(sig: dict[str, Any]) -> tuple[Any, ...]:
+def _shape(sig: SignatureInfo) -> tuple[object, ...]:
     return (tuple(sig["params"]), tuple(sig["returns"]), sig["call_conv"])
 
 
-def signature_mismatches(functions: dict[str, dict[str, Any]]) -> list[str]:
+def signature_mismatches(functions: dict[str, FunctionInfo]) -> list[str]:
     """One message per call site whose signature differs from its callee's."""
     problems = []
     for caller, info in functions.items():
@@ -32,7 +35,7 @@ def signature_mismatches(functions: dict[str, dict[str, Any]]) -> list[str]:
     return problems
 
 
-def check_signatures(functions: dict[str, dict[str, Any]]) -> None:
+def check_signatures(functions: dict[str, FunctionInfo]) -> None:
     problems = signature_mismatches(functions)
     if problems:
         raise BadInput("call-site signature mismatch: " + "; ".join(problems))

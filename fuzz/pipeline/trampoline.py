@@ -6,9 +6,12 @@ the slots."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fuzz.values import type_info
+
+if TYPE_CHECKING:
+    from fuzz._cranelift import SignatureInfo
 
 SLOT_BYTES = 16
 TRAMPOLINE_NAME = "%callfuzz_trampoline"
@@ -19,11 +22,11 @@ def _mem_flags(ty: str) -> str:
     return " little" if type_info(ty).is_vector else ""
 
 
-def slot_count(signature: dict[str, Any]) -> int:
+def slot_count(signature: SignatureInfo) -> int:
     return max(len(signature["params"]), len(signature["returns"]), 1)
 
 
-def trampoline_clif(signature: dict[str, Any], name: str = TRAMPOLINE_NAME) -> str:
+def trampoline_clif(signature: SignatureInfo, name: str = TRAMPOLINE_NAME) -> str:
     """CLIF text of the trampoline for `signature` (a bridge signature dict)."""
     lines = [
         f"function {name}(i64, i64) {{",

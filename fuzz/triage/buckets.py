@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
-from fuzz.filetest import FileTest
-from fuzz.oracle import INTERPRETER, Outcome, Verdict
-from fuzz.runner import RunResult
+from fuzz.pipeline.filetest import FileTest
+from fuzz.pipeline.oracle import INTERPRETER, Outcome, Verdict
+from fuzz.pipeline.runner import RunResult
+from fuzz.triage.records import FindingDetails, OutcomeRecord
 from fuzz.values import NanPolicy, format_value
 
 _HEX = re.compile(r"0x[0-9a-fA-F_]+")
@@ -119,12 +119,12 @@ def differing_positions(result: RunResult, label: str) -> list[tuple[int, str]]:
     ]
 
 
-def details(ft: FileTest, result: RunResult, label: str) -> dict[str, Any]:
+def details(ft: FileTest, result: RunResult, label: str) -> FindingDetails:
     """What a reviewer needs: the run, every executor's outcome, the values
     that differ (expected and actual), trap codes, panic, faulting pc."""
     ref = result.outcomes.get(INTERPRETER)
     got = result.outcomes[label]
-    out: dict[str, Any] = {
+    out: FindingDetails = {
         "run": result.command.text,
         "outcomes": {name: _outcome_json(o) for name, o in result.outcomes.items()},
         "verdicts": {name: v.value for name, v in result.judgement.verdicts.items()},
@@ -149,8 +149,8 @@ def details(ft: FileTest, result: RunResult, label: str) -> dict[str, Any]:
     return out
 
 
-def _outcome_json(o: Outcome) -> dict[str, Any]:
-    data: dict[str, Any] = {"kind": o.kind.value, "text": str(o)}
+def _outcome_json(o: Outcome) -> OutcomeRecord:
+    data: OutcomeRecord = {"kind": o.kind.value, "text": str(o)}
     if o.values:
         data["values"] = [format_value(v) for v in o.values]
     if o.detail:

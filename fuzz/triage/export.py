@@ -5,7 +5,7 @@ the functions, and `; run:` lines whose expected values are the interpreter's.""
 from __future__ import annotations
 
 from fuzz import _cranelift
-from fuzz.expect import with_expectations
+from fuzz.gen.expect import with_expectations
 
 
 def filetest(clif: str, title: str, key: str, version: str) -> str:

@@ -1,0 +1,99 @@
+"""The records a campaign's processes share: the options a campaign runs
+with, its running counters, a worker's configuration and the result of one
+case a worker sends to the parent (pickled across the process boundary)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fuzz.gen.cells import Cell
+from fuzz.triage.records import FindingRecord
+
+# Runner stages that run inside Cranelift (the rest is the harness).
+CRANELIFT_STAGES = ("parse", "verify", "compile", "interpret")
+
+
+@dataclass
+class Options:
+    targets: list[str]
+    jobs: int
+    seed: int
+    engine: str = "random"
+    duration: float | None = None  # seconds
+    cases: int | None = None
+    corpus: Path | None = None
+    hang_limit: float = 60.0  # wall-clock seconds for one case
+    fault: str | None = None  # planted test-only fault (fuzz.faults)
+    status_every: float = 30.0  # seconds between status lines off a terminal
+    live: bool = False  # rich live display (a terminal)
+    workdir: Path = Path("crashes")  # in-flight files and Hypothesis's database
+
+
+@dataclass
+class Stats:
+    cases: int = 0
+    executions: Counter[str] = field(default_factory=Counter)
+    verdicts: Counter[str] = field(default_factory=Counter)
+    findings: int = 0
+    new_buckets: int = 0
+    hard_crashes: int = 0
+    hangs: int = 0
+    corpus_added: int = 0
+    errors: int = 0
+    # per worker: (timings by stage, worker CPU seconds), latest report
+    timings: dict[int, tuple[dict[str, float], float]] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    cpu_started: float = field(default_factory=time.process_time)
+    cases_before: int = 0  # done in earlier runs of a resumed campaign
+
+    def rate(self) -> float:
+        return self.cases / max(time.monotonic() - self.started, 1e-9)
+
+    def stage_seconds(self, stage: str) -> float:
+        return sum(
+            seconds
+            for timings, _cpu in self.timings.values()
+            for name, seconds in timings.items()
+            if name.split()[0] == stage
+        )
+
+    def split(self) -> tuple[float, float, float]:
+        """Seconds inside Cranelift, total worker CPU, and the writer's CPU."""
+        cranelift = sum(
+            seconds
+            for timings, _cpu in self.timings.values()
+            for stage, seconds in timings.items()
+            if stage.split()[0] in CRANELIFT_STAGES
+        )
+        workers = sum(cpu for _t, cpu in self.timings.values())
+        return cranelift, workers, time.process_time() - self.cpu_started
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    engine: str
+    targets: list[str]
+    inflight: str  # file holding the case being run
+    fault: str | None = None  # planted test-only fault (fuzz.faults)
+    hypothesis_db: str | None = None
+
+
+@dataclass
+class CaseResult:
+    """One case's result, from a worker to the parent."""
+
+    origin: str  # generated, corpus, atheris, hypothesis
+    seed: int | None = None
+    error: str | None = None  # the case was unreadable or bad input
+    path: str | None = None  # a corpus file's path
+    executions: dict[str, int] = field(default_factory=dict)  # per target
+    verdicts: dict[str, int] = field(default_factory=dict)
+    findings: list[FindingRecord] = field(default_factory=list)  # one per bucket
+    cells: list[Cell] = field(default_factory=list)
+    # the case's text when its cells are new to the worker (the parent may add
+    # it to the corpus); findings carry their own text
+    clif: str | None = None
+    lines: int = 0

@@ -1,0 +1,69 @@
+"""What every command shares: the exit codes, the one-line error, the
+console, and parsing of target, duration and target-list options."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import NoReturn
+
+import click
+from rich.console import Console
+
+from fuzz.pipeline.filetest import TargetLine
+from fuzz.targets import TARGETS, UnknownTarget, lookup
+
+EXIT_AGREE, EXIT_DIVERGENCE, EXIT_BAD_INPUT = 0, 1, 2
+
+# Wide enough for a night's log file when stdout is not a terminal.
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def fail(message: str) -> NoReturn:
+    """Bad input: one line on stderr naming the problem, exit 2."""
+    click.echo(f"callfuzz: error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def parse_target_option(spec: str) -> TargetLine:
+    """`--target aarch64` or `--target "riscv64 has_c"`."""
+    words = spec.split()
+    if not words:
+        fail("empty --target")
+    try:
+        return TargetLine(lookup(words[0]), tuple(words[1:]))
+    except UnknownTarget as err:
+        fail(str(err))
+
+
+def target_name(text: str) -> str:
+    try:
+        return lookup(text).name
+    except UnknownTarget as err:
+        fail(str(err))
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`8h`, `10m`, `90s`, `1h30m`, or plain seconds."""
+    parts = _DURATION.findall(text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise click.BadParameter(f"not a duration: {text!r} (try 8h, 10m, 90s)")
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+def parse_targets(specs: tuple[str, ...]) -> list[str]:
+    """`-t x86_64,aarch64 -t s390x`: target names, all four when none."""
+    names: list[str] = []
+    for spec in specs:
+        for word in spec.replace(",", " ").split():
+            try:
+                name = lookup(word).name
+            except UnknownTarget as err:
+                raise click.BadParameter(str(err)) from None
+            if name not in names:
+                names.append(name)
+    return names or list(TARGETS)

@@ -1,0 +1,2 @@
+"""The generator: choice sources, the call-ABI case generator, coverage
+cells, and interpreter expectations for run lines."""

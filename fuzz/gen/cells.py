@@ -1,0 +1,57 @@
+"""Coverage cells: (target, type, calling convention, call form).
+
+A call site exercises one cell per type in its signature (an `sret` pointer
+counts as the type `sret`, a signature with no values as `-`). The generator
+counts the cells it makes, campaigns the cells a case's call sites reach, and
+`callfuzz gen --stats` the cells a target supports, all by these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from fuzz.targets import Target
+
+if TYPE_CHECKING:
+    from fuzz._cranelift import FunctionInfo
+
+Cell = tuple[str, str, str, str]
+
+CALL_FORMS = ("call", "call_indirect", "return_call", "return_call_indirect")
+TAIL_FORMS = CALL_FORMS[2:]
+SRET = "sret"
+NO_VALUES = "-"
+
+
+def call_cells(target: str, values: Iterable[tuple[str, str]], cc: str, form: str) -> list[Cell]:
+    """The cells of one call site; `values` are its signature's (type,
+    purpose) pairs, parameters and returns."""
+    types = [SRET if purpose == SRET else ty for ty, purpose in values] or [NO_VALUES]
+    return [(target, ty, cc, form) for ty in types]
+
+
+def module_cells(target: str, functions: Mapping[str, FunctionInfo]) -> set[Cell]:
+    """Every cell the call sites of a parsed module reach."""
+    cells: set[Cell] = set()
+    for function in functions.values():
+        for site in function["call_sites"]:
+            if site["opcode"] not in CALL_FORMS:
+                continue  # a func_addr: the call it feeds is a site of its own
+            sig = site["signature"]
+            values = [(ty, purpose) for ty, _ext, purpose in sig["params"] + sig["returns"]]
+            cells.update(call_cells(target, values, sig["call_conv"], site["opcode"]))
+    return cells
+
+
+def supported_cells(target: Target) -> set[Cell]:
+    """The cells the generator can reach on `target` (signatures with no values aside)."""
+    cells: set[Cell] = set()
+    for cc in target.call_convs:
+        forms = CALL_FORMS if cc in target.tail_call_convs else CALL_FORMS[:2]
+        for form in forms:
+            for ty in target.abi_types.get(cc, target.abi_types["*"]):
+                cells.add((target.name, ty, cc, form))
+            if cc in target.sret_convs:
+                cells.add((target.name, SRET, cc, form))
+    return cells

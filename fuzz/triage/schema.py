@@ -1,0 +1,190 @@
+"""The triage database's tables (SQLAlchemy ORM), its schema version and upgrades.
+
+The mapped classes are dataclasses: queries hand them out detached, fully
+loaded, as the records callers read.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    select,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    MappedAsDataclass,
+    column_property,
+    mapped_column,
+)
+
+SCHEMA_VERSION = 1
+
+# Schema upgrades: UPGRADES[v] takes a database at version v to v + 1, inside
+# the transaction that then stamps the new version. Version 1 is the first
+# released layout, so there are none yet; the next schema change adds
+# `UPGRADES[1]` (an ALTER TABLE or a data migration) and bumps SCHEMA_VERSION.
+UPGRADES: dict[int, Callable[[Connection], None]] = {}
+
+
+class BucketStatus(enum.StrEnum):
+    NEW = "new"
+    CONFIRMED = "confirmed"
+    REPORTED = "reported"
+    FIXED = "fixed"
+    INVALID = "invalid"
+
+
+class CampaignStatus(enum.StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _choice(kind: type[enum.StrEnum], name: str) -> Enum:
+    # VARCHAR plus a CHECK constraint: the same on SQLite and PostgreSQL, and
+    # a new status later needs no ALTER TYPE.
+    return Enum(
+        *(m.value for m in kind),
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+    )
+
+
+# Rows compare by identity, as ORM objects usually do. Each table is
+# `kw_only=True` (stated per class, where type checkers see it): its columns
+# keep their table order whatever their defaults.
+class Base(MappedAsDataclass, DeclarativeBase, eq=False):
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[str]: JSON(),
+        dict[str, int]: JSON(),
+    }
+
+
+class Meta(Base, kw_only=True):
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Campaign(Base, kw_only=True):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, init=False)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    host: Mapped[str] = mapped_column(Text)
+    cranelift_version: Mapped[str] = mapped_column(String(64))
+    targets: Mapped[list[str]]
+    flags: Mapped[dict[str, Any]]
+    engine: Mapped[str] = mapped_column(String(32))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    jobs: Mapped[int]
+    cases_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    # every seed below it has its results stored: `--resume` starts here
+    next_seed: Mapped[int] = mapped_column(BigInteger)
+    executions: Mapped[dict[str, int]] = mapped_column(default_factory=dict)  # per target
+    verdicts: Mapped[dict[str, int]] = mapped_column(default_factory=dict)
+    cases_per_second: Mapped[float] = mapped_column(Float, default=0.0)
+    status: Mapped[str] = mapped_column(
+        _choice(CampaignStatus, "campaign_status"), default=CampaignStatus.RUNNING.value
+    )
+
+
+class Case(Base, kw_only=True):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, init=False)
+    clif: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    lines: Mapped[int]
+    created_at: Mapped[datetime]
+
+
+class Bucket(Base, kw_only=True):
+    __tablename__ = "buckets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, init=False)
+    key: Mapped[str] = mapped_column(Text)
+    # Uniqueness is on the key's hash: a masked compile-error message can be
+    # longer than a PostgreSQL btree entry may be.
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    target: Mapped[str] = mapped_column(String(32), index=True)
+    verdict: Mapped[str] = mapped_column(String(32), index=True)
+    hit_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime] = mapped_column(index=True)
+    cranelift_versions: Mapped[list[str]]
+    best_case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    reduced_case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), default=None)
+    status: Mapped[str] = mapped_column(
+        _choice(BucketStatus, "bucket_status"), index=True, default=BucketStatus.NEW.value
+    )
+    notes: Mapped[str] = mapped_column(Text, default="")
+    # loaded with the row, not stored: the best reproducer's line count
+    best_lines: Mapped[int] = column_property(
+        select(Case.lines).where(Case.id == best_case_id).correlate_except(Case).scalar_subquery()
+    )
+
+
+class Finding(Base, kw_only=True):
+    __tablename__ = "findings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, init=False)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    target: Mapped[str] = mapped_column(Text)  # label with ISA flags: "aarch64 has_lse"
+    flags: Mapped[list[str]]
+    verdict: Mapped[str] = mapped_column(String(32))
+    details: Mapped[dict[str, Any]]
+    blame: Mapped[list[str]]
+    origin: Mapped[str] = mapped_column(String(32))  # generated, corpus, hard crash, hang...
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    cranelift_version: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    bucket_id: Mapped[int] = mapped_column(ForeignKey("buckets.id"), index=True)
+    # loaded with the row, not stored: the case's text
+    clif: Mapped[str] = column_property(
+        select(Case.clif).where(Case.id == case_id).correlate_except(Case).scalar_subquery(),
+        repr=False,
+    )

@@ -1,0 +1,81 @@
+"""The reduction problem: everything a reduction knows, in one object.
+
+The interestingness test (text -> bool), its cache by text and the number of
+tests it ran, the clock and time limit, the progress callback, the constraint
+that run lines must keep calling functions that return something, and the
+best module so far. Passes (`reducers.passes`) ask `accepts` about every
+candidate; the driver (`reducers.reduce`) keeps `best` up to date.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from reducers.clif import Module
+
+# Called with (CLIF lines, tests run, seconds) whenever a candidate is accepted.
+Progress = Callable[[int, int, float], None]
+
+
+def clif_lines(text: str) -> int:
+    """The size the reducer minimises: CLIF lines, run lines included,
+    blank lines and other comments not."""
+    return sum(
+        1
+        for line in text.splitlines()
+        if line.strip()
+        and (
+            not line.lstrip().startswith(";")
+            or line.lstrip()[1:].strip().startswith(("run:", "print:"))
+        )
+    )
+
+
+def runs_return(m: Module) -> bool:
+    """Every function a run line calls returns something."""
+    runs = m.runs()
+    return bool(runs) and all((f := m.func(r.func)) is not None and f.sig.returns for r in runs)
+
+
+@dataclass
+class Problem:
+    test: Callable[[str], bool]
+    target: str = ""  # the goal's target: its `target` line stays in the header
+    progress: Progress | None = None
+    time_limit: float | None = None
+    # set when the input's run lines all call functions that return something
+    # (an export needs `; run: f() == value` lines): candidates must keep that
+    runs_return: bool = False
+    best: Module | None = None
+    cache: dict[str, bool] = field(default_factory=dict)
+    tests: int = 0  # test runs, cache hits not counted
+    start: float = field(default_factory=time.monotonic)
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.start
+
+    def out_of_time(self) -> bool:
+        return self.time_limit is not None and self.seconds() > self.time_limit
+
+    def interesting(self, text: str) -> bool:
+        """The test's verdict on `text`, run at most once per text."""
+        if text not in self.cache:
+            self.tests += 1
+            self.cache[text] = self.test(text)
+        return self.cache[text]
+
+    def accepts(self, candidate: Module | None) -> bool:
+        """Whether a pass may keep `candidate`: there is one (an edit can
+        fail), there is time left, it keeps the run-line constraint, and it is
+        interesting."""
+        if candidate is None or self.out_of_time():
+            return False
+        if self.runs_return and not runs_return(candidate):
+            return False
+        text = candidate.text()
+        good = self.interesting(text)
+        if good and self.progress:
+            self.progress(clif_lines(text), self.tests, self.seconds())
+        return good
