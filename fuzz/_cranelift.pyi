@@ -44,6 +44,7 @@ class CompiledInfo(TypedDict):
     code: bytes
     relocs: list[RelocInfo]
     traps: list[tuple[int, str]]
+    call_returns: list[int]  # offset of the return address of every call it makes
 
 class CraneliftError(Exception): ...
 class ParseError(CraneliftError): ...

@@ -15,10 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import unicorn as uc
+
 from fuzz import _cranelift
+from fuzz.pipeline.contract import CallHook, Frame, extended_params
 from fuzz.pipeline.filetest import FileTest
 from fuzz.pipeline.oracle import Kind, Outcome
-from fuzz.pipeline.runner import OutcomeHook
+from fuzz.pipeline.runner import FaultHooks
+from fuzz.targets import TARGETS, Target
 from fuzz.values import Value
 
 if TYPE_CHECKING:
@@ -77,6 +81,9 @@ def _hang(outcome: Outcome) -> Outcome:
 
 @dataclass(frozen=True)
 class Fault:
+    """An outcome-level fault: on `target`, a run whose entry reaches the
+    trigger gets `effect` applied to its outcome."""
+
     name: str
     target: str
     # the shape, in the functions a run of its entry function can reach
@@ -88,6 +95,117 @@ class Fault:
         if target != self.target or not self.trigger(ft, entry):
             return outcome
         return self.effect(outcome)
+
+    def hooks(self) -> FaultHooks:
+        return FaultHooks(outcome=self.apply)
+
+
+# --- machine-level faults: a backend bug in the code a call runs ----------------
+
+JUNK = 0x0BAD_0BAD_0BAD_0BAD
+
+
+def _clobber(cls: str) -> CallHook:
+    """A callee that does not save the first callee-saved register of class
+    `cls` its convention preserves: the register is overwritten at its entry."""
+
+    def hook(event: str, mu: uc.Uc, target: Target, frame: Frame) -> None:
+        if event != "entry" or frame.caller == "harness":
+            return  # the trampoline itself is the harness's, not a callee under test
+        for reg, _bits in target.preserved(frame.callee.cc):
+            if reg.cls == cls:
+                mu.reg_write(reg.uc, JUNK if reg.bits <= 64 else JUNK | (JUNK << 64))
+                return
+
+    return hook
+
+
+def _store_past_outgoing_args(event: str, mu: uc.Uc, target: Target, frame: Frame) -> None:
+    """The harness's call into the trampoline passes no stack arguments; the
+    8 bytes just past that (empty) outgoing-argument area, above the return
+    address slot and any register save area, are overwritten."""
+    if event == "entry" and frame.caller == "harness":
+        mu.mem_write(frame.sp + target.ra_slot + target.stack_bias, JUNK.to_bytes(8, "little"))
+
+
+def _sp_off_by_16(event: str, mu: uc.Uc, target: Target, frame: Frame) -> None:
+    """A call sequence that leaves SP 16 bytes off when a callee (of a
+    caller-pops convention) returns to generated code."""
+    pops = frame.callee.cc in target.callee_pops_convs
+    if event == "return" and frame.caller != "harness" and not pops:
+        mu.reg_write(target.sp_reg, mu.reg_read(target.sp_reg) + 16)
+
+
+def _unextended_arg(event: str, mu: uc.Uc, target: Target, frame: Frame) -> None:
+    """A call sequence that passes its first narrow `uext`/`sext` register
+    argument unextended: the bits above the type are garbage at the entry."""
+    if event != "entry":
+        return
+    for reg_name, _index, _ty, _ext in extended_params(target, frame.callee):
+        reg = next(r for r in target.registers if r.name == reg_name)
+        mu.reg_write(reg.uc, mu.reg_read(reg.uc) ^ (0x5A << 56))
+        return
+
+
+@dataclass(frozen=True)
+class MachineFault:
+    name: str
+    target: str
+    effect: CallHook
+    description: str
+
+    def hooks(self) -> FaultHooks:
+        target = self.target
+
+        def call(event: str, mu: uc.Uc, t: Target, frame: Frame) -> None:
+            if t.name == target:
+                self.effect(event, mu, t, frame)
+
+        return FaultHooks(call=call)
+
+
+MACHINE_FAULTS: dict[str, MachineFault] = {
+    f.name: f
+    for name in TARGETS
+    for f in (
+        MachineFault(
+            f"{name}-clobber-int",
+            name,
+            _clobber("int"),
+            f"{name}: a callee clobbers its first callee-saved integer register",
+        ),
+        MachineFault(
+            f"{name}-clobber-float",
+            name,
+            _clobber("float"),
+            f"{name}: a callee clobbers its first callee-saved float register",
+        ),
+        MachineFault(
+            f"{name}-clobber-vector",
+            name,
+            _clobber("vector"),
+            f"{name}: a callee clobbers its first callee-saved vector register",
+        ),
+        MachineFault(
+            f"{name}-store-past-args",
+            name,
+            _store_past_outgoing_args,
+            f"{name}: a call stores 8 bytes past its outgoing-argument area",
+        ),
+        MachineFault(
+            f"{name}-unextended-arg",
+            name,
+            _unextended_arg,
+            f"{name}: a narrow uext/sext argument is passed unextended",
+        ),
+        MachineFault(
+            f"{name}-sp-off-by-16",
+            name,
+            _sp_off_by_16,
+            f"{name}: SP is 16 bytes off after a call returns",
+        ),
+    )
+}
 
 
 FAULTS: dict[str, Fault] = {
@@ -125,6 +243,9 @@ FAULTS: dict[str, Fault] = {
 }
 
 
-def outcome_hook(name: str | None) -> OutcomeHook | None:
-    """The pipeline hook that plants fault `name` (None: no fault)."""
-    return FAULTS[name].apply if name else None
+ALL_FAULTS: dict[str, Fault | MachineFault] = {**FAULTS, **MACHINE_FAULTS}
+
+
+def hooks(name: str | None) -> FaultHooks | None:
+    """The pipeline hooks that plant fault `name` (None: no fault)."""
+    return ALL_FAULTS[name].hooks() if name else None

@@ -20,6 +20,20 @@ from fuzz.values import SCALAR_TYPES, VECTOR_TYPES
 
 
 @dataclass(frozen=True)
+class Reg:
+    """A register the harness sets before a run (and checks around calls)."""
+
+    name: str  # as the ABI documents name it: rbx, x19, v8, s1, f8, r6
+    uc: int  # unicorn's id
+    bits: int
+    cls: str  # "int", "float" or "vector"
+
+
+def _regs(names: list[str], module: object, prefix: str, bits: int, cls: str) -> tuple[Reg, ...]:
+    return tuple(Reg(n, getattr(module, f"{prefix}{n.upper()}"), bits, cls) for n in names)
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     triple: str
@@ -36,6 +50,8 @@ class Target:
     link_reg: int | None
     # bytes kept free above the stack pointer at entry (s390x's register save area)
     stack_bias: int
+    # every register a run starts with a canary in (all but the PC and SP)
+    registers: tuple[Reg, ...]
     # extra CPU set-up the emulator needs (FP enable, vector facility)
     setup: Callable[[uc.Uc], None]
     # unicorn error codes for an illegal instruction on this target
@@ -52,6 +68,10 @@ class Target:
     # relocation kinds the backend emits (as Cranelift's Reloc prints them),
     # each with how the linker patches it
     relocations: Mapping[str, Relocation]
+    # unicorn's s390x raises an exception on the first store of a run whose
+    # code pages are read-only (measured: every runtest stops at `stmg`), so
+    # there a store into code is caught by a write hook instead
+    read_only_code: bool = True
     # ISA flags the emulator cannot run: enabling one makes code "not executable here"
     emulator_lacks: frozenset[str] = field(default_factory=frozenset)
     # names the first instruction in a function's code that the emulator would
@@ -81,6 +101,57 @@ class Target:
     fuzz_isa_flags: tuple[str, ...] = ()
     # ISA flags that vector types need on this target
     vector_isa_flags: tuple[str, ...] = ()
+    # --- the call contract (fuzz.pipeline.contract) ---------------------------
+    # bytes a call instruction pushes (the return address on x86_64)
+    ra_slot: int = 0
+    # at a function's entry, SP + ra_slot is a multiple of this
+    entry_sp_align: int = 16
+    # per calling convention: register name -> low bits a callee gives back
+    # as it got them (what a caller relies on; sources beside each table)
+    callee_saved: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # conventions whose callee pops its incoming stack arguments
+    # (machinst/abi.rs: callee_pop_size is non-zero for `tail` only)
+    callee_pops_convs: tuple[str, ...] = ("tail",)
+    # the register `enable_pinned_reg` takes out of the callee-saved set
+    pinned_reg: str | None = None
+    # Narrow `uext`/`sext` integers: the conventions in which Cranelift
+    # extends them to 64 bits (caller: params; callee: register returns),
+    # each backend's `get_ext_mode`, and the integer argument registers and
+    # the first return register of those conventions, in order
+    extending_convs: tuple[str, ...] = ("system_v",)
+    int_arg_regs: tuple[str, ...] = ()
+    int_ret_reg: str = ""
+    # bound on what such a callee pops (the exact amount is the signature's
+    # stack-argument layout, which the checker does not re-implement)
+    max_popped: int = 4096
+
+    @property
+    def sp_reg_info(self) -> Reg:
+        return Reg("sp", self.sp_reg, 64, "sp")
+
+    @property
+    def link_reg_info(self) -> Reg:
+        return next(r for r in self.registers if r.uc == self.link_reg)
+
+    def preserved(self, cc: str) -> tuple[tuple[Reg, int], ...]:
+        """(register, preserved low bits) a callee of convention `cc` keeps."""
+        key = (self.name, cc)
+        if key not in _PRESERVED:
+            names = self.callee_saved.get(cc, self.callee_saved.get("*", {}))
+            by_name = {r.name: r for r in self.registers}
+            _PRESERVED[key] = tuple((by_name[name], bits) for name, bits in names.items())
+        return _PRESERVED[key]
+
+
+_PRESERVED: dict[tuple[str, str], tuple[tuple[Reg, int], ...]] = {}
+
+
+def _saved(*groups: tuple[list[str], int]) -> dict[str, int]:
+    return {name: bits for names, bits in groups for name in names}
+
+
+def _all(regs: tuple[Reg, ...]) -> dict[str, int]:
+    return {r.name: r.bits for r in regs}
 
 
 def _no_setup(_: uc.Uc) -> None:
@@ -174,6 +245,109 @@ _CONVS_WITHOUT_WINCH = (
 
 _ERR_ILLEGAL = frozenset({uc.UC_ERR_INSN_INVALID, uc.UC_ERR_EXCEPTION})
 
+_X86_REGS = _regs(
+    [
+        "rax",
+        "rbx",
+        "rcx",
+        "rdx",
+        "rsi",
+        "rdi",
+        "rbp",
+        "r8",
+        "r9",
+        "r10",
+        "r11",
+        "r12",
+        "r13",
+        "r14",
+        "r15",
+    ],
+    x86_const,
+    "UC_X86_REG_",
+    64,
+    "int",
+) + _regs([f"xmm{i}" for i in range(16)], x86_const, "UC_X86_REG_", 128, "vector")
+_RISCV64_REGS = _regs(
+    [f"x{i}" for i in range(1, 32) if i != 2], riscv_const, "UC_RISCV_REG_", 64, "int"
+) + _regs([f"f{i}" for i in range(32)], riscv_const, "UC_RISCV_REG_", 64, "float")
+_S390X_REGS = (
+    _regs([f"r{i}" for i in range(15)], s390x_const, "UC_S390X_REG_", 64, "int")
+    + _regs([f"f{i}" for i in range(16)], s390x_const, "UC_S390X_REG_", 64, "float")
+    + _regs([f"f{i}_hi" for i in range(16)], s390x_const, "UC_S390X_REG_", 64, "vector")
+)
+_AARCH64_REGS = _regs(
+    [f"x{i}" for i in range(31)], arm64_const, "UC_ARM64_REG_", 64, "int"
+) + _regs([f"v{i}" for i in range(32)], arm64_const, "UC_ARM64_REG_", 128, "vector")
+
+# Callee-saved sets. For the native conventions (system_v, and
+# windows_fastcall / apple_aarch64 where a target has them) the set is the
+# native ABI's, which Cranelift promises for them; for its own conventions
+# (fast, tail, winch, preserve_all, probestack) it is what a Cranelift caller
+# relies on: the complement of the backend's `get_regs_clobbered_by_call`.
+# Link registers are left out (at the return address they hold it anyway).
+#
+# x86_64 (x64/abi.rs `get_regs_clobbered_by_call`: SYSV_CLOBBERS for SystemV
+# and every convention not named; WINDOWS_CLOBBERS; PreserveAll none; Winch
+# all but rbp). The x86-64 psABI 3.2.1 and Microsoft's x64 convention agree.
+_X86_SYSV = _saved((["rbx", "rbp", "r12", "r13", "r14", "r15"], 64))
+_X86_CALLEE_SAVED: dict[str, dict[str, int]] = {
+    "*": _X86_SYSV,
+    "windows_fastcall": _saved(
+        (["rbx", "rbp", "rsi", "rdi", "r12", "r13", "r14", "r15"], 64),
+        ([f"xmm{i}" for i in range(6, 16)], 128),
+    ),
+    "preserve_all": _all(_X86_REGS),
+    "winch": _saved((["rbp"], 64)),
+}
+# aarch64/abi.rs `get_regs_clobbered_by_call`: DEFAULT_AAPCS_CLOBBERS (x0-x17
+# and, conservatively at call sites, every vector register) for every
+# convention but Winch (WINCH_CLOBBERS: x0-x17, x19-x27, all vectors) and
+# PreserveAll (none). AAPCS64 6.1.2 keeps the low 64 bits of v8-v15, and
+# Cranelift's prologue saves them (`is_reg_saved_in_prologue`), so they are
+# checked too. x29 is the frame pointer, x18 the platform register.
+# x16-x18 are not allocated (veneers, the platform register) and may change
+_AARCH64_INT = ([f"x{i}" for i in range(19, 30)], 64)
+_AARCH64_AAPCS = _saved(_AARCH64_INT, ([f"v{i}" for i in range(8, 16)], 64))
+_AARCH64_CALLEE_SAVED: dict[str, dict[str, int]] = {
+    "*": _saved(_AARCH64_INT),
+    "system_v": _AARCH64_AAPCS,
+    "apple_aarch64": _AARCH64_AAPCS,
+    # x16/x17 (veneer scratch), x18 (platform) and x30 are never allocated
+    "preserve_all": {
+        n: b for n, b in _all(_AARCH64_REGS).items() if n not in ("x16", "x17", "x18", "x30")
+    },
+    "winch": _saved((["x28", "x29"], 64)),
+}
+# riscv64 (riscv64/abi.rs DEFAULT_CLOBBERS for every convention but
+# PreserveAll). RISC-V psABI (LP64D) 18.2: s0-s11 (x8, x9, x18-x27) and
+# fs0-fs11 (f8, f9, f18-f27) are callee-saved (gp and tp are not allocated
+# and not checked). Cranelift's own callers treat fs1 (f9) as clobbered and
+# its DEFAULT_CALLEE_SAVES omits f9, so only the native set checks f9.
+_RISCV64_INT = (["x8", "x9", *(f"x{i}" for i in range(18, 28))], 64)
+_RISCV64_CALLEE_SAVED: dict[str, dict[str, int]] = {
+    "*": _saved(_RISCV64_INT, (["f8", *(f"f{i}" for i in range(18, 28))], 64)),
+    "system_v": _saved(_RISCV64_INT, (["f8", "f9", *(f"f{i}" for i in range(18, 28))], 64)),
+    # ra, gp, tp and the scratch registers t5/t6 (x30, x31) are never allocated
+    "preserve_all": {
+        n: b for n, b in _all(_RISCV64_REGS).items() if n not in ("x1", "x3", "x4", "x30", "x31")
+    },
+}
+# s390x (s390x/abi.rs `get_regs_clobbered_by_call`: SYSV_CLOBBERS r0-r5 and
+# every vector register, TAIL_CLOBBERS r0-r7 and every vector register,
+# PreserveAll none). The s390x ELF ABI supplement 1.2.2.1: r6-r13 and the
+# 64-bit FPR part of f8-f15 are callee-saved (r14 holds the return address,
+# r15 is SP), and Cranelift's prologue saves f8-f15 (`is_reg_saved_in_prologue`).
+_S390X_CALLEE_SAVED: dict[str, dict[str, int]] = {
+    "*": _saved(([f"r{i}" for i in range(6, 14)], 64)),
+    "system_v": _saved(
+        ([f"r{i}" for i in range(6, 14)], 64), ([f"f{i}" for i in range(8, 16)], 64)
+    ),
+    "tail": _saved(([f"r{i}" for i in range(8, 14)], 64)),
+    # r0 and r1 are scratch registers, never allocated; r14 is the return address
+    "preserve_all": {n: b for n, b in _all(_S390X_REGS).items() if n not in ("r0", "r1", "r14")},
+}
+
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
@@ -189,6 +363,13 @@ TARGETS: dict[str, Target] = {
             arg_regs=(x86_const.UC_X86_REG_RDI, x86_const.UC_X86_REG_RSI),
             link_reg=None,
             stack_bias=0,
+            registers=_X86_REGS,
+            ra_slot=8,
+            callee_saved=_X86_CALLEE_SAVED,
+            pinned_reg="r15",
+            # x64/abi.rs get_ext_mode: `specified` for every convention
+            int_arg_regs=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),
+            int_ret_reg="rax",
             setup=_no_setup,
             illegal_errnos=_ERR_ILLEGAL,
             trap_site_deltas=(0,),
@@ -252,6 +433,14 @@ TARGETS: dict[str, Target] = {
             arg_regs=(arm64_const.UC_ARM64_REG_X0, arm64_const.UC_ARM64_REG_X1),
             link_reg=arm64_const.UC_ARM64_REG_X30,
             stack_bias=0,
+            registers=_AARCH64_REGS,
+            callee_saved=_AARCH64_CALLEE_SAVED,
+            pinned_reg="x21",
+            # aarch64/abi.rs get_ext_mode: only apple_aarch64 extends (AAPCS64
+            # leaves the bits unspecified; Apple asks for 32, Cranelift does 64)
+            extending_convs=("apple_aarch64",),
+            int_arg_regs=tuple(f"x{i}" for i in range(8)),
+            int_ret_reg="x0",
             setup=_no_setup,
             illegal_errnos=_ERR_ILLEGAL,
             trap_site_deltas=(0,),
@@ -294,6 +483,12 @@ TARGETS: dict[str, Target] = {
             arg_regs=(riscv_const.UC_RISCV_REG_A0, riscv_const.UC_RISCV_REG_A1),
             link_reg=riscv_const.UC_RISCV_REG_RA,
             stack_bias=0,
+            # x2 is sp; x0 is zero
+            registers=_RISCV64_REGS,
+            callee_saved=_RISCV64_CALLEE_SAVED,
+            # a0-a7; riscv64/abi.rs get_ext_mode: `specified`
+            int_arg_regs=tuple(f"x{i}" for i in range(10, 18)),
+            int_ret_reg="x10",
             setup=_riscv_setup,
             illegal_errnos=_ERR_ILLEGAL,
             trap_site_deltas=(-4, -2, 0),
@@ -347,11 +542,20 @@ TARGETS: dict[str, Target] = {
             link_reg=s390x_const.UC_S390X_REG_R14,
             # the caller provides a 160-byte register save area above SP
             stack_bias=160,
+            # r15 is sp; a vector register is f<n> (bits 0-63) and f<n>_hi
+            registers=_S390X_REGS,
+            callee_saved=_S390X_CALLEE_SAVED,
+            # s390x/abi.rs get_ext_mode: `specified`
+            int_arg_regs=("r2", "r3", "r4", "r5", "r6"),
+            int_ret_reg="r2",
             setup=_s390x_setup,
             illegal_errnos=_ERR_ILLEGAL,
             # a trap site lies inside the faulting instruction (`.word 0`, `dlgr`)
             trap_site_deltas=(0, 1, 2, 3),
             fault_pc_delta=0,
+            read_only_code=False,
+            # s390x ELF ABI 1.2.2.2: the stack pointer is 8-byte aligned
+            entry_sp_align=8,
             cs_arch=cs.CS_ARCH_SYSZ,
             cs_mode=cs.CS_MODE_BIG_ENDIAN,
             relocations={

@@ -51,6 +51,9 @@ class Problem:
     best: Module | None = None
     cache: dict[str, bool] = field(default_factory=dict)
     tests: int = 0  # test runs, cache hits not counted
+    # every text the test accepted, oldest first: the fallbacks should the
+    # final one not reproduce when verified afresh
+    accepted: list[str] = field(default_factory=list)
     start: float = field(default_factory=time.monotonic)
 
     def seconds(self) -> float:
@@ -64,6 +67,8 @@ class Problem:
         if text not in self.cache:
             self.tests += 1
             self.cache[text] = self.test(text)
+            if self.cache[text]:
+                self.accepted.append(text)
         return self.cache[text]
 
     def accepts(self, candidate: Module | None) -> bool:

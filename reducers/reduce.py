@@ -9,6 +9,7 @@ repeated to a fixpoint, with "the same bucket still reproduces" as the test.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from fuzz import _cranelift
@@ -28,6 +29,9 @@ class Reduction:
     tests: int
     seconds: float
     passes: list[str] = field(default_factory=list)
+    # the Cranelift version on which the text, run afresh from itself (new
+    # emulators, nothing cached), reproduced the goal; None: not verified
+    verified_on: str | None = None
 
 
 def reduce_problem(problem: Problem, text: str) -> Reduction:
@@ -78,4 +82,21 @@ def reduce_text(
     problem = Problem(SameBucket(goal), goal.target, progress, time_limit)
     if not problem.interesting(text):
         raise ValueError(f"the case does not reproduce {goal.key!r} on {goal.target}")
-    return reduce_problem(problem, text)
+    return verify(reduce_problem(problem, text), problem, goal)
+
+
+def verify(reduction: Reduction, problem: Problem, goal: Goal) -> Reduction:
+    """The reduced text must reproduce the goal the way a user will run it:
+    from its text alone, on a fresh runner. Otherwise the newest smaller text
+    the reduction accepted that does is kept (the input, at worst)."""
+    fresh = SameBucket(goal)
+    candidates = [reduction.text, *reversed(problem.accepted)]
+    for text in dict.fromkeys(candidates):
+        if clif_lines(text) <= reduction.lines_before and fresh(text):
+            return dataclasses.replace(
+                reduction,
+                text=text,
+                lines_after=clif_lines(text),
+                verified_on=_cranelift.version(),
+            )
+    return reduction

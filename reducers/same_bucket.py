@@ -3,8 +3,14 @@
 It runs the real pipeline on a text (parse, verify, compile for the goal's
 target, interpret, emulate, compare) and accepts it only when a finding with
 the goal's bucket key comes out, so reduction cannot slip to a different bug.
-What counts as a finding is `is_finding`, the rule campaigns use too. The
-cache and the test count live in `reducers.problem.Problem`.
+What counts as a finding is `is_finding`, the rule campaigns use too, and
+more: the goal's target must be blamed for it and the interpreter not, so a
+candidate whose difference has another cause (the interpreter failing, a tie
+the interpreter breaks against the target) is not the same bug. A candidate
+that reads state it never wrote is judged `undefined behaviour` by the
+runner (it is run from a second initial state whenever it diverges), which
+is not the goal's verdict, so it is never taken. The cache and the test
+count live in `reducers.problem.Problem`.
 """
 
 from __future__ import annotations
@@ -12,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fuzz import _cranelift
-from fuzz.faults import outcome_hook
+from fuzz.faults import hooks
 from fuzz.pipeline.filetest import BadInput, TargetLine, parse_text
-from fuzz.pipeline.oracle import is_finding
+from fuzz.pipeline.oracle import INTERPRETER, is_finding
 from fuzz.pipeline.runner import Runner, default_lines
 from fuzz.targets import TARGETS
 from fuzz.triage.buckets import bucket_for
@@ -34,7 +40,7 @@ class SameBucket:
 
     def __init__(self, goal: Goal) -> None:
         self.goal = goal
-        self.runner = Runner(outcome_hook=outcome_hook(goal.fault))
+        self.runner = Runner(fault=hooks(goal.fault))
 
     def keys(self, text: str) -> list[str]:
         """Bucket keys of the findings the text shows on the goal's target."""
@@ -45,8 +51,11 @@ class SameBucket:
             for label, verdict in result.judgement.verdicts.items():
                 if label.split()[0] != self.goal.target:
                     continue
-                if not is_finding(verdict, label in result.judgement.blame):
+                blame = result.judgement.blame
+                if not is_finding(verdict, label in blame):
                     continue
+                if label not in blame or INTERPRETER in blame:
+                    continue  # the difference has another cause
                 out.append(bucket_for(ft, label, result).key)
         return out
 

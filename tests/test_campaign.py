@@ -5,8 +5,10 @@ resumes."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,11 +17,19 @@ from pathlib import Path
 
 import pytest
 
+from fuzz.campaign.worker import corpus_lines
+from fuzz.pipeline.filetest import TargetLine, parse_file, parse_text
+from fuzz.targets import TARGETS
+
 CALLFUZZ = [sys.executable, "-m", "fuzz.commands.cli"]
-FINDING = Path(__file__).parents[1] / "corpus" / "riscv64-preserve-all-vector-saves.clif"
+CORPUS = Path(__file__).parents[1] / "corpus"
+FINDING = CORPUS / "riscv64-preserve-all-vector-saves.clif"
+APPLE = CORPUS / "aarch64-apple-narrow-stack-args.clif"  # `target aarch64` only
 
 
 def fuzz(tmp: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """A campaign through the CLI; `check`: it ran to its end (exit status 0,
+    nothing new, or 1, new buckets)."""
     db = tmp / "triage.sqlite"
     proc = subprocess.run(
         [*CALLFUZZ, "fuzz", "--db", f"sqlite:///{db}", "--jobs", "2", *args],
@@ -29,7 +39,7 @@ def fuzz(tmp: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
         timeout=600,
     )
     if check:
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     return proc
 
 
@@ -68,7 +78,8 @@ def empty_corpus(tmp_path: Path) -> Path:
 
 def test_a_short_campaign_records_its_cases(tmp_path: Path, empty_corpus: Path) -> None:
     (empty_corpus / "finding.clif").write_text(FINDING.read_text())
-    fuzz(tmp_path, "--cases", "40", "--seed", "1", "--corpus", str(empty_corpus))
+    proc = fuzz(tmp_path, "--cases", "40", "--seed", "1", "--corpus", str(empty_corpus))
+    assert proc.returncode == 1  # no registry here: the finding is new
     [(cases, status, next_seed)] = query(
         tmp_path, "select cases_done, status, next_seed from campaigns"
     )
@@ -86,11 +97,12 @@ def test_a_short_campaign_records_its_cases(tmp_path: Path, empty_corpus: Path) 
 def test_one_planted_bug_from_many_random_cases_is_one_bucket(
     tmp_path: Path, empty_corpus: Path
 ) -> None:
-    fuzz(
+    proc = fuzz(
         tmp_path,
         *("--cases", "160", "--seed", "0", "--targets", "aarch64"),
         *("--corpus", str(empty_corpus), "--plant-fault", "aarch64-tail-i128"),
     )
+    assert proc.returncode == 1
     rows = query(
         tmp_path,
         "select b.id, b.hit_count, count(distinct f.seed) from buckets b "
@@ -228,3 +240,117 @@ def test_sigterm_stops_cleanly_with_a_summary(tmp_path: Path, empty_corpus: Path
     )
     assert status == "interrupted" and done >= 20 and next_seed - 9 <= done
     assert query(tmp_path, "pragma integrity_check") == [("ok",)]
+
+
+# --- corpus targets and known findings ---------------------------------------------
+
+
+def buckets(tmp: Path) -> list[tuple[str, str, str | None, int]]:
+    return query(tmp, "select key, status, known_ref, hit_count from buckets order by key")
+
+
+def test_a_corpus_case_runs_only_on_the_targets_it_names(
+    tmp_path: Path, empty_corpus: Path
+) -> None:
+    """A case written for aarch64 (`apple_aarch64`) is not compiled for x86_64,
+    riscv64 or s390x, though the campaign runs all four, unless asked."""
+    (empty_corpus / "apple.clif").write_text(APPLE.read_text())
+    everywhere = ("--targets", "x86_64,aarch64,riscv64,s390x", "--corpus", str(empty_corpus))
+    proc = fuzz(tmp_path, "--cases", "0", *everywhere)
+    [(executions,)] = query(tmp_path, "select executions from campaigns")
+    assert set(json.loads(executions)) == {"interpreter", "aarch64"}
+    assert [(t, v) for t, v in query(tmp_path, "select target, verdict from findings")] == [
+        ("aarch64", "wrong result")
+    ]
+    assert proc.returncode == 1  # no registry in this corpus: the bucket is new
+
+    (tmp_path / "triage.sqlite").unlink()
+    fuzz(tmp_path, "--cases", "0", *everywhere, "--corpus-all-targets")
+    [(executions,)] = query(tmp_path, "select executions from campaigns")
+    assert set(json.loads(executions)) == {"interpreter", "x86_64", "aarch64", "riscv64", "s390x"}
+    targets = {t for (t,) in query(tmp_path, "select target from findings")}
+    assert {"aarch64", "x86_64"} <= targets  # apple_aarch64 panics the x86_64 backend
+
+
+def test_corpus_lines_are_the_files_own_lines_on_the_campaigns_targets() -> None:
+    ft = parse_file(str(CORPUS / "riscv64-colocated-call.clif"))  # riscv64 twice, with has_c
+    wanted = [TargetLine(TARGETS[name]) for name in ("riscv64", "s390x")]
+    labels = [line.label for line in corpus_lines(ft, wanted)]
+    assert labels == ["riscv64", "riscv64 has_c", "s390x"]
+    assert [line.label for line in corpus_lines(ft, wanted[:1])] == ["riscv64", "riscv64 has_c"]
+    apple = parse_file(str(APPLE))  # aarch64 only
+    assert corpus_lines(apple, wanted) == []
+    everywhere = corpus_lines(apple, wanted, all_targets=True)
+    assert [line.label for line in everywhere] == ["riscv64", "s390x"]
+    bare = parse_text("function %f() {\nblock0:\n    return\n}\n")  # no target lines
+    assert [line.label for line in corpus_lines(bare, wanted)] == ["riscv64", "s390x"]
+
+
+def test_the_project_corpus_replays_with_nothing_new(tmp_path: Path) -> None:
+    """Every finding kept in corpus/ is in corpus/known.toml: replaying it opens
+    known buckets only, with their registry entries, and exits 0."""
+    proc = fuzz(tmp_path, "--cases", "0", "--corpus", str(CORPUS), "--reduce-time", "0")
+    assert proc.returncode == 0, proc.stdout
+    rows = buckets(tmp_path)
+    assert rows and all(status == "known" and ref for _key, status, ref, _hits in rows), rows
+    assert all(key.endswith(f"|known:{ref}") for key, _status, ref, _hits in rows)
+    # nothing dropped: every known bucket keeps its findings
+    [(findings,)] = query(tmp_path, "select count(*) from findings")
+    assert findings >= len(rows)
+    assert f"in 0 new buckets, {len(rows)} known" in proc.stdout
+    assert "wasmtime#13959" in proc.stdout and "nothing new" in proc.stdout
+
+
+def test_known_findings_pass_and_new_ones_fail_the_campaign(
+    tmp_path: Path, empty_corpus: Path
+) -> None:
+    (empty_corpus / "preserve-all.clif").write_text(FINDING.read_text())
+    (empty_corpus / "known.toml").write_text(
+        "[[finding]]\n"
+        'id = "preserve-all"\n'
+        'kind = "bug"\n'
+        'summary = "RVV saves without has_v"\n'
+        'upstream = "wasmtime#1"\n'
+        'versions = ["0.135.8"]\n'
+        'corpus = "preserve-all.clif"\n'
+        'targets = ["riscv64"]\n'
+        'verdict = "crash"\n'
+        'message = "RVV instruction although has_v is off"\n'
+    )
+    corpus = ("--cases", "0", "--corpus", str(empty_corpus))
+    known = fuzz(tmp_path, *corpus)
+    assert known.returncode == 0, known.stdout
+    [(key, status, ref, hits)] = buckets(tmp_path)
+    assert (status, ref, hits) == ("known", "preserve-all", 1)
+    assert "in 0 new buckets, 1 known" in known.stdout and "nothing new" in known.stdout
+    assert re.search(r"riscv64 crash: preserve-all \(bug; wasmtime#1\)", known.stdout)
+    [(notes,)] = query(tmp_path, "select notes from buckets")
+    assert "(known) known finding preserve-all in " in notes
+
+    # a finding the registry does not name: new, exit 1
+    (empty_corpus / "probestack.clif").write_text(
+        (CORPUS / "x86_64-probestack-callconv.clif").read_text()
+    )
+    new = fuzz(tmp_path, *corpus, "--reduce-time", "0")
+    assert new.returncode == 1, new.stdout
+    statuses = {key.split("|")[0]: (status, ref) for key, status, ref, _ in buckets(tmp_path)}
+    assert statuses == {"riscv64": ("known", "preserve-all"), "x86_64": ("new", None)}
+    assert "in 1 new buckets, 1 known" in new.stdout
+    assert new.stdout.rstrip().endswith("1 new buckets (1 known)")
+
+    # the same again: seen before, not new
+    again = fuzz(tmp_path, *corpus)
+    assert again.returncode == 0, again.stdout
+    assert "in 0 new buckets, 1 known, 1 seen before" in again.stdout
+    assert again.stdout.rstrip().endswith("nothing new (1 known buckets, 1 seen before)")
+
+
+def test_a_malformed_registry_is_one_line_and_exit_2(tmp_path: Path, empty_corpus: Path) -> None:
+    (empty_corpus / "known.toml").write_text("[[finding]]\nid = 3\n")
+    proc = fuzz(tmp_path, "--cases", "1", "--corpus", str(empty_corpus), check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"callfuzz: error: {empty_corpus / 'known.toml'}: finding 1")
+    missing = fuzz(tmp_path, "--cases", "1", "--known", str(tmp_path / "nope.toml"), check=False)
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    assert not (tmp_path / "triage.sqlite").exists()  # refused before anything ran

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError
 
 from fuzz.triage import schema
 from fuzz.triage.engine import DatabaseError
@@ -118,8 +119,8 @@ def test_a_batch_returns_each_new_bucket_once_in_the_writers_order(db: TriageDB)
     cid = campaign(db)
     keys = ["k-zebra", "k-apple", "k-zebra", "k-mango"]
     new = db.record_batch(cid, [record(key=k) for k in keys], progress())
-    assert db.bucket_keys(new) == {"k-zebra", "k-apple", "k-mango"}
     by_id = {b.id: b.key for b in db.list_buckets()}
+    assert db.bucket_keys(new) == by_id
     assert [by_id[i] for i in new] == ["k-zebra", "k-apple", "k-mango"]
     assert db.record_batch(cid, [record(key="k-apple")], progress()) == []
 
@@ -244,8 +245,8 @@ def test_sqlite_runs_in_wal_mode_with_normal_sync_and_foreign_keys(
 
 
 def test_the_schema_version_is_stored(db: TriageDB, db_path: Path) -> None:
-    assert sql(db_path, "select value from meta where key = 'schema_version'") == [("1",)]
-    assert db.schema_version() == schema.SCHEMA_VERSION == 1
+    assert sql(db_path, "select value from meta where key = 'schema_version'") == [("2",)]
+    assert db.schema_version() == schema.SCHEMA_VERSION == 2
     tables = {name for (name,) in sql(db_path, "select name from sqlite_master where type='table'")}
     assert tables == {"meta", "campaigns", "cases", "findings", "buckets"}
 
@@ -253,8 +254,8 @@ def test_the_schema_version_is_stored(db: TriageDB, db_path: Path) -> None:
 def test_an_older_schema_is_upgraded_in_place(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Pretend this code is version 2: a version-1 database (with data) gets the
-    upgrade step and the new stamp, and keeps its rows."""
+    """Pretend this code is the next version: a database of this version (with
+    data) gets the upgrade step and the new stamp, and keeps its rows."""
     old = open_db(f"sqlite:///{db_path}")
     old.record_batch(campaign(old), [record()], progress())
     old.close()
@@ -262,10 +263,11 @@ def test_an_older_schema_is_upgraded_in_place(
     def add_priority(conn: object) -> None:
         conn.exec_driver_sql("ALTER TABLE buckets ADD COLUMN priority INTEGER DEFAULT 3")  # type: ignore[attr-defined]
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(schema.UPGRADES, 1, add_priority)
+    current = schema.SCHEMA_VERSION
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(schema.UPGRADES, current, add_priority)
     upgraded = open_db(f"sqlite:///{db_path}")
-    assert upgraded.schema_version() == 2
+    assert upgraded.schema_version() == current + 1
     assert [b.hit_count for b in upgraded.list_buckets()] == [1]
     upgraded.close()
     assert sql(db_path, "select priority from buckets") == [(3,)]
@@ -282,14 +284,87 @@ def test_a_failing_upgrade_leaves_the_old_version_and_data(
         conn.exec_driver_sql("ALTER TABLE buckets ADD COLUMN half_done INTEGER")  # type: ignore[attr-defined]
         raise RuntimeError("step failed")
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(schema.UPGRADES, 1, broken)
-    with pytest.raises(DatabaseError, match="from schema version 1 failed: step failed"):
+    current = schema.SCHEMA_VERSION
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(schema.UPGRADES, current, broken)
+    with pytest.raises(DatabaseError, match=f"from schema version {current} failed: step failed"):
         open_db(f"sqlite:///{db_path}")
-    assert sql(db_path, "select value from meta") == [("1",)]
+    assert sql(db_path, "select value from meta") == [(str(current),)]
     columns = {row[1] for row in sql(db_path, "pragma table_info(buckets)")}
     assert "half_done" not in columns  # the DDL rolled back with the stamp
     assert sql(db_path, "select hit_count from buckets") == [(1,)]
+
+
+V1_DUMP = Path(__file__).parent / "data" / "triage-v1.sql"
+TABLES = ("meta", "campaigns", "cases", "buckets", "findings")
+
+
+def _layout(path: Path) -> dict[str, object]:
+    """Columns (name, type, not null, default, primary key) and indexes per table."""
+    return {
+        table: (
+            [row[1:] for row in sql(path, f"pragma table_info({table})")],
+            sorted(row[1:3] for row in sql(path, f"pragma index_list({table})")),
+        )
+        for table in TABLES
+    }
+
+
+def test_a_version_1_database_is_upgraded_to_known_buckets(tmp_path: Path, db_path: Path) -> None:
+    """The real step 1 -> 2 on a database version 1's code made (dumped in
+    tests/data): status `known` and `buckets.known_ref`, every row kept."""
+    con = sqlite3.connect(db_path)
+    con.executescript(V1_DUMP.read_text())
+    con.close()
+    columns = {
+        t: ", ".join(row[1] for row in sql(db_path, f"pragma table_info({t})")) for t in TABLES
+    }
+
+    def rows() -> dict[str, list[tuple]]:  # type: ignore[type-arg]
+        return {t: sql(db_path, f"select {columns[t]} from {t} order by 1") for t in TABLES}
+
+    before = rows()
+    assert before["meta"] == [("schema_version", "1")]
+
+    db = open_db(f"sqlite:///{db_path}")
+    assert db.schema_version() == schema.SCHEMA_VERSION
+    after = rows()
+    for table in ("campaigns", "cases", "buckets", "findings"):
+        assert after[table] == before[table], table  # version 1's columns, as they were
+    assert sql(db_path, "select known_ref from buckets") == [(None,), (None,)]
+    assert sql(db_path, "pragma foreign_key_check") == []
+    assert sql(db_path, "pragma integrity_check") == [("ok",)]
+    fresh = tmp_path / "fresh.sqlite"
+    open_db(f"sqlite:///{fresh}").close()
+    assert _layout(db_path) == _layout(fresh)  # what a new database gets
+
+    # the status constraint takes `known` and still refuses the unknown
+    assert db.mark_bucket(1, "known", "by hand").status == "known"
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        sql(db_path, "update buckets set status = 'bogus' where id = 1")
+    # and the foreign keys still point at the (new) buckets table
+    con = sqlite3.connect(db_path)
+    con.execute("pragma foreign_keys = on")
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        con.execute("update findings set bucket_id = 99")
+    con.close()
+    known = record(key="k|known:x", known_ref="x", known_note="what the registry knows")
+    [bucket_id] = db.record_batch(1, [known], progress())
+    bucket = db.get_bucket(bucket_id)
+    assert bucket is not None and (bucket.status, bucket.known_ref) == ("known", "x")
+    assert bucket.notes.endswith("(known) what the registry knows")
+    db.close()
+
+
+def test_a_version_1_database_it_cannot_read_is_left_as_it_was(db_path: Path) -> None:
+    con = sqlite3.connect(db_path)
+    con.executescript(V1_DUMP.read_text().replace("CONSTRAINT bucket_status", "CONSTRAINT other"))
+    con.close()
+    with pytest.raises(DatabaseError, match="no version-1 status constraint"):
+        open_db(f"sqlite:///{db_path}")
+    assert sql(db_path, "select value from meta") == [("1",)]
+    assert "known_ref" not in {row[1] for row in sql(db_path, "pragma table_info(buckets)")}
+    assert len(sql(db_path, "select * from buckets")) == 2
 
 
 def _stamped(path: Path, version: int) -> bytes:
@@ -303,8 +378,9 @@ def _stamped(path: Path, version: int) -> bytes:
 
 
 def test_a_newer_schema_is_refused_and_left_alone(db_path: Path) -> None:
-    before = _stamped(db_path, 2)
-    with pytest.raises(DatabaseError, match="schema version 2 is newer"):
+    newer = schema.SCHEMA_VERSION + 1
+    before = _stamped(db_path, newer)
+    with pytest.raises(DatabaseError, match=f"schema version {newer} is newer"):
         open_db(f"sqlite:///{db_path}")
     assert db_path.read_bytes() == before  # not even switched to WAL
     assert sorted(p.name for p in db_path.parent.iterdir()) == ["triage.sqlite"]
@@ -367,7 +443,7 @@ def test_readers_do_not_create_a_missing_database(tmp_path: Path) -> None:
 def test_an_empty_file_becomes_a_database(db_path: Path) -> None:
     db_path.touch()
     handle = open_db(str(db_path))  # a bare path means an SQLite file
-    assert handle.schema_version() == 1
+    assert handle.schema_version() == schema.SCHEMA_VERSION
     handle.close()
 
 
@@ -467,7 +543,7 @@ def test_postgresql_round_trip(pg_url: str) -> None:
     from fuzz.commands.triage import triage
 
     db = open_db(pg_url)
-    assert db.schema_version() == 1
+    assert db.schema_version() == schema.SCHEMA_VERSION
     cid = campaign(db, seed=1 << 33)  # seeds beyond 32 bits
     new = db.record_batch(cid, [record(LARGE), record(SMALL), record(key="other")], progress())
     assert len(new) == 2
@@ -486,6 +562,36 @@ def test_postgresql_round_trip(pg_url: str) -> None:
     assert result.exit_code == 0, result.output
     # three hits after the reopen
     assert re.search(r"new\s+│\s+3\s+│\s+x86_64\s+│.*title of x86_64\|wrong", result.stdout)
+
+
+def test_postgresql_version_1_is_upgraded_to_known_buckets(pg_url: str) -> None:
+    db = open_db(pg_url)
+    db.record_batch(campaign(db), [record()], progress())
+    db.close()
+    # back to the layout version 1's code made
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE buckets DROP COLUMN known_ref"))
+        conn.execute(text("ALTER TABLE buckets DROP CONSTRAINT bucket_status"))
+        conn.execute(
+            text(
+                "ALTER TABLE buckets ADD CONSTRAINT bucket_status CHECK "
+                "(status IN ('new', 'confirmed', 'reported', 'fixed', 'invalid'))"
+            )
+        )
+        conn.execute(text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
+    engine.dispose()
+
+    upgraded = open_db(pg_url)
+    assert upgraded.schema_version() == schema.SCHEMA_VERSION
+    [bucket] = upgraded.list_buckets()
+    assert (bucket.hit_count, bucket.known_ref) == (1, None)
+    assert upgraded.mark_bucket(bucket.id, "known").status == "known"
+    upgraded.close()
+    engine = create_engine(pg_url)
+    with pytest.raises(IntegrityError, match="bucket_status"), engine.begin() as conn:
+        conn.execute(text("UPDATE buckets SET status = 'bogus'"))
+    engine.dispose()
 
 
 def test_postgresql_concurrent_writers_count_every_hit(pg_url: str) -> None:

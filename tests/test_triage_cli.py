@@ -4,6 +4,7 @@ bad input as one `callfuzz: error:` line with exit status 2."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sqlite3
 from pathlib import Path
@@ -165,6 +166,73 @@ def test_list_filters(db_url: str, args: list[str], titles: list[str]) -> None:
         assert result.stdout.strip() == "no buckets"
 
 
+def known_bucket(url: str) -> int:
+    """A third bucket, opened by a finding of the registry of known findings."""
+    db = open_db(url)
+    record = panic_record(SMALL, "s390x")
+    known = dataclasses.replace(
+        record,
+        target="s390x",
+        bucket_key=record.bucket_key.replace("aarch64", "s390x") + "|known:s390x-thing",
+        bucket_title="s390x: compile panic",
+        known_ref="s390x-thing",
+        known_note="known finding s390x-thing: deliberate assert; wasmtime#1",
+    )
+    [bucket_id] = db.record_batch(1, [known], Progress(1, 1, {}, {}, 1.0))
+    db.close()
+    return bucket_id
+
+
+def listed_ids(result: Result) -> list[int]:
+    assert result.exit_code == 0, result.output
+    return [int(m[1]) for m in re.finditer(r"^\s*(\d+)\s+│", result.stdout, re.M)]
+
+
+def test_list_hides_known_buckets_unless_asked(db_url: str) -> None:
+    known = known_bucket(db_url)
+    plain = triage("list", "--db", db_url)
+    assert known not in listed_ids(plain) and len(listed_ids(plain)) == 2
+    assert "1 known bucket not shown (--all or --status known)" in plain.stdout
+    assert "known as" not in plain.stdout
+    everything = triage("list", "--all", "--db", db_url)
+    assert listed_ids(everything)[-1] == known  # new ones first, however recent it is
+    assert re.search(rf"^\s*{known}\s.*\bknown\b.*s390x-thing", everything.stdout, re.M)
+    assert "not shown" not in everything.stdout
+    assert listed_ids(triage("list", "--status", "known", "--db", db_url)) == [known]
+    shown = triage("show", str(known), "--db", db_url).stdout
+    assert "status:     known" in shown and "known as:   s390x-thing" in shown
+    assert "(known) known finding s390x-thing: deliberate assert; wasmtime#1" in shown
+
+
+def test_list_shows_new_buckets_before_reviewed_ones(db_url: str) -> None:
+    ids = bucket_ids(db_url)
+    assert listed_ids(triage("list", "--db", db_url)) == [ids["compile panic"], ids["wrong result"]]
+    triage("mark", str(ids["compile panic"]), "--status", "confirmed", "--db", db_url)
+    assert listed_ids(triage("list", "--db", db_url)) == [ids["wrong result"], ids["compile panic"]]
+
+
+def test_list_says_so_when_every_bucket_is_known(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'triage.sqlite'}"
+    db = open_db(url)
+    db.start_campaign(
+        host="h",
+        cranelift_version="0.135.8",
+        targets=["s390x"],
+        flags={},
+        engine="random",
+        seed=1,
+        jobs=1,
+    )
+    db.close()
+    known_bucket(url)
+    result = triage("list", "--db", url)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "no buckets besides known ones",
+        "1 known bucket not shown (--all or --status known)",
+    ]
+
+
 # --- show -------------------------------------------------------------------------
 
 
@@ -230,7 +298,7 @@ def test_mark_rejects_an_unknown_status(db_url: str) -> None:
     bucket = str(bucket_ids(db_url)["compile panic"])
     result = triage("mark", bucket, "--status", "wontfix", "--db", db_url)
     assert_bad_input(
-        result, "unknown status 'wontfix' (one of: new, confirmed, reported, fixed, invalid)"
+        result, "unknown status 'wontfix' (one of: new, confirmed, reported, fixed, invalid, known)"
     )
     assert "status:     new" in triage("show", bucket, "--db", db_url).stdout
 
@@ -260,7 +328,7 @@ def test_stats_counts_buckets_findings_and_campaigns(db_url: str) -> None:
         (["mark", "99", "--status", "fixed"], "no bucket 99"),
         (
             ["list", "--status", "open"],
-            "unknown status 'open' (one of: new, confirmed, reported, fixed, invalid)",
+            "unknown status 'open' (one of: new, confirmed, reported, fixed, invalid, known)",
         ),
         (["list", "--limit", "-3"], "--limit wants a positive number, not '-3'"),
     ],

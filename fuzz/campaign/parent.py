@@ -78,7 +78,9 @@ class Campaign:
         self.stopping = False
         self.stop_reason = ""
         self.cells_seen: set[tuple[str, ...]] = set()
-        self.new_bucket_ids: list[int] = []
+        self.new_bucket_ids: list[int] = []  # opened by this run, not known
+        self.bucket_hits: set[str] = set()  # keys of the buckets this run's findings went to
+        self.known_hits: dict[str, str] = {}  # known bucket key -> registry entry id
         self.kept: Counter[str] = Counter()  # findings stored per bucket key
         self.smallest: dict[str, int] = {}  # lines of the smallest stored case per key
         self.workdir = options.workdir / f"campaign-{campaign_id}"
@@ -96,6 +98,7 @@ class Campaign:
             inflight=str(inflight),
             fault=self.opt.fault,
             hypothesis_db=str(self.workdir / "hypothesis"),
+            corpus_all_targets=self.opt.corpus_all_targets,
         )
         process = self.ctx.Process(
             target=worker_main, args=(config, child, shared), name=f"callfuzz-worker-{index}"
@@ -113,6 +116,8 @@ class Campaign:
             slot.conn.send(("files", slot.files))
             slot.busy = True
             return
+        if self.opt.cases == 0:
+            return  # the corpus only
         if self.opt.engine != "random":
             slot.conn.send(("engine",))  # it runs on its own from now on
             slot.busy = True
@@ -178,14 +183,27 @@ class Campaign:
                 self._add_to_corpus(result.clif, "cell")
 
     def _record(self, finding: FindingRecord) -> FindingRecord:
-        """The finding, kept or only counted (a bucket keeps a few per run)."""
+        """The finding, in its known bucket if the registry knows it, kept or
+        only counted (a bucket keeps a few per run)."""
         self.stats.findings += 1
+        finding = self.opt.known.apply(finding)
+        self._count_bucket(finding)
         key, lines = finding.bucket_key, finding.clif.count("\n")
         keep = self.kept[key] < KEPT_PER_BUCKET or lines < self.smallest.get(key, lines)
         if keep:
             self.kept[key] += 1
             self.smallest[key] = min(lines, self.smallest.get(key, lines))
         return dataclasses.replace(finding, keep=keep)
+
+    def _count_bucket(self, finding: FindingRecord) -> None:
+        key = finding.bucket_key
+        if key in self.bucket_hits:
+            return
+        self.bucket_hits.add(key)
+        self.stats.buckets_hit += 1
+        if finding.known_ref is not None:
+            self.known_hits[key] = finding.known_ref
+            self.stats.known_buckets += 1
 
     def _done(self, seed: int) -> None:
         self.done_seeds.add(seed)
@@ -210,14 +228,17 @@ class Campaign:
             verdicts=dict(self.stats.verdicts),
             cases_per_second=self.stats.rate(),
         )
-        new = self.db.record_batch(self.id, self.pending, progress)
-        opened = self.db.bucket_keys(new) if new else set()
-        for record in self.pending:
-            if record.bucket_key in opened:
-                opened.discard(record.bucket_key)  # its first reproducer only
-                self._add_to_corpus(record.clif, "bucket")
-        self.stats.new_buckets += len(new)
+        created = self.db.record_batch(self.id, self.pending, progress)
+        keys = self.db.bucket_keys(created) if created else {}
+        new = [i for i in created if keys[i] not in self.known_hits]
         self.new_bucket_ids += new
+        self.stats.new_buckets += len(new)
+        first = {keys[i] for i in new}
+        for record in self.pending:
+            if record.bucket_key in first:
+                first.discard(record.bucket_key)  # its first reproducer only
+                if record.origin != "corpus":  # a corpus case is in the corpus already
+                    self._add_to_corpus(record.clif, "bucket")
         self.pending = []
 
     # -- deaths and hangs -----------------------------------------------------
@@ -261,20 +282,25 @@ class Campaign:
             return
         target = _target_of(text) or "?"
         bucket = worker_death_bucket(target, kind, how)
-        self.stats.findings += 1
         self.pending.append(
-            FindingRecord(
-                clif=text,
-                target=target,
-                flags=[],
-                verdict=kind.value,
-                details={"worker": slot.index, "exit": how, "limit_seconds": self.opt.hang_limit},
-                blame=[target],
-                bucket_key=bucket.key,
-                bucket_title=bucket.title,
-                cranelift_version=_cranelift.version(),
-                origin="generated" if seed is not None else self.opt.engine,
-                seed=seed,
+            self._record(
+                FindingRecord(
+                    clif=text,
+                    target=target,
+                    flags=[],
+                    verdict=kind.value,
+                    details={
+                        "worker": slot.index,
+                        "exit": how,
+                        "limit_seconds": self.opt.hang_limit,
+                    },
+                    blame=[target],
+                    bucket_key=bucket.key,
+                    bucket_title=bucket.title,
+                    cranelift_version=_cranelift.version(),
+                    origin="generated" if seed is not None else self.opt.engine,
+                    seed=seed,
+                )
             )
         )
 
@@ -286,6 +312,8 @@ class Campaign:
             self.stop_reason = reason
 
     def finished_work(self) -> bool:
+        if self.opt.cases == 0:  # the corpus only
+            return not self.corpus_files and not any(s.busy for s in self.slots)
         if self.opt.engine != "random":
             return self.opt.cases is not None and self.stats.cases >= self.opt.cases
         limit = self._seed_limit()
@@ -397,7 +425,12 @@ def run_campaign(db: TriageDB, options: Options, resume: int | None) -> tuple[Ca
             host=socket.gethostname(),
             cranelift_version=_cranelift.version(),
             targets=options.targets,
-            flags={"fault": options.fault, "hang_limit": options.hang_limit},
+            flags={
+                "fault": options.fault,
+                "hang_limit": options.hang_limit,
+                "corpus_all_targets": options.corpus_all_targets,
+                "known": str(options.known.path) if options.known.path else None,
+            },
             engine=options.engine,
             seed=options.seed,
             jobs=options.jobs,

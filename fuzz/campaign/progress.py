@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from types import TracebackType
 
 from rich.console import Console
@@ -12,6 +13,10 @@ from rich.live import Live
 from rich.table import Table
 
 from fuzz.campaign.state import Options, Stats
+from fuzz.triage.known import Registry
+from fuzz.triage.schema import Bucket
+
+SHOWN = 30  # buckets listed at the end, of each kind
 
 
 def _clock(seconds: float) -> str:
@@ -68,9 +73,7 @@ class Display:
             "verdicts", "  ".join(f"{v} {n:,}" for v, n in s.verdicts.most_common()) or "-"
         )
         table.add_row(
-            "findings",
-            f"{s.findings:,} in {s.new_buckets} new buckets; "
-            f"{s.hard_crashes} hard crashes, {s.hangs} hangs",
+            "findings", f"{self.findings()}; {s.hard_crashes} hard crashes, {s.hangs} hangs"
         )
         table.add_row("elapsed / remaining", f"{_clock(self.elapsed())} / {self.remaining()}")
         return table
@@ -81,9 +84,17 @@ class Display:
             f"[{_clock(self.elapsed())}] cases {s.cases_before + s.cases:,} "
             f"({s.rate():,.1f}/s) | "
             + " ".join(f"{t} {n:,}" for t, n in sorted(s.executions.items()))
-            + f" | findings {s.findings:,}, new buckets {s.new_buckets}, "
+            + f" | findings {self.findings()}, "
             f"crashes {s.hard_crashes}, hangs {s.hangs} | remaining {self.remaining()}"
         )
+
+    def findings(self) -> str:
+        """`24 in 0 new buckets, 15 known`: new buckets (opened by this run and
+        not known) apart from known ones and from buckets opened before."""
+        s = self.stats
+        text = f"{s.findings:,} in {s.new_buckets} new buckets, {s.known_buckets} known"
+        older = s.older_buckets()
+        return text + (f", {older} seen before" if older else "")
 
     def update(self) -> None:
         if self.live is not None:
@@ -120,3 +131,33 @@ class Display:
             table.add_row("skipped", f"{s.errors} unreadable or invalid corpus files")
         table.add_row("database", db_url)
         self.console.print(table)
+
+    def buckets(self, new: Sequence[Bucket], known: Sequence[Bucket], registry: Registry) -> None:
+        """What the campaign found: its new buckets, then the known ones it hit
+        with the registry's reference; the last line says whether anything is new."""
+        out = self.console
+        if new:
+            out.print("new buckets (callfuzz triage show ID):", highlight=False)
+            for b in new[:SHOWN]:
+                out.print(f"  {b.id:>5}  {b.title}", highlight=False, markup=False)
+            if len(new) > SHOWN:
+                out.print(f"  ... and {len(new) - SHOWN} more (callfuzz triage list)")
+        if known:
+            where = registry.path or "the registry"
+            out.print(f"known findings ({where}):", highlight=False, markup=False)
+            for b in known[:SHOWN]:
+                entry = registry.get(b.known_ref or "")
+                about = f"{entry.kind}; {entry.reference()}" if entry else ""
+                out.print(
+                    f"  {b.id:>5}  {b.target} {b.verdict}: {b.known_ref} ({about})",
+                    highlight=False,
+                    markup=False,
+                )
+            if len(known) > SHOWN:
+                out.print(f"  ... and {len(known) - SHOWN} more (triage list --status known)")
+        older = self.stats.older_buckets()
+        seen = f", {older} seen before" if older else ""
+        if new:
+            out.print(f"{len(new)} new buckets ({len(known)} known{seen})", highlight=False)
+        else:
+            out.print(f"nothing new ({len(known)} known buckets{seen})", highlight=False)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fuzz.gen.cells import Cell
+from fuzz.triage.known import Registry
 from fuzz.triage.records import FindingRecord
 
 # Runner stages that run inside Cranelift (the rest is the harness).
@@ -25,6 +26,11 @@ class Options:
     duration: float | None = None  # seconds
     cases: int | None = None
     corpus: Path | None = None
+    # a corpus case runs on the campaign targets its own `target` lines name;
+    # True: on every campaign target, named or not
+    corpus_all_targets: bool = False
+    # known findings: a bucket that matches opens as `known`
+    known: Registry = field(default_factory=lambda: Registry(None))
     hang_limit: float = 60.0  # wall-clock seconds for one case
     fault: str | None = None  # planted test-only fault (fuzz.faults)
     status_every: float = 30.0  # seconds between status lines off a terminal
@@ -38,7 +44,9 @@ class Stats:
     executions: Counter[str] = field(default_factory=Counter)
     verdicts: Counter[str] = field(default_factory=Counter)
     findings: int = 0
-    new_buckets: int = 0
+    buckets_hit: int = 0  # distinct buckets this run's findings went to
+    new_buckets: int = 0  # of them: opened by this run, not known
+    known_buckets: int = 0  # of them: known (corpus/known.toml)
     hard_crashes: int = 0
     hangs: int = 0
     corpus_added: int = 0
@@ -48,6 +56,10 @@ class Stats:
     started: float = field(default_factory=time.monotonic)
     cpu_started: float = field(default_factory=time.process_time)
     cases_before: int = 0  # done in earlier runs of a resumed campaign
+
+    def older_buckets(self) -> int:
+        """Buckets hit that neither opened in this run nor are known."""
+        return self.buckets_hit - self.new_buckets - self.known_buckets
 
     def rate(self) -> float:
         return self.cases / max(time.monotonic() - self.started, 1e-9)
@@ -79,6 +91,7 @@ class WorkerConfig:
     inflight: str  # file holding the case being run
     fault: str | None = None  # planted test-only fault (fuzz.faults)
     hypothesis_db: str | None = None
+    corpus_all_targets: bool = False  # see Options
 
 
 @dataclass

@@ -21,11 +21,11 @@ from typing import Any, TextIO
 
 from fuzz import _cranelift
 from fuzz.campaign.state import CaseResult, WorkerConfig
-from fuzz.faults import outcome_hook
+from fuzz.faults import hooks
 from fuzz.gen.cells import Cell, module_cells
 from fuzz.gen.choices import ByteSource, RandomSource, Source
 from fuzz.gen.generate import generate
-from fuzz.pipeline.filetest import BadInput, TargetLine, parse_text
+from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_text
 from fuzz.pipeline.oracle import is_finding
 from fuzz.pipeline.runner import Runner, default_lines
 from fuzz.targets import TARGETS, Target
@@ -43,7 +43,7 @@ class CaseRunner:
     def __init__(self, config: WorkerConfig, shared: SynchronizedArray[float] | None) -> None:
         self.config = config
         self.shared = shared
-        self.runner = Runner(outcome_hook=outcome_hook(config.fault))
+        self.runner = Runner(fault=hooks(config.fault))
         self.targets = [TARGETS[name] for name in config.targets]
         self.wanted = [TargetLine(t) for t in self.targets]
         self.inflight = Path(config.inflight)
@@ -82,8 +82,12 @@ class CaseRunner:
         try:
             with self.runner.stage("parse"):
                 ft = parse_text(text)
-            lines = default_lines(ft, self.wanted if origin == "corpus" else None)
-            results = self.runner.run_file(ft, lines)
+            lines = (
+                corpus_lines(ft, self.wanted, self.config.corpus_all_targets)
+                if origin == "corpus"
+                else default_lines(ft, None)
+            )
+            results = self.runner.run_file(ft, lines) if lines else []
         except BadInput as err:
             out.error = str(err)
             return out
@@ -128,6 +132,21 @@ class CaseRunner:
     def timings(self) -> dict[str, float]:
         """CPU seconds per stage (what the campaign's CPU split adds up)."""
         return dict(self.runner.cpu)
+
+
+def corpus_lines(
+    ft: FileTest, wanted: Sequence[TargetLine], all_targets: bool = False
+) -> list[TargetLine]:
+    """The target lines a corpus case runs on: its own `target` lines (with
+    their ISA flags) whose target the campaign runs, not the targets it does
+    not name (a case written for aarch64 with `apple_aarch64` would only find
+    the known x86_64 panic again). A file without target lines runs on every
+    campaign target; `all_targets`: so does every file (with its own flags
+    where it names the target)."""
+    if all_targets or not ft.targets:
+        return default_lines(ft, wanted)
+    names = {want.target.name for want in wanted}
+    return [line for line in ft.targets if line.target.name in names]
 
 
 def generated(seed: int, targets: Sequence[Target]) -> str:

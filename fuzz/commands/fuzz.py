@@ -11,17 +11,29 @@ import click
 
 from fuzz.campaign.parent import Campaign, run_campaign
 from fuzz.campaign.state import Options
-from fuzz.commands.common import fail, parse_duration, parse_targets
-from fuzz.faults import FAULTS
+from fuzz.commands.common import (
+    EXIT_AGREE,
+    EXIT_DIVERGENCE,
+    fail,
+    parse_duration,
+    parse_targets,
+)
+from fuzz.faults import ALL_FAULTS
 from fuzz.pipeline.oracle import OUT_OF_PROCESS
 from fuzz.triage.engine import DatabaseError
+from fuzz.triage.known import Registry, RegistryError
+from fuzz.triage.known import load as load_registry
 from fuzz.triage.store import TriageDB, open_db
 from reducers.reduce import Goal, reduce_text
 
 
 @click.command()
 @click.option("--duration", help="How long to run: 8h, 10m, 90s.")
-@click.option("--cases", type=click.IntRange(min=1), help="Stop after this many cases.")
+@click.option(
+    "--cases",
+    type=click.IntRange(min=0),
+    help="Stop after this many cases (0: replay the corpus only).",
+)
 @click.option(
     "--jobs", "-j", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True
 )
@@ -34,6 +46,18 @@ from reducers.reduce import Goal, reduce_text
     default=Path("corpus"),
     show_default=True,
     help="Replayed first; new cases are added under DIR/generated.",
+)
+@click.option(
+    "--corpus-all-targets",
+    is_flag=True,
+    help="Replay each corpus case on every campaign target, not only those its "
+    "`target` lines name.",
+)
+@click.option(
+    "--known",
+    "known_path",
+    type=click.Path(path_type=Path),
+    help="Registry of known findings (default: DIR/known.toml of --corpus, if present).",
 )
 @click.option(
     "--engine",
@@ -64,7 +88,7 @@ from reducers.reduce import Goal, reduce_text
     show_default=True,
     help="At the end, reduce each new bucket's reproducer for up to this many seconds (0: no).",
 )
-@click.option("--plant-fault", type=click.Choice(sorted(FAULTS)), hidden=True)
+@click.option("--plant-fault", type=click.Choice(sorted(ALL_FAULTS)), hidden=True)
 def fuzz(
     duration: str | None,
     cases: int | None,
@@ -73,6 +97,8 @@ def fuzz(
     seed: int | None,
     db_url: str | None,
     corpus: Path,
+    corpus_all_targets: bool,
+    known_path: Path | None,
     engine: str,
     resume: bool,
     campaign_id: int | None,
@@ -82,12 +108,16 @@ def fuzz(
     plant_fault: str | None,
 ) -> None:
     """Run a campaign: generate, compile, interpret, emulate and compare on
-    worker processes; record findings in the triage database."""
+    worker processes; record findings in the triage database.
+
+    Exit status: 0 nothing new (every finding known or seen before), 1 new
+    buckets, 2 bad input, 130/143 stopped by SIGINT/SIGTERM."""
     try:
         seconds = parse_duration(duration) if duration else None
         names = parse_targets(targets)
     except click.BadParameter as err:
         fail(err.message)
+    registry = _registry(known_path, corpus)
     try:
         db = open_db(db_url)
     except DatabaseError as err:
@@ -114,6 +144,8 @@ def fuzz(
         duration=seconds,
         cases=cases,
         corpus=corpus,
+        corpus_all_targets=corpus_all_targets,
+        known=registry,
         hang_limit=hang_limit,
         fault=plant_fault,
         status_every=status_every,
@@ -121,16 +153,41 @@ def fuzz(
         workdir=db.workdir,
     )
     what = f"resuming campaign {resume_id}" if resume_id else "new campaign"
+    known = (
+        f"{len(registry.entries)} known findings in {registry.path}"
+        if registry.path
+        else "no registry of known findings"
+    )
     click.echo(
         f"callfuzz: {what}: engine {engine}, seed {seed}, {jobs} jobs, targets "
-        f"{' '.join(names)}, database {db.url}"
+        f"{' '.join(names)}, database {db.url}, {known}"
     )
     campaign, reason = run_campaign(db, options, resume_id)
     campaign.display.summary(reason, campaign.id, db.url)
+    try:
+        new = [b for i in campaign.new_bucket_ids if (b := db.get_bucket(i)) is not None]
+        known_buckets = db.buckets_with_keys(campaign.known_hits)
+    except DatabaseError as err:
+        fail(str(err))
+    campaign.display.buckets(new, known_buckets, registry)
     if reduce_time > 0 and reason not in ("SIGINT", "SIGTERM"):
         reduce_new_buckets(db, campaign, reduce_time)
     db.close()
-    sys.exit({"SIGINT": 130, "SIGTERM": 143}.get(reason, 0))
+    signalled = {"SIGINT": 130, "SIGTERM": 143}.get(reason)
+    sys.exit(signalled or (EXIT_DIVERGENCE if campaign.new_bucket_ids else EXIT_AGREE))
+
+
+def _registry(path: Path | None, corpus: Path) -> Registry:
+    """The registry of known findings: `--known`, else the corpus's own
+    `known.toml` when it has one, else none (every bucket is new)."""
+    if path is None:
+        path = corpus / "known.toml"
+        if not path.exists():
+            return Registry(None)
+    try:
+        return load_registry(path)
+    except RegistryError as err:
+        fail(str(err))
 
 
 def reduce_new_buckets(db: TriageDB, campaign: Campaign, seconds_each: float) -> None:

@@ -9,11 +9,12 @@ import click
 from rich.console import Console
 
 from fuzz.commands.common import fail
-from fuzz.faults import FAULTS
+from fuzz.faults import ALL_FAULTS
 from fuzz.pipeline.filetest import BadInput
 from fuzz.pipeline.oracle import OUT_OF_PROCESS
 from fuzz.targets import UnknownTarget, lookup
 from fuzz.triage.engine import DatabaseError
+from fuzz.triage.known import base_key
 from fuzz.triage.store import open_db
 from reducers.reduce import Goal, goal_for, reduce_text
 
@@ -39,7 +40,7 @@ def _progress(console: Console) -> object:
     show_default=True,
     help="Seconds before the reducer stops with what it has.",
 )
-@click.option("--plant-fault", type=click.Choice(sorted(FAULTS)), hidden=True)
+@click.option("--plant-fault", type=click.Choice(sorted(ALL_FAULTS)), hidden=True)
 def reduce(
     what: str,
     target: str | None,
@@ -106,7 +107,8 @@ def _bucket_goal(db_url: str | None, bucket_id: int, fault: str | None) -> tuple
         if fault is None and findings and findings[0].campaign_id is not None:
             campaign = db.get_campaign(findings[0].campaign_id)
             fault = (campaign.flags or {}).get("fault") if campaign else None
-        return text, Goal(bucket.target, bucket.key, fault)
+        # a known bucket's findings carry the plain key (fuzz.triage.known)
+        return text, Goal(bucket.target, base_key(bucket.key, bucket.known_ref), fault)
     finally:
         db.close()
 

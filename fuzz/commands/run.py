@@ -78,6 +78,10 @@ def print_table(path: str, ft: FileTest, results: list[RunResult]) -> None:
             first = ""
         table.add_section()
     console.print(table)
+    for r in results:
+        for label, outcome in r.outcomes.items():
+            for v in outcome.violations:
+                console.print(f"  {r.command.text}: {label}: {v}", highlight=False, markup=False)
     for skipped in ft.skipped_targets:
         console.print(f"  skipped target `{skipped}`: no emulator for it", highlight=False)
     agreed = sum(not r.judgement.divergent for r in results)
@@ -102,6 +106,7 @@ def result_json(r: RunResult) -> dict[str, Any]:
                 "values": [_value_json(v) for v in o.values],
                 "detail": o.detail,
                 "pc": o.pc,
+                "violations": [str(v) for v in o.violations],
                 "verdict": r.judgement.verdicts[label].value,
             }
             for label, o in r.outcomes.items()

@@ -29,7 +29,7 @@ from fuzz.pipeline.runner import Runner
 from fuzz.targets import Target, UnknownTarget, lookup
 from fuzz.triage.engine import DatabaseError
 from fuzz.triage.export import filetest, run_lines_parsed
-from fuzz.triage.schema import BucketStatus, Finding
+from fuzz.triage.schema import Bucket, BucketStatus, Finding
 from fuzz.triage.store import TriageDB, open_db
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,8 +72,10 @@ def _bucket_id(text: str) -> int:
     return value
 
 
-def _status(text: str) -> str:
+_STATUSES = ", ".join(m.value for m in BucketStatus)
 
+
+def _status(text: str) -> str:
     names = [m.value for m in BucketStatus]
     if text not in names:
         fail(f"unknown status {text!r} (one of: {', '.join(names)})")
@@ -98,19 +100,23 @@ def triage() -> None:
 
 
 @triage.command("list")
-@click.option("--status", help="new, confirmed, reported, fixed or invalid.")
+@click.option("--status", help=f"{_STATUSES}.")
+@click.option("--all", "everything", is_flag=True, help="Known buckets too.")
 @click.option("--target", help="x86_64, aarch64, riscv64 or s390x.")
 @click.option("--verdict", help="e.g. 'wrong result', 'compile panic', 'hard crash'.")
 @click.option("--limit", help="Show at most N buckets.")
 @_db_option
 def list_(
     status: str | None,
+    everything: bool,
     target: str | None,
     verdict: str | None,
     limit: str | None,
     db_url: str | None,
 ) -> None:
-    """Buckets, the most recently seen first."""
+    """Buckets: new ones first, then the rest, the most recently seen first.
+    Known buckets (findings in the registry of known findings) only with
+    --all or --status known."""
     count = None
     if limit is not None:
         if not limit.isdigit() or int(limit) < 1:
@@ -118,35 +124,52 @@ def list_(
         count = int(limit)
     wanted_status = _status(status) if status else None
     wanted_target = target_name(target) if target else None
+    hide = () if everything or wanted_status else (BucketStatus.KNOWN.value,)
     with _opened(db_url) as db:
         buckets = db.list_buckets(
-            status=wanted_status, target=wanted_target, verdict=verdict, limit=count
+            status=wanted_status, target=wanted_target, verdict=verdict, limit=count, hide=hide
+        )
+        hidden = (
+            db.count_buckets(status=BucketStatus.KNOWN.value, target=wanted_target, verdict=verdict)
+            if hide
+            else 0
         )
     console = _console()
     if not buckets:
-        console.print("no buckets")
-        return
+        console.print("no buckets" if not hidden else "no buckets besides known ones")
+    else:
+        console.print(_bucket_table(buckets))
+    if hidden:
+        noun = "bucket" if hidden == 1 else "buckets"
+        console.print(f"{hidden} known {noun} not shown (--all or --status known)")
+
+
+def _bucket_table(buckets: Sequence[Bucket]) -> Table:
+    known = any(b.known_ref for b in buckets)
     table = Table(show_edge=False)
     for column in ("id", "status", "hits", "target", "verdict", "title", "first seen"):
         table.add_column(column, overflow="fold")
     table.add_column("last seen", overflow="fold")
     table.add_column("lines", justify="right")
+    if known:
+        table.add_column("known as", overflow="fold")
     for b in buckets:
+        cells = [
+            b.id,
+            b.status,
+            b.hit_count,
+            b.target,
+            b.verdict,
+            b.title,
+            _when(b.first_seen),
+            _when(b.last_seen),
+            b.best_lines,
+        ]
         table.add_row(
-            *_cells(
-                b.id,
-                b.status,
-                b.hit_count,
-                b.target,
-                b.verdict,
-                b.title,
-                _when(b.first_seen),
-                _when(b.last_seen),
-                b.best_lines,
-            ),
+            *_cells(*cells, *([b.known_ref or ""] if known else [])),
             style=None if b.status in ("new", "confirmed") else "dim",
         )
-    console.print(table)
+    return table
 
 
 # --- show ------------------------------------------------------------------------
@@ -172,6 +195,7 @@ def show(bucket: str, db_url: str | None) -> None:
     rows = [
         ("key", info.key),
         ("status", info.status),
+        *([("known as", info.known_ref)] if info.known_ref else []),
         (
             "hits",
             f"{info.hit_count} (first {_when(info.first_seen)}, last {_when(info.last_seen)})",
@@ -237,7 +261,24 @@ def _print_details(out: Console, finding: Finding) -> None:
         out.print(table)
     if panic := d.get("panic"):
         out.print(f"panic: {panic.get('message')} at {panic.get('location')}", markup=False)
-    shown = {"run", "outcomes", "verdicts", "differences", "panic", "blame"}
+    violations = d.get("violations") or []
+    if violations:
+        table = Table(title="call contract violations", title_justify="left", show_edge=False)
+        for column in ("kind", "call edge", "where", "class", "expected", "actual"):
+            table.add_column(column, overflow="fold")
+        for v in violations:
+            table.add_row(
+                *_cells(
+                    v.get("kind"),
+                    v.get("edge"),
+                    v.get("where"),
+                    v.get("class"),
+                    v.get("expected"),
+                    v.get("actual"),
+                )
+            )
+        out.print(table)
+    shown = {"run", "outcomes", "verdicts", "differences", "panic", "blame", "violations"}
     for key, value in d.items():
         if key not in shown:
             text = f"{value:#x}" if key == "pc" and isinstance(value, int) else value
@@ -333,9 +374,7 @@ def _trap_at(image: Image, address: int, size: int) -> str | None:
 
 @triage.command()
 @click.argument("bucket")
-@click.option(
-    "--status", "status", required=True, help="new, confirmed, reported, fixed or invalid."
-)
+@click.option("--status", "status", required=True, help=f"{_STATUSES}.")
 @click.option("--note", help="Appended to the bucket's notes with a timestamp.")
 @_db_option
 def mark(bucket: str, status: str, note: str | None, db_url: str | None) -> None:

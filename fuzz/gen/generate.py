@@ -14,7 +14,15 @@ that make any misplaced bit visible:
 - Values of the exact type are passed straight through where possible
   (argument permutations), so a call moves raw bit patterns, not just hashes.
 - Values made before a call are folded in after it, so a clobbered register
-  shows.
+  shows: several, of every register class the caller's convention allows, so
+  callee-saved registers of each class are live across calls and values spill.
+- Callers keep state where a call can damage it: values stored to an
+  explicit stack slot before a call are loaded after it and folded in, and
+  every function stores a canary in a slot of its own and folds it back
+  before it returns (or tail-calls).
+- Some signatures pass many arguments on the stack, narrow `uext`/`sext`
+  integers among them after stack arguments of varying sizes, so narrow
+  stack slots fall at every offset modulo 16.
 - Call sites always carry the callee's exact signature and convention.
 """
 
@@ -30,6 +38,8 @@ from fuzz.values import NARROW_INT_TYPES, type_info
 
 MAX_PARAMS = 40
 MAX_RETURNS = 16
+MAX_LIVE = 6  # values made before a call and folded in after it
+STACK_HEAVY_PCT = 12  # signatures that spill narrow extended arguments to the stack
 MIX = 0x9E37_79B9_7F4A_7C15  # a well-mixed 64-bit constant
 _MASK64 = (1 << 64) - 1
 
@@ -85,6 +95,13 @@ class _Body:
         self.next = 0
         self.pool: dict[str, list[str]] = {}
         self.consts: dict[int, str] = {}
+        self.canary = ""  # the address of the function's canary slot
+
+    def slot(self, size: int) -> str:
+        """A new explicit stack slot; returns the value holding its address."""
+        name = f"ss{len(self.slots)}"
+        self.slots.append(f"    {name} = explicit_slot {size}")
+        return self.emit(f"stack_addr.i64 {name}")
 
     def value(self, ty: str | None = None) -> str:
         name = f"v{self.next}"
@@ -189,6 +206,20 @@ class Generator:
         self.types_used.add(ty)
         return Param(ty, ext)
 
+    def stack_heavy_params(self, cc: str) -> list[Param]:
+        """Every integer argument register filled with i64, then a mix of
+        narrow extended integers and wider ones: the stack slots of the narrow
+        ones land at offsets that vary modulo 16."""
+        params = [Param("i64") for _ in range(len(self.t.int_arg_regs) + self.src.integer(0, 2))]
+        for _ in range(self.src.integer(1, 8)):
+            ty = choice(self.src, ("i8", "i16", "i32", "i8", "i16", "i32", "i64", "i128"))
+            if ty not in self.types_for(cc):
+                ty = "i64"
+            ext = choice(self.src, ("uext", "sext")) if ty in NARROW_INT_TYPES else ""
+            self.types_used.add(ty)
+            params.append(Param(ty, ext))
+        return params
+
     def draw_signature(self, cc: str, want_sret: bool = False, many_pct: int = 15) -> Signature:
         many = boolean(self.src, many_pct)
         n_params = self.src.integer(0, MAX_PARAMS if many else 6)
@@ -196,7 +227,10 @@ class Generator:
         if cc in self.t.no_return_convs or want_sret:
             # preserve_all returns nothing; Cranelift panics on sret plus returns
             n_rets = 0
-        params = [self.draw_param(cc) for _ in range(n_params)]
+        if boolean(self.src, STACK_HEAVY_PCT):
+            params = self.stack_heavy_params(cc)
+        else:
+            params = [self.draw_param(cc) for _ in range(n_params)]
         if want_sret:
             params.insert(0, Param("i64", "", "sret"))
         returns = tuple(self.draw_param(cc) for _ in range(n_rets))
@@ -227,6 +261,9 @@ class Generator:
             for w in b.to_words(v, p.ty, p.ext):
                 acc = b.fold(acc, w, salt)
                 salt += 1
+        # the function's canary: stored now, folded back before it returns
+        b.canary = b.slot(8)
+        b.lines.append(f"    store {acc}, {b.canary}")
 
         n_calls = min(self.src.integer(0, 3) if depth < 3 else 0, self.budget)
         tail = False
@@ -237,6 +274,8 @@ class Generator:
                 break
 
         if not tail:
+            acc = b.fold(acc, b.emit(f"load.i64 {b.canary}"), salt)
+            salt += 1
             if sret_ptr is not None:
                 for k in range(2):
                     out = b.from_word(acc, "i64", salt + k)
@@ -299,6 +338,11 @@ class Generator:
 
         # Signatures are declared explicitly (sigN beside fnN): the implicit
         # ones a `fnN = %f(...)` makes would collide with call_indirect's.
+        if is_tail:
+            # the frame goes with the tail call: its canary is folded into
+            # the arguments first
+            acc = b.fold(acc, b.emit(f"load.i64 {b.canary}"), salt)
+            salt += 1
         fref = f"fn{len(b.fns)}"
         sref = f"sig{len(b.sigs)}"
         b.sigs.append(f"    {sref} = {callee_sig}")
@@ -317,9 +361,21 @@ class Generator:
                 args.append(choice(self.src, b.pool[p.ty]))  # raw bits straight through
             else:
                 args.append(b.from_word(acc, p.ty, salt + 100 + i))
-        # A value made before the call and folded in after it.
-        live_ty = choice(self.src, self.types_for(caller.cc))
-        live = b.from_word(acc, live_ty, salt + 7)
+        # Values made before the call and folded in after it: registers of
+        # every class live across the call, some spilled.
+        live = []
+        for k in range(self.src.integer(1, MAX_LIVE)):
+            live_ty = choice(self.src, self.types_for(caller.cc))
+            live.append((b.from_word(acc, live_ty, salt + 7 + k), live_ty))
+        # State the call must not damage: a slot of the caller's frame.
+        kept = None
+        if not is_tail and boolean(self.src, 60):
+            words = self.src.integer(1, 3)
+            kept = (b.slot(8 * words), words)
+            for k in range(words):
+                b.lines.append(
+                    f"    store {b.from_word(acc, 'i64', salt + 50 + k)}, {kept[0]}+{8 * k}"
+                )
 
         if form in ("call_indirect", "return_call_indirect"):
             addr = b.emit(f"func_addr.i64 {fref}")
@@ -337,9 +393,14 @@ class Generator:
             for w in b.to_words(r, p.ty, p.ext):
                 acc = b.fold(acc, w, salt)
                 salt += 1
-        for w in b.to_words(live, live_ty, ""):
-            acc = b.fold(acc, w, salt)
-            salt += 1
+        for value, ty in live:
+            for w in b.to_words(value, ty, ""):
+                acc = b.fold(acc, w, salt)
+                salt += 1
+        if kept is not None:
+            for k in range(kept[1]):
+                acc = b.fold(acc, b.emit(f"load.i64 {kept[0]}+{8 * k}"), salt)
+                salt += 1
         if sret_slot is not None:
             for k in range(2):
                 loaded = b.emit(f"load.i64 {sret_slot}+{8 * k}")

@@ -1,8 +1,16 @@
 """Reusable unicorn emulators, one per target, and fault classification.
 
 A run calls the linked trampoline with (slots pointer, callee address) and a
-sentinel return address; reaching the sentinel is a normal return. Faults are
-classified so that only Cranelift's own behaviour is ever blamed:
+sentinel return address; reaching the sentinel is a normal return.
+
+Every run starts from the same machine state, whatever ran before on the
+emulator: every register holds a canary, the stack and the slot area hold a
+fill pattern, and code is mapped read+execute (a store into it is a crash).
+There are `VARIANTS` such states, differing in every canary and fill byte: a
+result that changes with the variant read state the program never wrote
+(undefined behaviour, not a Cranelift bug).
+
+Faults are classified so that only Cranelift's own behaviour is ever blamed:
 
 - a fault at a Cranelift trap site is that trap;
 - an unmapped or protected access is a crash, with its PC and address;
@@ -13,18 +21,29 @@ classified so that only Cranelift's own behaviour is ever blamed:
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+import time
 from dataclasses import dataclass
 
 import capstone as cs
 import unicorn as uc
 
-from fuzz.pipeline.link import Image
+from fuzz.pipeline.contract import CALLER_FRAME, CallMap, Checker, Violation
+from fuzz.pipeline.link import CODE_BASE, Image
 from fuzz.targets import Target
 
 STACK_BASE = 0x7000_0000
 STACK_SIZE = 1 << 20
+# the top of the stack is refilled before every run; below it, only after a
+# run wrote there (deep frames are rare, and 1 MiB costs 50 us to write)
+STACK_REFILL = 64 << 10
 SLOTS_BASE = 0x6000_0000
 SLOTS_SIZE = 1 << 16
+VARIANTS = 2
+# the harness's own frame: the top of the stack, above the trampoline's entry SP
+HARNESS_FRAME = 4096
+_FILL = (0xA5, 0x3C)  # per variant: every byte differs
 SENTINEL = 0x5000_0000
 PAGE = 4096
 DEFAULT_BUDGET = 50_000_000  # instructions: upstream runtests loop 100,000 times
@@ -47,12 +66,59 @@ _MEMORY_FAULTS = {
 
 @dataclass(frozen=True)
 class RawOutcome:
-    """What the machine did: kind is return, trap, crash, timeout or not-executable."""
+    """What the machine did: kind is return, trap, crash, timeout or not-executable;
+    and the call contract violations seen on the way (fuzz.pipeline.contract)."""
 
     kind: str
     slots: bytes = b""
     detail: str = ""
     pc: int | None = None
+    violations: tuple[Violation, ...] = ()
+
+
+class Watchdog:
+    """Stops a run that takes too long, from one thread per process:
+    unicorn's own `timeout=` starts a thread for every run (~140 us of a
+    ~215 us run, measured), which is more than all the contract checks cost."""
+
+    TICK = 0.05  # seconds between looks
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._mu: uc.Uc | None = None
+        self._deadline = 0.0
+        self._thread: threading.Thread | None = None
+
+    def arm(self, mu: uc.Uc, seconds: float) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="emulator-watchdog")
+                self._thread.daemon = True
+                self._thread.start()
+            self._mu = mu
+            self._deadline = time.monotonic() + seconds
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._mu = None
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.TICK)
+            with self._lock:
+                if self._mu is not None and time.monotonic() > self._deadline:
+                    self._mu.emu_stop()  # the run ends short of the sentinel: a re-run
+                    self._mu = None
+
+
+WATCHDOG = Watchdog()
+
+
+def canary(variant: int, index: int, bits: int) -> int:
+    """The initial value of register `index`: non-zero, unlike any mapped
+    address, distinct per register and per variant (in every 64-bit half)."""
+    word = 0xCA11_0000_0000_005A | ((variant + 1) << 44) | ((index + 1) << 24) | (index << 8)
+    return word if bits <= 64 else word | ((word ^ 0xFFFF) << 64)
 
 
 def _page_range(start: int, end: int) -> tuple[int, int]:
@@ -73,17 +139,53 @@ class Emulator:
         self.mu.mem_map(STACK_BASE, STACK_SIZE)
         self.mu.mem_map(SLOTS_BASE, SLOTS_SIZE)
         target.setup(self.mu)
-        self._fresh = self.mu.context_save()
+        self._contexts = []
+        for variant in range(VARIANTS):
+            for index, reg in enumerate(target.registers):
+                self.mu.reg_write(reg.uc, canary(variant, index, reg.bits))
+            self._contexts.append(self.mu.context_save())
+        self._fills = [bytes([b]) * STACK_SIZE for b in _FILL]
+        self._deep_fill: int | None = None  # the variant the deep stack holds; None: dirty
+        self._variant = 0
         self._mapped: list[tuple[int, int]] = []
         self._loaded: Image | None = None
         self._fault_address: int | None = None
         self._slot_len = 0
         self.mu.hook_add(uc.UC_HOOK_MEM_INVALID, self._on_invalid)
+        deep_end = STACK_BASE + STACK_SIZE - STACK_REFILL - 1
+        self.mu.hook_add(uc.UC_HOOK_MEM_WRITE, self._on_deep_write, begin=STACK_BASE, end=deep_end)
+        self._code_prot = uc.UC_PROT_READ | uc.UC_PROT_EXEC
+        self._code_write: int | None = None  # where a run stored into code
+        if not target.read_only_code:
+            self._code_prot = uc.UC_PROT_ALL
+            self.mu.hook_add(
+                uc.UC_HOOK_MEM_WRITE, self._on_code_write, begin=CODE_BASE, end=SLOTS_BASE - 1
+            )
         self.disassembler = cs.Cs(target.cs_arch, target.cs_mode)
+        self.checker = Checker(self.mu, target)
 
     def _on_invalid(self, _mu, _access, address, _size, _value, _data) -> bool:  # type: ignore[no-untyped-def]
         self._fault_address = address
         return False
+
+    def _on_deep_write(self, _mu, _access, _address, _size, _value, _data) -> None:  # type: ignore[no-untyped-def]
+        self._deep_fill = None
+
+    def _on_code_write(self, mu, _access, address, _size, _value, _data) -> None:  # type: ignore[no-untyped-def]
+        self._code_write = address
+        self._loaded = None  # the code changed: load it afresh next time
+        mu.emu_stop()
+
+    def _fill(self, variant: int) -> None:
+        """The variant's fill pattern in the stack and the slot area."""
+        fill = self._fills[variant]
+        if self._deep_fill != variant:
+            self.mu.mem_write(STACK_BASE, fill)
+            self._deep_fill = variant
+        else:
+            top = STACK_BASE + STACK_SIZE - STACK_REFILL
+            self.mu.mem_write(top, fill[:STACK_REFILL])
+        self.mu.mem_write(SLOTS_BASE, fill[:SLOTS_SIZE])
 
     def _ensure_mapped(self, start: int, end: int) -> None:
         lo, hi = _page_range(start, end)
@@ -97,16 +199,19 @@ class Emulator:
                 run_end = page
                 while run_end < hi and not any(mlo <= run_end < mhi for mlo, mhi in self._mapped):
                     run_end += PAGE
-                self.mu.mem_map(page, run_end - page, uc.UC_PROT_ALL)
+                # read+execute: a store into code is a crash, and no run can
+                # leave changed code behind for the next
+                self.mu.mem_map(page, run_end - page, self._code_prot)
                 self._mapped.append((page, run_end))
                 page = run_end
             else:
                 page += PAGE
 
-    def load(self, image: Image) -> None:
+    def load(self, image: Image, calls: CallMap | None = None) -> None:
         # Holding the image (not its id) keeps a freed image's id from matching.
         if self._loaded is image:
             return
+        self.checker.attach(calls or CallMap({}, {}))
         self._ensure_mapped(image.base, image.base + len(image.data))
         self.mu.mem_write(image.base, bytes(image.data))
         # Drop translated blocks of the previous image at the same addresses.
@@ -120,18 +225,20 @@ class Emulator:
         callee: int,
         slots: bytes,
         budget: int = DEFAULT_BUDGET,
+        variant: int = 0,
+        calls: CallMap | None = None,
     ) -> RawOutcome:
-        self.load(image)
+        self.load(image, calls)
         # A wall-clock limit first: unicorn's instruction count costs a hook
         # call per instruction (a quarter of all emulation time). Only a run
         # that hits the clock runs again, counted, so a verdict never depends
         # on the machine's speed.
-        outcome = self._start(entry, callee, slots, timeout=QUICK_TIMEOUT_US)
+        outcome = self._start(entry, callee, slots, variant, timeout=QUICK_TIMEOUT_US)
         if outcome is None:
             # Blocks translated without the counting hook would never stop
             # on the count: translate afresh for the counted run, and again after.
             self.mu.ctl_flush_tb()  # type: ignore[attr-defined]
-            outcome = self._start(entry, callee, slots, count=budget)
+            outcome = self._start(entry, callee, slots, variant, count=budget)
             self.mu.ctl_flush_tb()  # type: ignore[attr-defined]
         if outcome is None:
             pc = self.mu.reg_read(self.target.pc_reg)
@@ -139,15 +246,17 @@ class Emulator:
         return outcome
 
     def _start(
-        self, entry: int, callee: int, slots: bytes, timeout: int = 0, count: int = 0
+        self, entry: int, callee: int, slots: bytes, variant: int, timeout: int = 0, count: int = 0
     ) -> RawOutcome | None:
-        """One run from a fresh state; None when it stopped on its limit."""
+        """One run from the variant's initial state; None when it stopped on its limit."""
         t = self.target
         mu = self.mu
-        mu.context_restore(self._fresh)
+        mu.context_restore(self._contexts[variant])
+        self._fill(variant)
+        self._variant = variant
         mu.mem_write(SLOTS_BASE, slots)
         self._slot_len = len(slots)
-        sp = STACK_BASE + STACK_SIZE - 4096 - t.stack_bias
+        sp = STACK_BASE + STACK_SIZE - HARNESS_FRAME - t.stack_bias
         if t.link_reg is None:
             sp -= 8
             mu.mem_write(sp, SENTINEL.to_bytes(8, "little"))
@@ -157,14 +266,59 @@ class Emulator:
         mu.reg_write(t.arg_regs[0], SLOTS_BASE)
         mu.reg_write(t.arg_regs[1], callee)
         self._fault_address = None
+        self._code_write = None
+        image = self._loaded
+        assert image is not None
+        self.checker.start()
+        if timeout:
+            WATCHDOG.arm(mu, timeout / 1e6)
         try:
-            mu.emu_start(entry, SENTINEL, timeout=timeout, count=count)
+            mu.emu_start(entry, SENTINEL, count=count)
         except uc.UcError as err:
-            assert self._loaded is not None
-            return self._classify(self._loaded, err)
+            return self._with_violations(self._classify(image, err))
+        finally:
+            if timeout:
+                WATCHDOG.disarm()
+        if self._code_write is not None:
+            pc = mu.reg_read(t.pc_reg)
+            where = f"write to protected memory at {self._code_write:#x}"
+            return RawOutcome("crash", detail=where, pc=pc)
         if mu.reg_read(t.pc_reg) != SENTINEL:
             return None
-        return RawOutcome("return", slots=bytes(mu.mem_read(SLOTS_BASE, len(slots))))
+        return self._with_violations(
+            RawOutcome("return", slots=bytes(mu.mem_read(SLOTS_BASE, len(slots))))
+        )
+
+    def _with_violations(self, outcome: RawOutcome) -> RawOutcome:
+        """A returning run's last checks (the trampoline's own frame, the
+        harness's frame above it), and every violation seen."""
+        if outcome.kind == "return":
+            self.checker.finish()
+            self._check_harness_frame()
+        if not self.checker.violations:
+            return outcome
+        return dataclasses.replace(outcome, violations=tuple(self.checker.violations))
+
+    def _check_harness_frame(self) -> None:
+        """Nothing may write above the trampoline's entry SP: that is the
+        harness's frame (s390x's register save area lies below it)."""
+        top = STACK_BASE + STACK_SIZE
+        start = top - HARNESS_FRAME
+        found = bytes(self.mu.mem_read(start, HARNESS_FRAME))
+        fill = self._fills[self._variant][:HARNESS_FRAME]
+        if found == fill:
+            return
+        at = next(i for i in range(HARNESS_FRAME) if found[i] != fill[i]) & ~7
+        self.checker.violations.append(
+            Violation(
+                CALLER_FRAME,
+                "harness -> trampoline",
+                f"{start + at:#x}",
+                "stack",
+                int.from_bytes(fill[at : at + 8], "little"),
+                int.from_bytes(found[at : at + 8], "little"),
+            )
+        )
 
     def mnemonic_at(self, image: Image, pc: int) -> str:
         at = pc - image.base

@@ -72,6 +72,7 @@ class CompiledFunction:
     code: bytes
     relocs: list[Reloc]
     traps: list[tuple[int, str]]
+    call_returns: list[int] = field(default_factory=list)  # return offsets of its calls
 
     @classmethod
     def from_bridge(cls, d: CompiledInfo) -> CompiledFunction:
@@ -80,6 +81,7 @@ class CompiledFunction:
             code=bytes(d["code"]),
             relocs=[Reloc(*r) for r in d["relocs"]],
             traps=list(d["traps"]),
+            call_returns=list(d["call_returns"]),
         )
 
 

@@ -14,6 +14,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from fuzz.pipeline.contract import Violation
 from fuzz.values import NanPolicy, Value, format_values
 
 
@@ -28,6 +29,8 @@ class Kind(enum.StrEnum):
     COMPILE_PANIC = "compile panic"
     COMPILE_ERROR = "compile error"
     INTERP_FAILURE = "interpreter failure"
+    # the outcome changed with the initial machine state (see fuzz.pipeline.emulate)
+    UNDEFINED = "undefined behaviour"
 
 
 # Kinds that are an opinion about what the program does. The interpreter
@@ -50,6 +53,11 @@ class Verdict(enum.StrEnum):
     NOT_EXECUTABLE = "not executable here"
     NO_REFERENCE = "no reference"
     FUEL_EXHAUSTED = "fuel exhausted"
+    # the program read state it never wrote: not a Cranelift bug
+    UNDEFINED_BEHAVIOUR = "undefined behaviour"
+    # the code broke the call contract: a callee-saved register, the stack
+    # pointer, its alignment, the caller's frame or an extension
+    ABI_VIOLATION = "abi violation"
     # a campaign worker died inside Cranelift (abort, segfault) or hung: only
     # the parent process sees these, never `judge`
     HARD_CRASH = "hard crash"
@@ -64,6 +72,7 @@ BENIGN = frozenset(
         Verdict.NOT_EXECUTABLE,
         Verdict.NO_REFERENCE,
         Verdict.FUEL_EXHAUSTED,
+        Verdict.UNDEFINED_BEHAVIOUR,
     }
 )
 
@@ -85,8 +94,23 @@ class Outcome:
     values: tuple[Value, ...] = ()
     detail: str = ""
     pc: int | None = None
+    # call contract violations seen while it ran (fuzz.pipeline.contract)
+    violations: tuple[Violation, ...] = ()
+
+    def identical(self, other: Outcome) -> bool:
+        """The same outcome bit for bit: values, trap code, fault and pc."""
+        return (self.kind, self.values, self.detail, self.pc) == (
+            other.kind,
+            other.values,
+            other.detail,
+            other.pc,
+        )
 
     def __str__(self) -> str:
+        if self.violations:
+            return f"abi violation: {self.violations[0]}" + (
+                f" (+{len(self.violations) - 1} more)" if len(self.violations) > 1 else ""
+            )
         if self.kind is Kind.RETURN:
             return format_values(self.values) if self.values else "(no values)"
         if self.kind is Kind.TRAP:
@@ -144,6 +168,7 @@ _OWN_VERDICT = {
     Kind.COMPILE_ERROR: Verdict.COMPILE_ERROR,
     Kind.INTERP_FAILURE: Verdict.INTERP_FAILURE,
     Kind.FUEL: Verdict.FUEL_EXHAUSTED,
+    Kind.UNDEFINED: Verdict.UNDEFINED_BEHAVIOUR,
 }
 
 
@@ -181,6 +206,9 @@ def judge(
 
     verdicts: dict[str, Verdict] = {}
     for label, outcome in outcomes.items():
+        if outcome.violations:
+            verdicts[label] = Verdict.ABI_VIOLATION
+            continue
         if outcome.kind in _OWN_VERDICT:
             verdicts[label] = _OWN_VERDICT[outcome.kind]
             continue
@@ -230,5 +258,5 @@ def _blame(
 
 
 _FAULTS_OF_THEIR_OWN = frozenset(
-    {Verdict.COMPILE_PANIC, Verdict.COMPILE_ERROR, Verdict.INTERP_FAILURE}
+    {Verdict.COMPILE_PANIC, Verdict.COMPILE_ERROR, Verdict.INTERP_FAILURE, Verdict.ABI_VIOLATION}
 )

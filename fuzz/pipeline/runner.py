@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fuzz import _cranelift
-from fuzz.pipeline.emulate import DEFAULT_BUDGET, Emulator
+from fuzz.pipeline.contract import CallHook, CallMap, Function
+from fuzz.pipeline.emulate import DEFAULT_BUDGET, VARIANTS, Emulator
 from fuzz.pipeline.filetest import BadInput, FileTest, RunCommand, TargetLine
 from fuzz.pipeline.link import CompiledFunction, Image, LinkError, NeedsLibcall, link
-from fuzz.pipeline.oracle import INTERPRETER, Judgement, Kind, Outcome, judge
+from fuzz.pipeline.oracle import INTERPRETER, Judgement, Kind, Outcome, is_finding, judge
 from fuzz.pipeline.sigcheck import check_signatures
 from fuzz.pipeline.trampoline import SLOT_BYTES, slot_count, trampoline_clif
 from fuzz.targets import TARGETS, Target
@@ -25,6 +26,17 @@ if TYPE_CHECKING:
 
 # (file, target name, run's function, outcome) -> the outcome to judge
 OutcomeHook = Callable[[FileTest, str, str, Outcome], Outcome]
+
+
+@dataclass(frozen=True)
+class FaultHooks:
+    """The one place a planted, test-only fault (fuzz.faults) reaches the
+    pipeline: the outcome a target line produced, and the machine at every
+    call's entry and return (contract.CallHook)."""
+
+    outcome: OutcomeHook | None = None
+    call: CallHook | None = None
+
 
 DEFAULT_FUEL = 1_000_000
 
@@ -46,6 +58,7 @@ class Config:
     trampolines: dict[str, str] = field(default_factory=dict)  # signature text -> symbol
     failure: Outcome | None = None
     functions: list[CompiledFunction] = field(default_factory=list)
+    calls: CallMap | None = None  # entries and return addresses, for the contract checks
 
 
 def _compile_failure(err: Exception) -> Outcome:
@@ -66,11 +79,13 @@ class Runner:
         nan_policy: NanPolicy = NanPolicy.ANY,
         budget: int = DEFAULT_BUDGET,
         fuel: int = DEFAULT_FUEL,
-        outcome_hook: OutcomeHook | None = None,
+        fault: FaultHooks | None = None,
+        ub_check: bool = True,
     ) -> None:
-        # sees (and may change) every target's outcome: how the test-only
-        # fault models (fuzz.faults) plant a backend bug
-        self.outcome_hook = outcome_hook
+        # a divergent run is run again from another initial state (undefined
+        # behaviour detection); only tests of the raw machine turn it off
+        self.ub_check = ub_check
+        self.fault = fault or FaultHooks()
         self.nan_policy = nan_policy
         self.budget = budget
         self.fuel = fuel
@@ -96,6 +111,7 @@ class Runner:
     def emulator(self, target: Target) -> Emulator:
         if target.name not in self.emulators:
             self.emulators[target.name] = Emulator(target)
+            self.emulators[target.name].checker.fault = self.fault.call
         return self.emulators[target.name]
 
     def isa(self, line: TargetLine, shared: Sequence[str]) -> _cranelift.Isa:
@@ -133,7 +149,7 @@ class Runner:
                 compiled = _cranelift.parse(text).compile(isa)[0]
             self._trampolines[key] = CompiledFunction.from_bridge(compiled)
         t = self._trampolines[key]
-        return CompiledFunction(symbol, t.code, t.relocs, t.traps)
+        return CompiledFunction(symbol, t.code, t.relocs, t.traps, t.call_returns)
 
     def prepare(self, ft: FileTest, line: TargetLine, shared: Sequence[str]) -> Config:
         isa = self.isa(line, shared)
@@ -173,6 +189,7 @@ class Runner:
             config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=f"link: {err}")
             return config
         image = config.image
+        config.calls = call_map(ft, config.functions + tramps, image, line.target, shared)
         for name, address in image.symbols.items():
             if found := line.target.unrunnable_code(image.code_of(name), address):
                 config.failure = Outcome(
@@ -203,7 +220,8 @@ class Runner:
             return Outcome(Kind.TRAP, detail=result[1])
         return Outcome(Kind.FUEL, detail=f"after {self.fuel} steps")
 
-    def execute(self, ft: FileTest, config: Config, run: RunCommand) -> Outcome:
+    def execute(self, ft: FileTest, config: Config, run: RunCommand, variant: int = 0) -> Outcome:
+        """One run on one target line, from the emulator's initial state `variant`."""
         if config.failure is not None:
             return config.failure
         assert config.image is not None
@@ -216,18 +234,26 @@ class Runner:
         entry = config.image.symbols[config.trampolines[signature["text"]]]
         with self.stage(f"emulate {target.name}"):
             raw = self.emulator(target).run(
-                config.image, entry, config.image.symbols[run.func], bytes(slots), self.budget
+                config.image,
+                entry,
+                config.image.symbols[run.func],
+                bytes(slots),
+                self.budget,
+                variant,
+                config.calls,
             )
         if raw.kind != "return":
-            outcome = Outcome(Kind(_RAW_KINDS[raw.kind]), detail=raw.detail, pc=raw.pc)
+            outcome = Outcome(
+                Kind(_RAW_KINDS[raw.kind]), detail=raw.detail, pc=raw.pc, violations=raw.violations
+            )
         else:
             values = tuple(
                 Value.from_memory(ty, raw.slots[i * SLOT_BYTES :], target.big_endian)
                 for i, (ty, _ext, _purpose) in enumerate(signature["returns"])
             )
-            outcome = Outcome(Kind.RETURN, values)
-        if self.outcome_hook is not None:
-            outcome = self.outcome_hook(ft, target.name, run.func, outcome)
+            outcome = Outcome(Kind.RETURN, values, violations=raw.violations)
+        if self.fault.outcome is not None:
+            outcome = self.fault.outcome(ft, target.name, run.func, outcome)
         return outcome
 
     def run_file(
@@ -256,13 +282,76 @@ class Runner:
             outcomes = {INTERPRETER: self.interpret(ft, run)}
             for config in configs:
                 outcomes[config.line.label] = self.execute(ft, config, run)
-            results.append(
-                RunResult(
-                    run, outcomes, judge(outcomes, run.compare, run.expected, self.nan_policy)
-                )
-            )
+            judgement = judge(outcomes, run.compare, run.expected, self.nan_policy)
+            if judgement.divergent and self.ub_check:
+                undefined = self.undefined_behaviour(ft, configs, run, outcomes, judgement)
+                if undefined:
+                    outcomes.update(undefined)
+                    judgement = judge(outcomes, run.compare, run.expected, self.nan_policy)
+            results.append(RunResult(run, outcomes, judgement))
         return results
 
+    def undefined_behaviour(
+        self,
+        ft: FileTest,
+        configs: Sequence[Config],
+        run: RunCommand,
+        outcomes: Mapping[str, Outcome],
+        judgement: Judgement,
+    ) -> dict[str, Outcome]:
+        """Targets of a divergent run whose outcome changes with the initial
+        machine state: they read state the program never wrote, so their
+        result says nothing about Cranelift."""
+        found = {}
+        for config in configs:
+            label = config.line.label
+            if config.failure is not None or not is_finding(
+                judgement.verdicts[label], label in judgement.blame
+            ):
+                continue
+            first = outcomes[label]
+            if first.violations:
+                continue  # the call contract already names the cause
+            for variant in range(1, VARIANTS):
+                other = self.execute(ft, config, run, variant)
+                if not first.identical(other):
+                    found[label] = Outcome(
+                        Kind.UNDEFINED,
+                        detail=f"reads state it never wrote: {first} from one initial "
+                        f"state, {other} from another",
+                        pc=first.pc,
+                    )
+                    break
+        return found
+
+
+def call_map(
+    ft: FileTest,
+    functions: Sequence[CompiledFunction],
+    image: Image,
+    target: Target,
+    shared: Sequence[str],
+) -> CallMap:
+    """The entries (with their signatures) and call return addresses of an
+    image; a trampoline has the target's default convention."""
+    entries = {}
+    for f in functions:
+        if f.name in ft.functions:
+            sig = ft.functions[f.name]["signature"]
+            function = Function(
+                f.name, sig["call_conv"], tuple(sig["params"]), tuple(sig["returns"])
+            )
+        else:
+            function = Function(f.name, DEFAULT_CC)
+        entries[image.symbols[f.name]] = function
+    returns = {image.symbols[f.name] + at: f.name for f in functions for at in f.call_returns}
+    pinned = "enable_pinned_reg=true" in shared or "enable_pinned_reg" in shared
+    unchecked = frozenset({target.pinned_reg} if pinned and target.pinned_reg else ())
+    return CallMap(entries, returns, unchecked)
+
+
+# the default convention of every target triple callfuzz runs (Linux, ELF)
+DEFAULT_CC = "system_v"
 
 _RAW_KINDS = {
     "trap": "trap",

@@ -23,6 +23,11 @@ from different random cases, and differs between bugs:
   - hard crash / hang of a worker: the exit signal or "hang".
 
 Everything random (values, addresses, value numbers, names) is masked out.
+
+A campaign files a finding that the registry of known findings matches
+(`fuzz.triage.known`) under this key plus `|known:ID`: the known part of a
+bucket is split from the rest, so a known bucket never takes in a finding
+that does not match its entry (a wrong result above all).
 """
 
 from __future__ import annotations
@@ -83,6 +88,14 @@ def bucket_for(ft: FileTest, label: str, result: RunResult) -> Bucket:
     target = label.split()[0]
     outcome = result.outcomes[label]
     head = f"{target}|{verdict.value}"
+    if verdict is Verdict.ABI_VIOLATION:
+        # the kind and the register class, not the register or the call
+        # edge: one bug breaks the same contract from many random cases
+        first = outcome.violations[0]
+        what = f"{first.kind}|{first.reg_class}"
+        return Bucket(
+            f"{head}|{what}", f"{target}: abi violation: {first.kind} ({first.reg_class})"
+        )
     if verdict is Verdict.COMPILE_PANIC:
         where = panic_location(outcome.detail)
         message = outcome.detail.rpartition(" at ")[0] or outcome.detail
@@ -143,6 +156,18 @@ def details(ft: FileTest, result: RunResult, label: str) -> FindingDetails:
         ]
     if got.pc is not None:
         out["pc"] = got.pc
+    if got.violations:
+        out["violations"] = [
+            {
+                "kind": v.kind,
+                "edge": v.edge,
+                "where": v.where,
+                "class": v.reg_class,
+                "expected": f"{v.expected:#x}",
+                "actual": f"{v.actual:#x}",
+            }
+            for v in got.violations
+        ]
     if result.judgement.verdicts[label] is Verdict.COMPILE_PANIC:
         message, _, where = got.detail.rpartition(" at ")
         out["panic"] = {"message": message, "location": where}

@@ -27,6 +27,12 @@ class Difference(TypedDict):
     actual: str
 
 
+ViolationRecord = TypedDict(
+    "ViolationRecord",
+    {"kind": str, "edge": str, "where": str, "class": str, "expected": str, "actual": str},
+)
+
+
 class PanicRecord(TypedDict):
     message: str
     location: str
@@ -45,6 +51,7 @@ class FindingDetails(TypedDict, total=False):
     differences: list[Difference]
     pc: int
     panic: PanicRecord
+    violations: list[ViolationRecord]
     worker: int
     exit: str
     limit_seconds: float
@@ -74,6 +81,10 @@ class FindingRecord(FindingFields):
     # False: only count the hit (the bucket already holds enough examples of
     # this bug; a night can hit one bug millions of times)
     keep: bool = True
+    # the registry entry of known findings it matches (fuzz.triage.known):
+    # its bucket opens with status `known`, this reference and this note
+    known_ref: str | None = None
+    known_note: str = ""
 
 
 @dataclass

@@ -7,6 +7,7 @@ loaded, as the records callers read.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import (
@@ -34,13 +36,7 @@ from sqlalchemy.orm import (
     mapped_column,
 )
 
-SCHEMA_VERSION = 1
-
-# Schema upgrades: UPGRADES[v] takes a database at version v to v + 1, inside
-# the transaction that then stamps the new version. Version 1 is the first
-# released layout, so there are none yet; the next schema change adds
-# `UPGRADES[1]` (an ALTER TABLE or a data migration) and bumps SCHEMA_VERSION.
-UPGRADES: dict[int, Callable[[Connection], None]] = {}
+SCHEMA_VERSION = 2
 
 
 class BucketStatus(enum.StrEnum):
@@ -49,6 +45,8 @@ class BucketStatus(enum.StrEnum):
     REPORTED = "reported"
     FIXED = "fixed"
     INVALID = "invalid"
+    # matches an entry of the registry of known findings (corpus/known.toml)
+    KNOWN = "known"
 
 
 class CampaignStatus(enum.StrEnum):
@@ -161,6 +159,9 @@ class Bucket(Base, kw_only=True):
         _choice(BucketStatus, "bucket_status"), index=True, default=BucketStatus.NEW.value
     )
     notes: Mapped[str] = mapped_column(Text, default="")
+    # the registry entry (corpus/known.toml) the bucket's findings match; set
+    # when the bucket opens as `known` (schema version 2)
+    known_ref: Mapped[str | None] = mapped_column(Text, default=None)
     # loaded with the row, not stored: the best reproducer's line count
     best_lines: Mapped[int] = column_property(
         select(Case.lines).where(Case.id == best_case_id).correlate_except(Case).scalar_subquery()
@@ -188,3 +189,65 @@ class Finding(Base, kw_only=True):
         select(Case.clif).where(Case.id == case_id).correlate_except(Case).scalar_subquery(),
         repr=False,
     )
+
+
+# --- upgrades ----------------------------------------------------------------------
+# UPGRADES[v] takes a database at version v to v + 1, inside the transaction
+# that then stamps the new version (fuzz.triage.engine). A step states the
+# layout of its own version in full: it must not read the current classes
+# above, which later versions change again.
+
+# version 2's bucket statuses: version 1's and `known`
+_V2_BUCKET_STATUSES = ("new", "confirmed", "reported", "fixed", "invalid", "known")
+_V1_BUCKET_CHECK = re.compile(r"CONSTRAINT bucket_status CHECK \(status IN \(([^)]*)\)\)")
+
+
+def _v1_to_v2(conn: Connection) -> None:
+    """Version 2: bucket status `known` (the CHECK constraint widened) and the
+    nullable column `buckets.known_ref` (the registry entry matched)."""
+    statuses = ", ".join(f"'{s}'" for s in _V2_BUCKET_STATUSES)
+    check = f"CONSTRAINT bucket_status CHECK (status IN ({statuses}))"
+    if conn.dialect.name == "sqlite":
+        _sqlite_rebuild_buckets(conn, check)
+    else:
+        conn.execute(text("ALTER TABLE buckets DROP CONSTRAINT bucket_status"))
+        conn.execute(text(f"ALTER TABLE buckets ADD {check}"))
+    conn.execute(text("ALTER TABLE buckets ADD COLUMN known_ref TEXT"))
+
+
+def _sqlite_rebuild_buckets(conn: Connection, check: str) -> None:
+    """SQLite cannot alter a CHECK constraint: the table is rebuilt from its own
+    definition with the new constraint, its rows and indexes kept.
+
+    This runs inside the upgrade's transaction, where foreign keys cannot be
+    switched off, so their checks are deferred to the commit instead: dropping
+    the old table leaves every finding's `bucket_id` dangling for a moment
+    (SQLite counts the violations), and putting the same rows into the new
+    `buckets` resolves each again (the count is back to zero). Had a row been
+    lost, the commit would fail and roll the whole upgrade back."""
+
+    def sql_of(kind: str, name: str) -> list[str]:
+        rows = conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE type = :kind AND tbl_name = :name"),
+            {"kind": kind, "name": name},
+        )
+        return [row[0] for row in rows if row[0]]
+
+    [table] = sql_of("table", "buckets")
+    widened, found = _V1_BUCKET_CHECK.subn(check, table)
+    if found != 1:
+        raise ValueError("the buckets table has no version-1 status constraint")
+    indexes = sql_of("index", "buckets")
+    copy = "callfuzz_v1_buckets"
+    conn.execute(text("PRAGMA defer_foreign_keys = ON"))  # until the commit
+    conn.execute(text(table.replace("CREATE TABLE buckets", f"CREATE TABLE {copy}", 1)))
+    conn.execute(text(f"INSERT INTO {copy} SELECT * FROM buckets"))
+    conn.execute(text("DROP TABLE buckets"))
+    conn.execute(text(widened))
+    conn.execute(text(f"INSERT INTO buckets SELECT * FROM {copy}"))
+    conn.execute(text(f"DROP TABLE {copy}"))
+    for index in indexes:
+        conn.execute(text(index))
+
+
+UPGRADES: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}

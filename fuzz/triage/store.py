@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, Select, case, func, insert, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
@@ -172,9 +172,18 @@ class TriageDB:
         transaction; returns the ids of the buckets this batch created."""
         return self._write(lambda s: _record(s, campaign_id, findings, progress))
 
-    def bucket_keys(self, bucket_ids: Sequence[int]) -> set[str]:
+    def bucket_keys(self, bucket_ids: Sequence[int]) -> dict[int, str]:
+        """The keys of these buckets, by id."""
+        query = select(Bucket.id, Bucket.key).where(Bucket.id.in_(list(bucket_ids)))
         with self._read() as s:
-            return set(s.scalars(select(Bucket.key).where(Bucket.id.in_(list(bucket_ids)))))
+            return {bucket_id: key for bucket_id, key in s.execute(query)}
+
+    def buckets_with_keys(self, keys: Iterable[str]) -> list[Bucket]:
+        """The buckets with these keys (those that exist), by id."""
+        digests = [_key_hash(k) for k in keys]
+        query = select(Bucket).where(Bucket.key_sha256.in_(digests)).order_by(Bucket.id)
+        with self._read() as s:
+            return list(s.scalars(query))
 
     # -- triage ----------------------------------------------------------------------
 
@@ -185,18 +194,22 @@ class TriageDB:
         target: str | None = None,
         verdict: str | None = None,
         limit: int | None = None,
+        hide: Sequence[str] = (),
     ) -> list[Bucket]:
-        """Newest `last_seen` first."""
-        query = select(Bucket)
-        if status is not None:
-            query = query.where(Bucket.status == status)
-        if target is not None:
-            query = query.where(Bucket.target == target)
-        if verdict is not None:
-            query = query.where(Bucket.verdict == verdict)
-        query = query.order_by(Bucket.last_seen.desc(), Bucket.id.desc()).limit(limit)
+        """Buckets with status `new` first, then the others; newest `last_seen`
+        first within each. `hide`: statuses left out."""
+        query = _filtered(select(Bucket), status, target, verdict, hide)
+        unreviewed = case((Bucket.status == BucketStatus.NEW.value, 0), else_=1)
+        query = query.order_by(unreviewed, Bucket.last_seen.desc(), Bucket.id.desc()).limit(limit)
         with self._read() as s:
             return list(s.scalars(query))
+
+    def count_buckets(
+        self, *, status: str | None = None, target: str | None = None, verdict: str | None = None
+    ) -> int:
+        query = _filtered(select(func.count()).select_from(Bucket), status, target, verdict, ())
+        with self._read() as s:
+            return int(s.scalar(query) or 0)
 
     def get_bucket(self, bucket_id: int) -> Bucket | None:
         with self._read() as s:
@@ -245,8 +258,7 @@ class TriageDB:
                 raise KeyError(bucket_id)
             bucket.status = status
             if note:
-                stamp = _now().strftime("%Y-%m-%d %H:%M:%SZ")
-                entry = f"[{stamp}] ({status}) {note.strip()}"
+                entry = _note(_now(), status, note)
                 bucket.notes = f"{bucket.notes}\n{entry}" if bucket.notes else entry
             s.flush()
             s.refresh(bucket)  # the flush expired best_lines; load it before detaching
@@ -290,6 +302,29 @@ class TriageDB:
         with self._read() as s:
             value = s.scalar(select(Meta.value).where(Meta.key == "schema_version"))
             return int(value or 0)
+
+
+def _note(now: datetime, status: str, note: str) -> str:
+    """One line of a bucket's notes: when, the status it came with, the note."""
+    return f"[{now.strftime('%Y-%m-%d %H:%M:%SZ')}] ({status}) {note.strip()}"
+
+
+def _filtered(
+    query: Select[Any],
+    status: str | None,
+    target: str | None,
+    verdict: str | None,
+    hide: Sequence[str],
+) -> Select[Any]:
+    if status is not None:
+        query = query.where(Bucket.status == status)
+    if hide:
+        query = query.where(Bucket.status.not_in(list(hide)))
+    if target is not None:
+        query = query.where(Bucket.target == target)
+    if verdict is not None:
+        query = query.where(Bucket.verdict == verdict)
+    return query
 
 
 def _campaign(s: Session, campaign_id: int) -> Campaign:
@@ -348,8 +383,10 @@ def _bucket(
         "last_seen": now,
         "cranelift_versions": [],
         "best_case_id": case_id,
-        "status": BucketStatus.NEW.value,
-        "notes": "",
+        # a finding of the registry of known findings opens its bucket as known
+        "status": (BucketStatus.KNOWN if record.known_ref else BucketStatus.NEW).value,
+        "notes": _note(now, BucketStatus.KNOWN, record.known_note) if record.known_note else "",
+        "known_ref": record.known_ref,
     }
     # a hit-only record (no case of its own) always finds its bucket in place
     created = case_id is not None and _insert_missing(s, Bucket, values, "key_sha256") is not None

@@ -361,7 +361,7 @@ impl Module {
     }
 
     /// Compile one function (or every function) for `isa`.
-    /// Returns one dict per function: name, code, relocs, traps.
+    /// Returns one dict per function: name, code, relocs, traps, call return offsets.
     #[pyo3(signature = (isa, name=None))]
     fn compile<'py>(
         &self,
@@ -531,6 +531,10 @@ fn compile_one<'py>(
         traps.append((t.offset, t.code.to_string()))?;
     }
     d.set_item("traps", traps)?;
+    // the return address of every call the function makes: where the
+    // harness checks the call contract when control comes back
+    let returns: Vec<u32> = buffer.call_sites().map(|site| site.ret_addr).collect();
+    d.set_item("call_returns", returns)?;
     Ok(d)
 }
 
