@@ -179,3 +179,33 @@ def format_values(values: list[Value] | tuple[Value, ...]) -> str:
     if len(values) == 1:
         return format_value(values[0])
     return "[" + ", ".join(format_value(v) for v in values) + "]"
+
+
+def clif_literal(v: Value) -> str | None:
+    """The value as a `; run:` line writes it (integers in decimal, floats
+    as hexadecimal floats), or None where callfuzz does not write one (NaN
+    payloads, f128, vectors): such a run line stays a `print:`."""
+    info = v.info
+    if info.is_vector:
+        return None
+    if not info.is_float:
+        return str(v.signed())
+    if info.bits not in (16, 32, 64) or is_nan(v.bits, info.bits):
+        return None
+    code = {16: "<e", 32: "<f", 64: "<d"}[info.bits]
+    number = struct.unpack(code, v.bits.to_bytes(info.bytes, "little"))[0]
+    if number in (float("inf"), float("-inf")):
+        return "+Inf" if number > 0 else "-Inf"
+    mantissa, _, exponent = number.hex().partition("p")
+    mantissa = mantissa.rstrip("0").removesuffix(".") if "." in mantissa else mantissa
+    if "." not in mantissa:
+        mantissa += ".0"
+    return f"{mantissa}p{int(exponent)}"
+
+
+def clif_literals(values: tuple[Value, ...]) -> str | None:
+    """A run line's expected values, or None when one cannot be written."""
+    written = [clif_literal(v) for v in values]
+    if any(w is None for w in written):
+        return None
+    return written[0] if len(written) == 1 else "[" + ", ".join(map(str, written)) + "]"

@@ -245,8 +245,8 @@ def test_sqlite_runs_in_wal_mode_with_normal_sync_and_foreign_keys(
 
 
 def test_the_schema_version_is_stored(db: TriageDB, db_path: Path) -> None:
-    assert sql(db_path, "select value from meta where key = 'schema_version'") == [("2",)]
-    assert db.schema_version() == schema.SCHEMA_VERSION == 2
+    assert sql(db_path, "select value from meta where key = 'schema_version'") == [("3",)]
+    assert db.schema_version() == schema.SCHEMA_VERSION == 3
     tables = {name for (name,) in sql(db_path, "select name from sqlite_master where type='table'")}
     assert tables == {"meta", "campaigns", "cases", "findings", "buckets"}
 
@@ -571,6 +571,7 @@ def test_postgresql_version_1_is_upgraded_to_known_buckets(pg_url: str) -> None:
     # back to the layout version 1's code made
     engine = create_engine(pg_url)
     with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE buckets DROP COLUMN reduced_verified_on"))
         conn.execute(text("ALTER TABLE buckets DROP COLUMN known_ref"))
         conn.execute(text("ALTER TABLE buckets DROP CONSTRAINT bucket_status"))
         conn.execute(

@@ -201,3 +201,51 @@ def test_the_reduced_frame_bug_keeps_call_and_store_and_reproduces_in_a_fresh_pr
         o["verdict"] for f in report["files"] for r in f["runs"] for o in r["outcomes"].values()
     ]
     assert "wrong result" in verdicts and "undefined behaviour" not in verdicts, body
+
+
+def test_a_stored_reduction_says_it_was_verified(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from fuzz import _cranelift
+    from fuzz.commands.cli import cli
+    from fuzz.triage.buckets import bucket_for, details
+    from fuzz.triage.records import FindingRecord, Progress
+    from fuzz.triage.store import open_db
+
+    text = _padded(FRAME_BUG.read_text())
+    ft = parse_text(text)
+    (result,) = Runner().run_file(ft, [TargetLine(TARGETS["aarch64"])])
+    bucket = bucket_for(ft, "aarch64", result)
+    url = f"sqlite:///{tmp_path / 'triage.sqlite'}"
+    db = open_db(url)
+    cid = db.start_campaign(
+        host="h",
+        cranelift_version="0.135.8",
+        targets=["aarch64"],
+        flags={},
+        engine="random",
+        seed=1,
+        jobs=1,
+    )
+    record = FindingRecord(
+        clif=text,
+        target="aarch64",
+        flags=[],
+        verdict=result.judgement.verdicts["aarch64"].value,
+        details=details(ft, result, "aarch64"),
+        blame=result.judgement.blame,
+        bucket_key=bucket.key,
+        bucket_title=bucket.title,
+        cranelift_version=_cranelift.version(),
+    )
+    [bucket_id] = db.record_batch(cid, [record], Progress(1, 2, {}, {}, 1.0))
+    db.close()
+    runner = CliRunner()
+    reduced = runner.invoke(cli, ["reduce", str(bucket_id), "--db", url, "--time-limit", "60"])
+    assert reduced.exit_code == 0, reduced.output
+    shown = runner.invoke(cli, ["triage", "show", str(bucket_id), "--db", url])
+    assert f"verified afresh on Cranelift {_cranelift.version()}" in shown.output
+    out = tmp_path / "export.clif"
+    exported = runner.invoke(cli, ["triage", "export", str(bucket_id), "--db", url, "-o", str(out)])
+    assert exported.exit_code == 0 and "verified" in exported.output
+    assert "reproduced this bucket when run afresh" in out.read_text()

@@ -207,7 +207,7 @@ def reduce_new_buckets(db: TriageDB, campaign: Campaign, seconds_each: float) ->
             if isinstance(err, KeyboardInterrupt):
                 return
             continue
-        db.set_reduced_case(bucket_id, result.text)
+        db.set_reduced_case(bucket_id, result.text, result.verified_on)
         note(
             f"bucket {bucket_id} reduced: {result.lines_before} -> {result.lines_after} "
             f"CLIF lines in {result.seconds:.1f}s ({bucket.title})"

@@ -82,7 +82,7 @@ def reduce(
         highlight=False,
     )
     if bucket_id is not None:
-        _store(db_url, bucket_id, result.text)
+        _store(db_url, bucket_id, result.text, result.verified_on)
         console.print(f"stored as bucket {bucket_id}'s reduced reproducer", highlight=False)
     if out:
         Path(out).write_text(result.text)
@@ -113,10 +113,9 @@ def _bucket_goal(db_url: str | None, bucket_id: int, fault: str | None) -> tuple
         db.close()
 
 
-def _store(db_url: str | None, bucket_id: int, text: str) -> None:
-
+def _store(db_url: str | None, bucket_id: int, text: str, verified_on: str | None) -> None:
     db = open_db(db_url, create=False)
     try:
-        db.set_reduced_case(bucket_id, text)
+        db.set_reduced_case(bucket_id, text, verified_on)
     finally:
         db.close()

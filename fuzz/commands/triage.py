@@ -216,7 +216,12 @@ def show(bucket: str, db_url: str | None) -> None:
     _section(out, "best reproducer")
     out.print(best.clif.rstrip("\n"), markup=False)
     if reduced:
-        _section(out, f"reduced ({len(reduced.splitlines())} lines)")
+        verified = (
+            f"verified afresh on Cranelift {info.reduced_verified_on}"
+            if info.reduced_verified_on
+            else "not verified"
+        )
+        _section(out, f"reduced ({len(reduced.splitlines())} lines, {verified})")
         out.print(reduced.rstrip("\n"), markup=False)
     _print_details(out, best)
     _section(out, f"disassembly ({best.target})")
@@ -469,9 +474,18 @@ def export(bucket: str, out: str | None, db_url: str | None) -> None:
         clif = db.case_text(case_id) or ""
         version = info.cranelift_versions[-1] if info.cranelift_versions else "?"
     text = filetest(clif, info.title, info.key, version)
+    if info.reduced_case_id and info.reduced_verified_on:
+        title, _, rest = text.partition("\n")
+        note = (
+            f"; the reduced case reproduced this bucket when run afresh from its text "
+            f"(Cranelift {info.reduced_verified_on})"
+        )
+        text = f"{title}\n{note}\n{rest}"
     path = Path(out) if out else Path("crashes") / f"bucket-{bucket_id}-{info.target}.clif"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     written, parsed = run_lines_parsed(text)
     state = "reduced" if info.reduced_case_id else "not reduced yet (callfuzz reduce ID)"
+    if info.reduced_case_id:
+        state += ", verified" if info.reduced_verified_on else ", not verified"
     click.echo(f"{path}: {state}, {written} run lines, {parsed} parsed by cranelift-reader")

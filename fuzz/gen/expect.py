@@ -10,7 +10,7 @@ from __future__ import annotations
 from fuzz.pipeline.filetest import parse_text
 from fuzz.pipeline.oracle import Kind
 from fuzz.pipeline.runner import Runner
-from fuzz.values import format_values
+from fuzz.values import clif_literals
 
 
 def with_expectations(text: str, runner: Runner | None = None) -> str:
@@ -21,9 +21,10 @@ def with_expectations(text: str, runner: Runner | None = None) -> str:
         if run.compare is not None or not run.text.startswith("print:"):
             continue
         outcome = runner.interpret(ft, run)
-        if outcome.kind is Kind.RETURN and outcome.values:
+        expected = clif_literals(outcome.values) if outcome.kind is Kind.RETURN else None
+        if outcome.values and expected is not None:
             call = run.text.removeprefix("print:").strip()
-            stated[run.text] = f"run: {call} == {format_values(outcome.values)}"
+            stated[run.text] = f"run: {call} == {expected}"
     if not stated:
         return text
     out = []

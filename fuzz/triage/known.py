@@ -170,12 +170,16 @@ def panic_file(record: FindingRecord) -> str | None:
 
 
 def message_of(record: FindingRecord) -> str:
-    """The panic message, a dead worker's exit, or the target's outcome detail."""
+    """The panic message, a dead worker's exit, the first call-contract
+    violation (kind, where, class), or the target's outcome detail."""
     d = record.details
     if "panic" in d:
         return d["panic"]["message"]
     if "exit" in d:
         return d["exit"]
+    if d.get("violations"):
+        first = d["violations"][0]
+        return f"{first['kind']} {first['where']} ({first['class']})"
     outcome = d.get("outcomes", {}).get(record.target) or {}
     return outcome.get("detail", "")
 

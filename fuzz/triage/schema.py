@@ -36,7 +36,7 @@ from sqlalchemy.orm import (
     mapped_column,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class BucketStatus(enum.StrEnum):
@@ -162,6 +162,9 @@ class Bucket(Base, kw_only=True):
     # the registry entry (corpus/known.toml) the bucket's findings match; set
     # when the bucket opens as `known` (schema version 2)
     known_ref: Mapped[str | None] = mapped_column(Text, default=None)
+    # the Cranelift version on which the reduced reproducer, run afresh from
+    # its text alone, reproduced the bucket; None: not verified (version 3)
+    reduced_verified_on: Mapped[str | None] = mapped_column(String(64), default=None)
     # loaded with the row, not stored: the best reproducer's line count
     best_lines: Mapped[int] = column_property(
         select(Case.lines).where(Case.id == best_case_id).correlate_except(Case).scalar_subquery()
@@ -250,4 +253,9 @@ def _sqlite_rebuild_buckets(conn: Connection, check: str) -> None:
         conn.execute(text(index))
 
 
-UPGRADES: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
+def _v2_to_v3(conn: Connection) -> None:
+    """Version 3: the nullable column `buckets.reduced_verified_on`."""
+    conn.execute(text("ALTER TABLE buckets ADD COLUMN reduced_verified_on VARCHAR(64)"))
+
+
+UPGRADES: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}

@@ -266,8 +266,9 @@ class TriageDB:
 
         return self._write(work)
 
-    def set_reduced_case(self, bucket_id: int, clif: str) -> int:
-        """Store a bucket's reduced reproducer; returns its case id."""
+    def set_reduced_case(self, bucket_id: int, clif: str, verified_on: str | None = None) -> int:
+        """Store a bucket's reduced reproducer and the Cranelift version it was
+        verified on (None: not verified); returns its case id."""
 
         def work(s: Session) -> int:
             bucket = s.get(Bucket, bucket_id, with_for_update=True)
@@ -275,6 +276,7 @@ class TriageDB:
                 raise KeyError(bucket_id)
             case_id = _case_id(s, clif, case_hash(clif))
             bucket.reduced_case_id = case_id
+            bucket.reduced_verified_on = verified_on
             return case_id
 
         return self._write(work)
