@@ -111,19 +111,33 @@ def run_bench(console: Console, repeat: int) -> None:
     console.print(table)
 
     # One run on a reused emulator with the image already loaded: the cost a
-    # campaign pays per run command once a case is linked.
-    ft = parse_text(THREE_FUNCTIONS)
-    runner = Runner()
-    steady = Table(title="three-function chain: one emulated run, image already loaded")
+    # campaign pays per run command once a case is linked, with the call
+    # contract checks (fuzz.pipeline.contract) and without them.
+    steady = Table(title="one emulated run, image already loaded (us per run)")
+    steady.add_column("case")
     steady.add_column("target")
-    steady.add_column("us per run", justify="right")
+    for col in ("with contract checks", "without", "call sites"):
+        steady.add_column(col, justify="right")
     for line in lines:
-        config = runner.prepare(ft, line, ft.shared_flags)
-        runner.execute(ft, config, ft.runs[0])
-        start = time.perf_counter()
-        for _ in range(repeat * 10):
-            runner.execute(ft, config, ft.runs[0])
-        steady.add_row(line.label, _per(time.perf_counter() - start, repeat * 10))
+        generated = generate(RandomSource(3), line.target).text
+        for case, text in (
+            ("three-function chain", THREE_FUNCTIONS),
+            ("generated seed 3", generated),
+        ):
+            ft = parse_text(text)
+            row = []
+            for checked in (True, False):
+                runner = Runner()
+                config = runner.prepare(ft, line, ft.shared_flags)
+                if not checked:
+                    config.calls = None  # no entry or return hooks
+                runner.execute(ft, config, ft.runs[0])
+                start = time.perf_counter()
+                for _ in range(repeat * 5):
+                    runner.execute(ft, config, ft.runs[0])
+                row.append(_per(time.perf_counter() - start, repeat * 5))
+            calls = len(config.functions) and sum(len(f.call_returns) for f in config.functions)
+            steady.add_row(case, line.label, *row, str(calls))
     console.print(steady)
     bench_generation(console, repeat * 10)
     console.print(
