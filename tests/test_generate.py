@@ -62,3 +62,38 @@ def test_call_sites_carry_the_callees_exact_signature() -> None:
         case = generate(RandomSource(seed), TARGET_LIST[seed % 4])
         functions = {f["name"]: f for f in _cranelift.parse(case.text).functions()}
         assert signature_mismatches(functions) == []
+
+
+def test_narrow_stack_arguments_fall_at_every_offset_modulo_16() -> None:
+    """Stack-heavy signatures: past the integer argument registers, narrow
+    extended integers follow arguments of varying sizes; packed at their
+    natural size and alignment (Apple's arm64 rule), they land at every
+    offset modulo 16."""
+    from fuzz.gen.generate import Generator
+    from fuzz.values import type_info
+
+    target = TARGETS["aarch64"]
+    offsets = set()
+    for seed in range(1000):
+        params = Generator(RandomSource(seed), target).stack_heavy_params("apple_aarch64")
+        at = 0
+        for p in params[len(target.int_arg_regs) :]:
+            size = type_info(p.ty).bytes
+            at = -(-at // size) * size
+            if p.ext:
+                offsets.add(at % 16)
+            at += size
+    assert offsets == set(range(16))
+
+
+def test_every_function_keeps_a_canary_and_calls_keep_state() -> None:
+    kept = 0
+    for seed in range(30):
+        text = generate(RandomSource(seed), TARGETS["x86_64"]).text
+        functions = text.split("\nfunction ")[1:]
+        assert functions
+        for body in functions:
+            slots = body.count("explicit_slot")
+            assert slots >= 1, body  # the canary
+            kept += slots - 1 - body.count("explicit_slot 16, align = 16")  # not sret areas
+    assert kept > 0
