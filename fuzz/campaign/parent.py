@@ -99,6 +99,7 @@ class Campaign:
             fault=self.opt.fault,
             hypothesis_db=str(self.workdir / "hypothesis"),
             corpus_all_targets=self.opt.corpus_all_targets,
+            contract=self.opt.contract,
         )
         process = self.ctx.Process(
             target=worker_main, args=(config, child, shared), name=f"callfuzz-worker-{index}"

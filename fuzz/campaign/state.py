@@ -33,6 +33,8 @@ class Options:
     known: Registry = field(default_factory=lambda: Registry(None))
     hang_limit: float = 60.0  # wall-clock seconds for one case
     fault: str | None = None  # planted test-only fault (fuzz.faults)
+    # the call contract checks (fuzz.pipeline.contract); off only to measure them
+    contract: bool = True
     status_every: float = 30.0  # seconds between status lines off a terminal
     live: bool = False  # rich live display (a terminal)
     workdir: Path = Path("crashes")  # in-flight files and Hypothesis's database
@@ -92,6 +94,7 @@ class WorkerConfig:
     fault: str | None = None  # planted test-only fault (fuzz.faults)
     hypothesis_db: str | None = None
     corpus_all_targets: bool = False  # see Options
+    contract: bool = True  # see Options
 
 
 @dataclass

@@ -43,7 +43,7 @@ class CaseRunner:
     def __init__(self, config: WorkerConfig, shared: SynchronizedArray[float] | None) -> None:
         self.config = config
         self.shared = shared
-        self.runner = Runner(fault=hooks(config.fault))
+        self.runner = Runner(fault=hooks(config.fault), contract=config.contract)
         self.targets = [TARGETS[name] for name in config.targets]
         self.wanted = [TargetLine(t) for t in self.targets]
         self.inflight = Path(config.inflight)

@@ -88,6 +88,13 @@ from reducers.reduce import Goal, reduce_text
     show_default=True,
     help="At the end, reduce each new bucket's reproducer for up to this many seconds (0: no).",
 )
+@click.option(
+    "--contract/--no-contract",
+    default=True,
+    show_default=True,
+    help="Check the call contract (callee-saved registers, SP, frames, extension); "
+    "--no-contract only to measure what the checks cost.",
+)
 @click.option("--plant-fault", type=click.Choice(sorted(ALL_FAULTS)), hidden=True)
 def fuzz(
     duration: str | None,
@@ -105,6 +112,7 @@ def fuzz(
     hang_limit: float,
     status_every: float,
     reduce_time: float,
+    contract: bool,
     plant_fault: str | None,
 ) -> None:
     """Run a campaign: generate, compile, interpret, emulate and compare on
@@ -148,6 +156,7 @@ def fuzz(
         known=registry,
         hang_limit=hang_limit,
         fault=plant_fault,
+        contract=contract,
         status_every=status_every,
         live=sys.stdout.isatty(),
         workdir=db.workdir,

@@ -81,7 +81,10 @@ class Runner:
         fuel: int = DEFAULT_FUEL,
         fault: FaultHooks | None = None,
         ub_check: bool = True,
+        contract: bool = True,
     ) -> None:
+        # the call contract checks (fuzz.pipeline.contract); off only to measure them
+        self.contract = contract
         # a divergent run is run again from another initial state (undefined
         # behaviour detection); only tests of the raw machine turn it off
         self.ub_check = ub_check
@@ -189,7 +192,8 @@ class Runner:
             config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=f"link: {err}")
             return config
         image = config.image
-        config.calls = call_map(ft, config.functions + tramps, image, line.target, shared)
+        if self.contract:
+            config.calls = call_map(ft, config.functions + tramps, image, line.target, shared)
         for name, address in image.symbols.items():
             if found := line.target.unrunnable_code(image.code_of(name), address):
                 config.failure = Outcome(
