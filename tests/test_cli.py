@@ -12,7 +12,8 @@ import pytest
 
 from fuzz.targets import TARGETS
 
-GOOD = """test run
+GOOD = """test interpret
+test run
 
 function %callee(i64) -> i64 {
 block0(v0: i64):

@@ -109,7 +109,8 @@ def test_a_known_finding_gets_its_own_bucket_status_and_note() -> None:
         "known finding aarch64-apple-narrow-stack-args in "
         f"{CORPUS / 'known.toml'}: bug; wasmtime#13973, fixed by wasmtime#14235; "
         "known on Cranelift 0.135.8 (not yet listed for 0.136.0); "
-        "reproducer aarch64-apple-narrow-stack-args.clif, aarch64-apple-narrow-stack-args-generated.clif; "
+        "reproducer aarch64-apple-narrow-stack-args.clif, "
+        "aarch64-apple-narrow-stack-args-generated.clif; "
     )
     unknown = wrong_result("function %g() {\nblock0:\n    return\n}\n")
     assert REGISTRY.apply(unknown) == unknown  # untouched: a new bucket

@@ -24,6 +24,7 @@ from fuzz.targets import TARGETS
 
 # A three-function module: a call chain mixing i64, f64 and i128 arguments.
 THREE_FUNCTIONS = """\
+test interpret
 test run
 set enable_llvm_abi_extensions=true
 target x86_64

@@ -2,10 +2,14 @@
 
 Every executor (the interpreter, and each target configuration) produces an
 `Outcome` for a run command. Values compare bit-exact at their own width (see
-`fuzz.values` for the NaN policy); traps compare by trap code. With several
-opinions, the odd one out is blamed: the largest group of agreeing executors
-wins when it is strictly the largest, otherwise the interpreter (the
-specification) decides.
+`fuzz.values` for the NaN policy); traps compare by trap code. The reference
+each executor is judged against is the file's stated `; run: ... == value`
+when there is one (upstream's `test run` checks exactly that), else the
+interpreter's opinion. With the interpreter's opinion, the odd one out is
+blamed: the largest group of agreeing executors wins when it is strictly the
+largest, otherwise the reference decides. Without it (a `test run` file does
+not ask it, or it failed), the stated value is the specification: whoever
+misses it is blamed.
 """
 
 from __future__ import annotations
@@ -198,11 +202,9 @@ def judge(
     `outcomes` maps executor labels to outcomes; the interpreter's label is
     `INTERPRETER`. The file's expectation, when stated, checks everyone."""
     interp = outcomes.get(INTERPRETER)
-    reference: Outcome | None = None
-    if interp is not None and interp.kind in OPINIONS:
-        reference = interp
-    elif compare == "==" and expected is not None:
-        reference = Outcome(Kind.RETURN, expected)
+    opinion = interp if interp is not None and interp.kind in OPINIONS else None
+    stated = Outcome(Kind.RETURN, expected) if compare == "==" and expected is not None else None
+    reference = stated or opinion
 
     verdicts: dict[str, Verdict] = {}
     for label, outcome in outcomes.items():
@@ -227,6 +229,11 @@ def judge(
                 verdict = Verdict.WRONG_RESULT
             verdicts[label] = verdict
 
+    if opinion is None and stated is not None:
+        # no interpreter opinion: the stated value is the specification, as in
+        # upstream's `test run`, and whoever misses it is blamed
+        blame = [label for label, v in verdicts.items() if v not in BENIGN]
+        return Judgement(verdicts, blame)
     return Judgement(verdicts, _blame(outcomes, verdicts, policy))
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from fuzz import _cranelift
 from fuzz.pipeline.contract import CallHook, CallMap, Function
 from fuzz.pipeline.emulate import DEFAULT_BUDGET, VARIANTS, Emulator
-from fuzz.pipeline.filetest import BadInput, FileTest, RunCommand, TargetLine
+from fuzz.pipeline.filetest import BadInput, FileTest, RunCommand, Skipped, TargetLine
 from fuzz.pipeline.link import CompiledFunction, Image, LinkError, NeedsLibcall, link
 from fuzz.pipeline.oracle import INTERPRETER, Judgement, Kind, Outcome, is_finding, judge
 from fuzz.pipeline.sigcheck import check_signatures
@@ -22,7 +22,7 @@ from fuzz.targets import TARGETS, Target
 from fuzz.values import NanPolicy, Value
 
 if TYPE_CHECKING:
-    from fuzz._cranelift import SignatureInfo
+    from fuzz._cranelift import Pair, SignatureInfo
 
 # (file, target name, run's function, outcome) -> the outcome to judge
 OutcomeHook = Callable[[FileTest, str, str, Outcome], Outcome]
@@ -131,12 +131,24 @@ class Runner:
 
     # --- preparation -------------------------------------------------------
 
-    def check(self, ft: FileTest, shared: Sequence[str]) -> None:
-        """Reject invalid input before anything runs."""
+    def check(
+        self,
+        ft: FileTest,
+        isas: Sequence[tuple[Sequence[str], _cranelift.Isa]],
+        shared: Sequence[str] = (),
+    ) -> None:
+        """Reject invalid input before anything runs. The verifier runs as
+        upstream's does: with a configuration's ISA (instructions such as
+        `get_pinned_reg` need one), once per distinct set of shared flags; with
+        the `shared` flags alone when no target runs."""
         check_signatures(ft.functions)
+        by_flags = {tuple(flags): isa for flags, isa in reversed(isas)}
         try:
             with self.stage("verify"):
-                ft.module.verify(list(shared))
+                if not by_flags:
+                    ft.module.verify(list(shared))
+                for isa in by_flags.values():
+                    ft.module.verify(isa=isa)
         except _cranelift.VerifierError as err:
             raise BadInput(f"verifier error: {err}") from None
         except _cranelift.FlagError as err:
@@ -218,8 +230,10 @@ class Runner:
                 return Outcome(Kind.INTERP_FAILURE, detail=str(err))
         if result[0] == "return":
             returns = ft.functions[run.func]["signature"]["returns"]
-            values = zip(result[1], returns, strict=True)
-            return Outcome(Kind.RETURN, tuple(Value.from_bridge(v, r[0]) for v, r in values))
+            try:
+                return Outcome(Kind.RETURN, _returned(result[1], [ty for ty, _e, _p in returns]))
+            except ValueError as err:  # a type callfuzz has no values for
+                return Outcome(Kind.INTERP_FAILURE, detail=f"unexpected result: {err}")
         if result[0] == "trap":
             return Outcome(Kind.TRAP, detail=result[1])
         return Outcome(Kind.FUEL, detail=f"after {self.fuel} steps")
@@ -271,19 +285,20 @@ class Runner:
     def prepare_file(
         self, ft: FileTest, lines: Sequence[TargetLine], extra_shared: Sequence[str] = ()
     ) -> list[Config]:
-        """Check the file, then compile and link it for every target line."""
-        shared = [*ft.shared_flags, *extra_shared]
-        self.check(ft, shared)
+        """Check the file, then compile and link it for every target line,
+        each with the `set` flags in effect for it."""
+        shared = [line_flags(ft, line, extra_shared) for line in lines]
         # Build every ISA first, so a bad flag is reported before anything runs.
-        for line in lines:
-            self.isa(line, shared)
-        return [self.prepare(ft, line, shared) for line in lines]
+        isas = [(flags, self.isa(line, flags)) for line, flags in zip(lines, shared, strict=True)]
+        self.check(ft, isas, [*ft.shared_flags, *extra_shared])
+        return [self.prepare(ft, line, flags) for line, flags in zip(lines, shared, strict=True)]
 
     def run_configs(self, ft: FileTest, configs: Sequence[Config]) -> list[RunResult]:
         """Every run command on the interpreter and every prepared target line, judged."""
         results = []
         for run in ft.runs:
-            outcomes = {INTERPRETER: self.interpret(ft, run)}
+            # upstream asks the interpreter only in `test interpret` files
+            outcomes = {INTERPRETER: self.interpret(ft, run)} if ft.interpreted else {}
             for config in configs:
                 outcomes[config.line.label] = self.execute(ft, config, run)
             judgement = judge(outcomes, run.compare, run.expected, self.nan_policy)
@@ -365,17 +380,45 @@ _RAW_KINDS = {
 }
 
 
+def _returned(pairs: Sequence[Pair], types: Sequence[str]) -> tuple[Value, ...]:
+    """The interpreter's values labelled with the signature's types; a value of
+    another shape than the signature's (a defect of the interpreter: a
+    scalar-to-vector `bitcast` gives one lane) keeps its own type, so it is a
+    wrong result to judge, not an exception that loses the file's results."""
+    values = []
+    for i, pair in enumerate(pairs):
+        try:
+            values.append(Value.from_bridge(pair, types[i] if len(pairs) == len(types) else None))
+        except ValueError:
+            values.append(Value.from_bridge(pair))
+    return tuple(values)
+
+
+def line_flags(ft: FileTest, line: TargetLine, extra: Sequence[str] = ()) -> list[str]:
+    """The shared flags a target line compiles with: the `set` lines in effect
+    for it (the file's when the line does not say), then `extra` (`--set`)."""
+    return [*(ft.shared_flags if line.flags is None else line.flags), *extra]
+
+
 def default_lines(ft: FileTest, wanted: Sequence[TargetLine] | None) -> list[TargetLine]:
     """The file's target lines restricted to the wanted targets; a wanted target
-    the file does not name runs with no ISA flags. No file lines and nothing
-    wanted: all four targets."""
+    the file does not name runs with no ISA flags. Nothing wanted: the file's
+    target lines, which may all be skipped ones (pulley); a file with none runs
+    on all four targets, or on none for a `test interpret`-only file."""
     if not wanted:
-        return list(ft.targets) or [TargetLine(t) for t in TARGETS.values()]
+        if ft.named_targets or not ft.compiled:
+            return list(ft.targets)
+        return [TargetLine(t) for t in TARGETS.values()]
     lines: list[TargetLine] = []
     for want in wanted:
-        if want.isa_flags:
-            lines.append(want)
-            continue
         own = [tl for tl in ft.targets if tl.target is want.target]
-        lines += own or [want]
+        for line in own if own and not want.isa_flags else [want]:
+            if line.label not in {seen.label for seen in lines}:
+                lines.append(line)
     return lines
+
+
+def unselected(ft: FileTest, lines: Sequence[TargetLine]) -> list[Skipped]:
+    """The file's runnable target lines that `lines` leaves out (`-t`)."""
+    chosen = {line.label for line in lines}
+    return [Skipped(tl.label, "not selected by -t") for tl in ft.targets if tl.label not in chosen]

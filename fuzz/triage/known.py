@@ -7,7 +7,8 @@ Cranelift `versions` it is known on, the `corpus` file that reproduces it
 (relative to the registry; a list when one pattern covers several files), and
 the pattern a finding must match:
 
-- `targets` (target names) and `verdict`, both required;
+- `targets` (target names, or `interpreter` for an interpreter defect) and
+  `verdict`, both required;
 - `file`: the Rust source file a compile panic is raised in, as the bucket key
   names it but without the line (`cranelift-codegen/src/isa/x64/abi.rs`): the
   line moves between Cranelift versions, the file and the message stay;
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fuzz.pipeline.oracle import BENIGN, Verdict
+from fuzz.pipeline.oracle import BENIGN, INTERPRETER, Verdict
 from fuzz.targets import TARGETS
 from fuzz.triage.buckets import panic_location
 from fuzz.triage.records import FindingRecord
@@ -291,7 +292,8 @@ def _entry(path: Path, number: int, raw: dict[str, Any]) -> KnownFinding:
         summary=text("summary"),
         versions=texts("versions"),
         corpus=corpus,
-        targets=texts("targets", TARGETS),
+        # an interpreter defect is a finding on the interpreter
+        targets=texts("targets", (*TARGETS, INTERPRETER)),
         verdict=verdict,
         upstream=text("upstream"),
         fixed_by=text("fixed_by"),

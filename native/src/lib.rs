@@ -12,14 +12,19 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::data_value::DataValue;
+use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
+use cranelift_codegen::ir::LibCall;
 use cranelift_codegen::ir::{self, ExternalName, Function, InstructionData, Opcode};
 use cranelift_codegen::isa::{self, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::FinalizedRelocTarget;
 use cranelift_codegen::{CodegenError, Context};
 use cranelift_interpreter::environment::FunctionStore;
-use cranelift_interpreter::interpreter::{Interpreter, InterpreterError, InterpreterState};
-use cranelift_interpreter::step::ControlFlow;
+use cranelift_interpreter::interpreter::{
+    Interpreter, InterpreterError, InterpreterState, LibCallValues,
+};
+use cranelift_interpreter::step::{ControlFlow, CraneliftTrap};
 use cranelift_reader::{parse_option, parse_run_command, Comparison, Location, RunCommand};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -38,6 +43,12 @@ create_exception!(
     ParseError,
     CraneliftError,
     "CLIF text that does not parse."
+);
+create_exception!(
+    _cranelift,
+    ParseWarning,
+    ParseError,
+    "A file upstream's reader skips with a warning (a target Cranelift does not support)."
 );
 create_exception!(
     _cranelift,
@@ -149,10 +160,16 @@ fn parse(text: &str) -> PyResult<Module> {
     panics::guard(|| {
         let file = cranelift_reader::parse_test(text, cranelift_reader::ParseOptions::default())
             .map_err(|e| {
-                ParseError::new_err((
+                let args = (
                     format!("line {}: {}", e.location.line_number, e.message),
                     e.location.line_number,
-                ))
+                );
+                // upstream skips such a file rather than failing it
+                if e.is_warning {
+                    ParseWarning::new_err(args)
+                } else {
+                    ParseError::new_err(args)
+                }
             })?;
         let mut funcs = Vec::new();
         let mut run_lines = Vec::new();
@@ -340,8 +357,12 @@ impl Module {
         })
     }
 
-    /// Run Cranelift's verifier on every function with the given shared flags.
-    fn verify(&self, shared: Vec<String>) -> PyResult<()> {
+    /// Run Cranelift's verifier on every function: with `isa` when given (as
+    /// upstream does for a file's target, so ISA-dependent instructions such as
+    /// `get_pinned_reg` or `get_frame_pointer` are checked against its flags),
+    /// else with the given shared flags alone.
+    #[pyo3(signature = (shared=Vec::new(), isa=None))]
+    fn verify(&self, shared: Vec<String>, isa: Option<&Isa>) -> PyResult<()> {
         panics::guard(|| {
             let mut builder = settings::builder();
             for opt in &shared {
@@ -351,7 +372,11 @@ impl Module {
             }
             let flags = settings::Flags::new(builder);
             for func in self.funcs.iter() {
-                cranelift_codegen::verify_function(func, &flags).map_err(|errors| {
+                let result = match isa {
+                    Some(isa) => cranelift_codegen::verify_function(func, &*isa.isa),
+                    None => cranelift_codegen::verify_function(func, &flags),
+                };
+                result.map_err(|errors| {
                     let first = errors.0.first().map(|e| e.to_string()).unwrap_or_default();
                     VerifierError::new_err(format!("{}: {first}", func.name))
                 })?;
@@ -439,7 +464,9 @@ pub(crate) fn run_interpreter(
     for f in funcs {
         store.add(f.name.to_string(), f);
     }
-    let state = InterpreterState::default().with_function_store(store);
+    let state = InterpreterState::default()
+        .with_function_store(store)
+        .with_libcall_handler(libcall);
     let mut interp = Interpreter::new(state).with_fuel(Some(fuel));
     match interp.call_by_name(name, args) {
         Ok(ControlFlow::Return(vals)) => Interpreted::Return(vals.to_vec()),
@@ -448,6 +475,32 @@ pub(crate) fn run_interpreter(
         Err(InterpreterError::FuelExhausted) => Interpreted::Fuel,
         Err(e) => Interpreted::Failure(format!("{e}: {e:?}")),
     }
+}
+
+/// The libcalls a CLIF function can call by name (`%CeilF32`), computed as
+/// upstream's `test interpret` does; any other traps as the default handler.
+fn libcall(call: LibCall, args: LibCallValues) -> Result<LibCallValues, CraneliftTrap> {
+    use DataValue::{F32, F64};
+    let value = match (call, &args[..]) {
+        (LibCall::CeilF32, [F32(a)]) => F32(a.ceil()),
+        (LibCall::CeilF64, [F64(a)]) => F64(a.ceil()),
+        (LibCall::FloorF32, [F32(a)]) => F32(a.floor()),
+        (LibCall::FloorF64, [F64(a)]) => F64(a.floor()),
+        (LibCall::TruncF32, [F32(a)]) => F32(a.trunc()),
+        (LibCall::TruncF64, [F64(a)]) => F64(a.trunc()),
+        (LibCall::NearestF32, [F32(a)]) => F32(a.round_ties_even()),
+        (LibCall::NearestF64, [F64(a)]) => F64(a.round_ties_even()),
+        (LibCall::FmaF32, [F32(a), F32(b), F32(c)]) => F32(Ieee32::with_float(
+            f32::from_bits(a.bits()).mul_add(f32::from_bits(b.bits()), f32::from_bits(c.bits())),
+        )),
+        (LibCall::FmaF64, [F64(a), F64(b), F64(c)]) => F64(Ieee64::with_float(
+            f64::from_bits(a.bits()).mul_add(f64::from_bits(b.bits()), f64::from_bits(c.bits())),
+        )),
+        _ => return Err(CraneliftTrap::UnreachableCodeReached),
+    };
+    let mut out = LibCallValues::new();
+    out.push(value);
+    Ok(out)
 }
 
 fn trap_name(trap: &cranelift_interpreter::step::CraneliftTrap) -> String {
@@ -548,6 +601,7 @@ fn _cranelift(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Module>()?;
     m.add("CraneliftError", py.get_type::<CraneliftError>())?;
     m.add("ParseError", py.get_type::<ParseError>())?;
+    m.add("ParseWarning", py.get_type::<ParseWarning>())?;
     m.add("VerifierError", py.get_type::<VerifierError>())?;
     m.add("FlagError", py.get_type::<FlagError>())?;
     m.add("CompileError", py.get_type::<CompileError>())?;
