@@ -27,7 +27,7 @@ from fuzz.gen.choices import ByteSource, RandomSource, Source
 from fuzz.gen.generate import generate
 from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_text
 from fuzz.pipeline.oracle import is_finding
-from fuzz.pipeline.runner import Runner, default_lines
+from fuzz.pipeline.runner import Runner, default_lines, line_flags
 from fuzz.targets import TARGETS, Target
 from fuzz.triage.buckets import bucket_for, details
 from fuzz.triage.records import FindingRecord
@@ -94,6 +94,7 @@ class CaseRunner:
         executions: Counter[str] = Counter()
         verdicts: Counter[str] = Counter()
         findings: dict[str, FindingRecord] = {}
+        flags_of = {line.label: line_flags(ft, line) for line in lines}
         for result in results:
             for label, verdict in result.judgement.verdicts.items():
                 verdicts[verdict.value] += 1
@@ -106,7 +107,7 @@ class CaseRunner:
                 findings[bucket.key] = FindingRecord(
                     clif=text,
                     target=label,
-                    flags=ft.shared_flags,
+                    flags=flags_of.get(label, ft.shared_flags),
                     verdict=verdict.value,
                     details=details(ft, result, label),
                     blame=result.judgement.blame,

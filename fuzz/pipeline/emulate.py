@@ -25,6 +25,7 @@ import dataclasses
 import threading
 import time
 from dataclasses import dataclass
+from functools import cache
 
 import capstone as cs
 import unicorn as uc
@@ -116,6 +117,13 @@ class Watchdog:
 WATCHDOG = Watchdog()
 
 
+@cache
+def _fills() -> tuple[bytes, ...]:
+    """The stack-sized fill pattern of each variant, shared by every emulator
+    of the process (8 MiB each)."""
+    return tuple(bytes([b]) * STACK_SIZE for b in _FILL)
+
+
 def canary(variant: int, index: int, bits: int) -> int:
     """The initial value of register `index`: non-zero, unlike any mapped
     address, distinct per register and per variant (in every 64-bit half)."""
@@ -146,7 +154,7 @@ class Emulator:
             for index, reg in enumerate(target.registers):
                 self.mu.reg_write(reg.uc, canary(variant, index, reg.bits))
             self._contexts.append(self.mu.context_save())
-        self._fills = [bytes([b]) * STACK_SIZE for b in _FILL]
+        self._fills = _fills()
         self._deep_fill: int | None = None  # the variant the deep stack holds; None: dirty
         self._variant = 0
         self._mapped: list[tuple[int, int]] = []
