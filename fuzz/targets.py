@@ -29,6 +29,27 @@ class Reg:
     cls: str  # "int", "float" or "vector"
 
 
+@dataclass(frozen=True)
+class LibcallAbi:
+    """Where a libcall (`%CeilF32`, `%Memcpy`, ...) finds its arguments and
+    leaves its result, in the target's default convention (system_v), which
+    Cranelift's own libcalls use unless `libcall_call_conv` says otherwise;
+    register names are those of `Target.registers`."""
+
+    ints: tuple[str, ...]
+    floats: tuple[str, ...]
+    int_ret: str
+    float_ret: str
+    # empty: no vector libcall (X86Pshufb) here
+    vectors: tuple[str, ...] = ()
+    vector_ret: str = ""
+    # where an f32 lies in its float register: the low bits, or (s390x, whose
+    # short BFP format is the leftmost word of the FPR) the high half
+    f32_shift: int = 0
+    # an f32 in a 64-bit float register is NaN-boxed (RISC-V F/D: upper 32 bits ones)
+    nan_boxed: bool = False
+
+
 def _regs(names: list[str], module: object, prefix: str, bits: int, cls: str) -> tuple[Reg, ...]:
     return tuple(Reg(n, getattr(module, f"{prefix}{n.upper()}"), bits, cls) for n in names)
 
@@ -124,6 +145,10 @@ class Target:
     # bound on what such a callee pops (the exact amount is the signature's
     # stack-argument layout, which the checker does not re-implement)
     max_popped: int = 4096
+    # --- libcalls (fuzz.pipeline.libcalls): the linker places one stub per
+    # libcall, a bare return, and the emulator computes the call at its address
+    libcall_abi: LibcallAbi | None = None
+    return_insn: bytes = b""
 
     @property
     def sp_reg_info(self) -> Reg:
@@ -419,6 +444,16 @@ TARGETS: dict[str, Target] = {
             vector_isa_flags=("has_sse3", "has_ssse3", "has_sse41"),
             tail_calls_need_frame_pointers=True,
             unrunnable_code=_x86_vex,
+            # x86-64 psABI 3.2.3
+            libcall_abi=LibcallAbi(
+                ints=("rdi", "rsi", "rdx"),
+                floats=("xmm0", "xmm1", "xmm2"),
+                int_ret="rax",
+                float_ret="xmm0",
+                vectors=("xmm0", "xmm1"),
+                vector_ret="xmm0",
+            ),
+            return_insn=bytes([0xC3]),  # ret
             aliases=("x86_64", "x64", "amd64"),
         ),
         Target(
@@ -469,6 +504,16 @@ TARGETS: dict[str, Target] = {
             sret_convs=("system_v", "fast"),
             abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
             fuzz_isa_flags=("has_lse", "has_pauth", "has_fp16", "sign_return_address"),
+            # AAPCS64 6.8.2 (128-bit vectors in v0-v7, lanes little-endian)
+            libcall_abi=LibcallAbi(
+                ints=("x0", "x1", "x2"),
+                floats=("v0", "v1", "v2"),
+                int_ret="x0",
+                float_ret="v0",
+                vectors=("v0", "v1"),
+                vector_ret="v0",
+            ),
+            return_insn=(0xD65F03C0).to_bytes(4, "little"),  # ret
             aliases=("aarch64", "arm64"),
         ),
         Target(
@@ -527,6 +572,15 @@ TARGETS: dict[str, Target] = {
             abi_types={"*": SCALAR_TYPES},
             fuzz_isa_flags=("has_zca", "has_zcd"),
             foreign_insn=_riscv_vector,
+            # RISC-V psABI LP64D: a0-a2, fa0-fa2 (vectors would need has_v)
+            libcall_abi=LibcallAbi(
+                ints=("x10", "x11", "x12"),
+                floats=("f10", "f11", "f12"),
+                int_ret="x10",
+                float_ret="f10",
+                nan_boxed=True,
+            ),
+            return_insn=(0x00008067).to_bytes(4, "little"),  # ret (jalr x0, 0(ra))
             aliases=("riscv64", "riscv64gc", "rv64"),
         ),
         Target(
@@ -570,6 +624,15 @@ TARGETS: dict[str, Target] = {
             call_convs=_CONVS_WITHOUT_WINCH,
             abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
             aliases=("s390x",),
+            # s390x ELF ABI 1.2.2.3: r2-r4, f0/f2/f4 (vectors in v24-, not provided)
+            libcall_abi=LibcallAbi(
+                ints=("r2", "r3", "r4"),
+                floats=("f0", "f2", "f4"),
+                int_ret="r2",
+                float_ret="f0",
+                f32_shift=32,
+            ),
+            return_insn=bytes([0x07, 0xFE]),  # br %r14
         ),
     )
 }

@@ -17,6 +17,10 @@ Faults are classified so that only Cranelift's own behaviour is ever blamed:
 - an illegal instruction inside a function that is not a trap site is an
   emulator gap ("not executable here", named by its capstone mnemonic);
 - running out of the instruction budget is a timeout.
+
+A libcall's stub (fuzz.pipeline.link) is hooked: the call is computed in
+Python (fuzz.pipeline.libcalls) and its return instruction runs as usual; a
+memory libcall given a bad pointer is a crash at the stub.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from functools import cache
 import capstone as cs
 import unicorn as uc
 
+from fuzz.pipeline import libcalls
 from fuzz.pipeline.contract import CALLER_FRAME, CallMap, Checker, Violation
 from fuzz.pipeline.link import CODE_BASE, Image
 from fuzz.targets import Target
@@ -173,6 +178,10 @@ class Emulator:
             )
         self.disassembler = cs.Cs(target.cs_arch, target.cs_mode)
         self.checker = Checker(self.mu, target)
+        self._libcall_hooks: list[int] = []
+        self._libcall_fault: RawOutcome | None = None
+        self._machine = libcalls.Machine(self.mu, target) if target.libcall_abi else None
+        self._libcall_memory = _LibcallMemory(self)
 
     def _on_invalid(self, _mu, _access, address, _size, _value, _data) -> bool:  # type: ignore[no-untyped-def]
         self._fault_address = address
@@ -222,11 +231,51 @@ class Emulator:
         if self._loaded is image:
             return
         self.checker.attach(calls or CallMap({}, {}))
+        self._hook_libcalls(image)
         self._ensure_mapped(image.base, image.base + len(image.data))
         self.mu.mem_write(image.base, bytes(image.data))
         # Drop translated blocks of the previous image at the same addresses.
         self.mu.ctl_remove_cache(image.base, image.base + len(image.data))
         self._loaded = image
+
+    def _hook_libcalls(self, image: Image) -> None:
+        """A code hook on each libcall stub of a newly loaded image."""
+        for handle in self._libcall_hooks:
+            self.mu.hook_del(handle)
+        self._libcall_hooks = [
+            self.mu.hook_add(
+                uc.UC_HOOK_CODE, self._on_libcall, user_data=name, begin=address, end=address
+            )
+            for address, name in image.libcalls.items()
+        ]
+
+    def _on_libcall(self, mu: uc.Uc, address: int, _size: int, name: str) -> None:
+        assert self._machine is not None  # the linker places stubs only where there is one
+        try:
+            libcalls.call(name, self._machine, self._libcall_memory)
+        except libcalls.LibcallFault as err:
+            self._libcall_fault = RawOutcome(
+                "crash", detail=f"in libcall {name}: {err}", pc=address
+            )
+            mu.emu_stop()
+
+    def writable(self, address: int, size: int) -> bool:
+        """Whether a libcall may store there: the stack or the slot area (code
+        is read+execute, and unicorn's mem_write would ignore that)."""
+        end = address + size
+        return any(
+            lo <= address and end <= lo + length
+            for lo, length in ((STACK_BASE, STACK_SIZE), (SLOTS_BASE, SLOTS_SIZE))
+        )
+
+    def is_mapped(self, address: int) -> bool:
+        return any(lo <= address < hi for lo, hi in self._mapped)
+
+    def wrote(self, address: int) -> None:
+        """A libcall stored from `address`: below the refilled top, the deep
+        stack is dirty (unicorn's write hooks do not see mem_write)."""
+        if address < STACK_BASE + STACK_SIZE - STACK_REFILL:
+            self._deep_fill = None
 
     def run(
         self,
@@ -277,6 +326,7 @@ class Emulator:
         mu.reg_write(t.arg_regs[1], callee)
         self._fault_address = None
         self._code_write = None
+        self._libcall_fault = None
         image = self._loaded
         assert image is not None
         self.checker.start()
@@ -289,6 +339,8 @@ class Emulator:
         finally:
             if timeout:
                 WATCHDOG.disarm()
+        if self._libcall_fault is not None:
+            return self._with_violations(self._libcall_fault)
         if self._code_write is not None:
             pc = mu.reg_read(t.pc_reg)
             where = f"write to protected memory at {self._code_write:#x}"
@@ -367,3 +419,29 @@ class Emulator:
                 pc=fault,
             )
         return RawOutcome("crash", detail=str(err), pc=pc)
+
+
+class _LibcallMemory:
+    """The emulated memory as a libcall sees it: stores only where the program
+    itself could store, so a bad pointer is a crash, not changed code."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self._emulator = emulator
+
+    def read(self, address: int, size: int) -> bytes:
+        if size == 0:
+            return b""
+        try:
+            return bytes(self._emulator.mu.mem_read(address, size))
+        except uc.UcError:
+            raise libcalls.LibcallFault(f"read of unmapped memory at {address:#x}") from None
+
+    def write(self, address: int, data: bytes) -> None:
+        if not data:
+            return
+        e = self._emulator
+        if not e.writable(address, len(data)):
+            what = "protected" if e.is_mapped(address) else "unmapped"
+            raise libcalls.LibcallFault(f"write to {what} memory at {address:#x}")
+        e.mu.mem_write(address, data)
+        e.wrote(address)

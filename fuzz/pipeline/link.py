@@ -1,8 +1,9 @@
 """Our own linker: lays compiled functions out in emulated memory and patches
 every relocation kind the four backends emit (big-endian on s390x).
 
-Symbols are function names as CLIF prints them (`%name`, `u0:1`). A GOT, when
-a relocation asks for one, follows the code.
+Symbols are function names as CLIF prints them (`%name`, `u0:1`). After the
+code, one stub per libcall the image calls (a bare return the emulator hooks:
+fuzz.pipeline.libcalls); a GOT, when a relocation asks for one, follows them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from fuzz.pipeline.libcalls import provided
 from fuzz.relocations import LinkError, Memory, Relocation, Site
 from fuzz.targets import Target
 
@@ -95,6 +97,7 @@ class Image:
     sizes: dict[str, int]
     trap_sites: dict[int, str] = field(default_factory=dict)
     got: dict[str, int] = field(default_factory=dict)
+    libcalls: dict[int, str] = field(default_factory=dict)  # stub address -> `CeilF32`
 
     def function_at(self, address: int) -> tuple[str, int] | None:
         """(function name, offset) holding `address`, if any."""
@@ -150,11 +153,26 @@ def link(
     got_symbols = sorted(
         {r.target for f in funcs for r in f.relocs if relocation(r, f.name).via_got}
     )
+    # one return stub per libcall called, after the code: the emulator hooks it
+    wanted = sorted(
+        {r.target for f in funcs for r in f.relocs if r.target in LIBCALLS} - set(symbols)
+    )
+    available = provided(target)
+    stubs: dict[str, int] = {}
+    for name in wanted:
+        if name not in available:
+            raise NeedsLibcall(f"needs libcall {name[1:]}: not provided on {target.name}")
+        cursor = _align(cursor, FUNCTION_ALIGN)
+        stubs[name] = cursor
+        cursor += len(target.return_insn)
     got_base = _align(cursor, 4096)
     got = {name: got_base + 8 * i for i, name in enumerate(got_symbols)}
     end = got_base + 8 * len(got) if got else cursor
 
     image = Image(base, bytearray(end - base), symbols, sizes, got=got)
+    for name, address in stubs.items():
+        image.data[address - base : address - base + len(target.return_insn)] = target.return_insn
+        image.libcalls[address] = name[1:]
     for f in funcs:
         start = symbols[f.name] - base
         image.data[start : start + len(f.code)] = f.code
@@ -168,8 +186,8 @@ def link(
             return func_start + int(reloc.target[1:])
         if reloc.target in symbols:
             return symbols[reloc.target]
-        if reloc.target in LIBCALLS:
-            raise NeedsLibcall(f"needs libcall {reloc.target[1:]}: not supported yet")
+        if reloc.target in stubs:
+            return stubs[reloc.target]
         raise UndefinedSymbol(f"undefined symbol {reloc.target}")
 
     def symbol_of(reloc: Reloc, kind: Relocation, func_start: int) -> int:

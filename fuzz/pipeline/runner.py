@@ -204,6 +204,17 @@ class Runner:
             config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=f"link: {err}")
             return config
         image = config.image
+        libcall_cc = next(
+            (f.partition("=")[2] for f in shared if f.startswith("libcall_call_conv=")), ""
+        )
+        if image.libcalls and libcall_cc not in ("", "isa_default", DEFAULT_CC):
+            # the stubs read and write registers by the target's default convention
+            config.failure = Outcome(
+                Kind.NOT_EXECUTABLE,
+                detail=f"libcalls in convention {libcall_cc}: the emulated libcalls "
+                f"follow {DEFAULT_CC}",
+            )
+            return config
         if self.contract:
             config.calls = call_map(ft, config.functions + tramps, image, line.target, shared)
         for name, address in image.symbols.items():
