@@ -86,3 +86,70 @@ def test_an_interpreter_finding_exports_as_test_interpret() -> None:
 def test_an_abi_violation_says_upstream_does_not_check_it() -> None:
     text = filetest(CASE, "riscv64: abi violation", "riscv64|abi violation|x|float", "v")
     assert "passes: upstream's `test run` does not check" in text
+
+
+BITCAST = """test interpret
+test run
+target x86_64
+target aarch64
+
+function %bitcast_i64_to_i32x2(i64) -> i32x2 {
+block0(v0: i64):
+    v1 = bitcast.i32x2 little v0
+    return v1
+}
+; print: %bitcast_i64_to_i32x2(0x00000002_00000001)
+"""
+
+
+def test_an_interpreter_finding_states_the_targets_values() -> None:
+    # the interpreter returns one lane here; stating its value would make the
+    # export pass upstream's `test interpret` (or not parse: `== 1` is no i32x2)
+    text = filetest(BITCAST, "interpreter: wrong result", "interpreter|wrong result|0:i32x2", "v")
+    assert "; run: %bitcast_i64_to_i32x2(0x00000002_00000001) == 0x0000000200000001" in text
+    assert "Expected values are the compiled targets'" in text
+    _cranelift.parse(text)
+
+
+def test_a_value_of_another_type_than_returned_is_not_stated() -> None:
+    text = filetest(BITCAST, "x86_64: wrong result", "x86_64|wrong result|0:i32x2", "v")
+    assert "; print: %bitcast_i64_to_i32x2(0x00000002_00000001)" in text
+    assert config_lines(text)[0] == "test run"  # upstream's interpreter panics on the print
+    _cranelift.parse(text)
+
+
+def test_no_test_interpret_when_the_interpreter_disagrees_with_a_stated_run_line() -> None:
+    stated = BITCAST.replace(
+        "; print: %bitcast_i64_to_i32x2(0x00000002_00000001)",
+        "; run: %bitcast_i64_to_i32x2(0x00000002_00000001) == [1 2]",
+    )
+    text = filetest(stated, "aarch64: wrong result", "aarch64|wrong result|0:i32x2", "v")
+    assert config_lines(text) == ["test run", "target aarch64"]
+    srem = """test interpret
+test run
+target x86_64
+
+function %srem_i64(i64, i64) -> i64 {
+block0(v0: i64, v1: i64):
+    v2 = srem v0, v1
+    return v2
+}
+; run: %srem_i64(0x80000000_00000000, -1) == 0
+"""
+    # the interpreter traps on it: `test interpret` would fail before `test run`
+    text = filetest(srem, "x86_64: crash", "x86_64|crash|x", "v")
+    assert config_lines(text) == ["test run", "target x86_64"]
+    # its own finding keeps it, and says it may panic on the trap
+    text = filetest(srem, "interpreter: wrong result", "interpreter|wrong result|arity", "v")
+    assert config_lines(text)[0] == "test interpret"
+    assert "panics on" in text
+
+
+def test_a_run_export_with_outline_stack_probes_warns_of_the_missing_libcall() -> None:
+    probed = CASE.replace("set opt_level=none", "set opt_level=none enable_probestack=true")
+    text = filetest(probed, "x86_64: wrong result", "x86_64|wrong result|0:i64", "v")
+    assert "unknown libcall" in text
+    inline = probed.replace("target x86_64", "set probestack_strategy=inline\ntarget x86_64")
+    assert "unknown libcall" not in filetest(inline, "x86_64: crash", "x86_64|crash|x", "v")
+    compiled = filetest(probed, "x86_64: compile panic", "x86_64|compile panic|x", "v")
+    assert "unknown libcall" not in compiled

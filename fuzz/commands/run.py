@@ -61,11 +61,14 @@ def print_table(
 ) -> None:
     """One row per run command and executor: the file's expectation, the
     interpreter, then every target line, each with its verdict."""
+    # the path on a line of its own: a table title would wrap it to the table's width
     if not results:
-        console.print(f"[bold]{path}[/bold]: no run commands")
+        console.print(path, style="bold", markup=False, highlight=False, end="")
+        console.print(": no run commands", highlight=False)
         _print_skipped(skipped)
         return
-    table = Table(title=path, title_justify="left", show_edge=False)
+    console.print(path, style="bold", markup=False, highlight=False, soft_wrap=True)
+    table = Table(show_edge=False)
     for column in ("run", "executor", "result", "verdict"):
         table.add_column(column, overflow="fold")
     for r in results:

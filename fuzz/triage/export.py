@@ -2,17 +2,27 @@
 upstream's own `clif-util test FILE` reproduces the finding: `test compile`
 for a finding made while compiling (it reproduces on any host), `test run` on
 the finding's target otherwise, `test interpret` for an interpreter finding
-or when the interpreter states every run line; only the finding's target
+or when the interpreter finishes and passes every run line; only the finding's target
 lines, each after the `set` lines that applied to it in the case; the
-functions, `; run:` lines whose expected values are the interpreter's, and a
-short text saying what to expect."""
+functions, `; run:` lines whose expected values are the interpreter's (the
+compiled targets' for the interpreter's own finding), and a short text saying
+what to expect."""
 
 from __future__ import annotations
 
 from fuzz import _cranelift
-from fuzz.gen.expect import with_expectations
-from fuzz.pipeline.oracle import INTERPRETER, Verdict
+from fuzz.pipeline.filetest import FileTest, RunCommand, parse_text
+from fuzz.pipeline.oracle import (
+    INTERPRETER,
+    Kind,
+    Outcome,
+    Verdict,
+    matches_expectation,
+    same_outcome,
+)
+from fuzz.pipeline.runner import Runner, default_lines
 from fuzz.targets import UnknownTarget, lookup
+from fuzz.values import NanPolicy, Value, clif_literal
 
 # findings made while compiling: `test compile` reproduces them on any host
 _COMPILE_TIME = frozenset({Verdict.COMPILE_PANIC.value, Verdict.COMPILE_ERROR.value})
@@ -22,19 +32,23 @@ def filetest(clif: str, title: str, key: str, version: str) -> str:
     """The filetest for the bucket `key` (`target|verdict|...`) made from `clif`."""
     target, _, rest = key.partition("|")
     verdict = rest.partition("|")[0]
-    body = with_expectations(clif)
+    # the interpreter's finding states what the compiled targets return: its
+    # own values are the wrong ones
+    interpreted = target == INTERPRETER
+    body = _with_expectations(clif, interpreted)
     lines = [line for line in body.splitlines() if not _is_plain_comment(line)]
     start = next((i for i, line in enumerate(lines) if line.startswith("function")), len(lines))
     header = [line.strip() for line in lines[:start] if line.strip()]
-    prints = any(line.lstrip(";").strip().startswith("print:") for line in lines[start:])
-    tests = _tests(target, verdict, prints)
+    tests = _tests(target, verdict, interpreted or _interpreter_states_all(body))
+    whose = "the compiled targets'" if interpreted else "the interpreter's"
+    configs = _configs(header, target)
+    notes = _LIBCALL_NOTE if "test run" in tests and _outline_probestack(configs) else []
     head = [
         f"; {title}",
         f"; callfuzz bucket key: {key}",
-        f"; Cranelift {version}; reduced by callfuzz. Expected values are the interpreter's.",
-        *(f"; {line}" for line in expectation(target, verdict)),
+        f"; Cranelift {version}; reduced by callfuzz. Expected values are {whose}.",
+        *(f"; {line}" for line in [*expectation(target, verdict), *notes]),
     ]
-    configs = _configs(header, target)
     features = [line for line in header if line.startswith("feature")]
     return "\n".join([*head, *tests, *configs, *features, "", *lines[start:]]) + "\n"
 
@@ -47,7 +61,8 @@ def expectation(target: str, verdict: str) -> list[str]:
     if target == INTERPRETER:
         return [
             "Expect: `clif-util test FILE` fails in `test interpret`, on any host:",
-            "the interpreter's result differs from the run line's.",
+            "the interpreter's result differs from the run line's (or it panics on",
+            "a trap the run line does not expect).",
         ]
     if verdict == Verdict.ABI_VIOLATION.value:
         return [
@@ -64,13 +79,123 @@ def expectation(target: str, verdict: str) -> list[str]:
     return [f"Expect: `clif-util test FILE` fails a run line ({verdict}) {where}."]
 
 
-def _tests(target: str, verdict: str, prints: bool) -> list[str]:
+# upstream's `test run` links only the libcalls its function_runner.rs names
+_LIBCALL_NOTE = [
+    "Note: upstream's `test run` has no `__cranelift_probestack` to link: a function",
+    "whose frame needs a probe panics there with `unknown libcall`; with",
+    "`probestack_strategy=inline` it runs, if the finding does not need the outline probe.",
+]
+
+
+def _outline_probestack(configs: list[str]) -> bool:
+    """Whether the `set` lines enable stack probes called out of line (the
+    default strategy); the last setting of a flag wins, as upstream reads them."""
+    flags: dict[str, str] = {}
+    for line in configs:
+        if line.startswith("set"):
+            for word in line.split()[1:]:
+                name, _, value = word.partition("=")
+                flags[name] = value or "true"
+    return (
+        flags.get("enable_probestack") == "true"
+        and flags.get("probestack_strategy", "outline") == "outline"
+    )
+
+
+def _tests(target: str, verdict: str, interpret: bool) -> list[str]:
     if verdict in _COMPILE_TIME:
         return ["test compile"]
     if target == INTERPRETER:
         return ["test interpret"]
-    # upstream's interpreter panics on a `print:` line it cannot finish
-    return ["test run"] if prints else ["test interpret", "test run"]
+    return ["test interpret", "test run"] if interpret else ["test run"]
+
+
+def _interpreter_states_all(text: str) -> bool:
+    """Whether upstream's `test interpret` passes the file, so a run-time
+    finding fails in `test run` and nowhere first: the interpreter finishes
+    every run line and agrees with each. It panics on a `print:` line it
+    cannot finish, and a `run:` line the case stated may be one it disagrees
+    with (its own finding, or a trap it raises)."""
+    try:
+        ft = parse_text(text)
+    except Exception:  # noqa: BLE001 - no verdict on a file callfuzz cannot read
+        return False
+    runner = Runner()
+    for run in ft.runs:
+        if run.compare is None:
+            return False
+        outcome = runner.interpret(ft, run)
+        # upstream compares bit for bit
+        if matches_expectation(outcome, run.compare, run.expected, NanPolicy.EXACT) is not True:
+            return False
+    return True
+
+
+def _with_expectations(text: str, targets: bool) -> str:
+    """The case with each `print:` line whose values can be told stated as a
+    `run:` line: the interpreter's values, or with `targets` the values the
+    case's compiled targets all return (what the interpreter should have
+    returned). A line without such values, or with values of other types than
+    the function returns (the interpreter's one-lane `bitcast`), stays a
+    `print:` line: upstream would not parse it."""
+    try:
+        ft = parse_text(text)
+        runner = Runner()
+        configs = runner.prepare_file(ft, default_lines(ft, None)) if targets else []
+    except Exception:  # noqa: BLE001 - the case as it is: nothing to state
+        return text
+    stated: dict[str, str] = {}
+    for run in ft.runs:
+        if run.compare is not None or not run.text.startswith("print:"):
+            continue
+        if targets:
+            value = _agreed([runner.execute(ft, config, run) for config in configs])
+        else:
+            outcome = runner.interpret(ft, run)
+            value = outcome.values if outcome.kind is Kind.RETURN else None
+        expected = _literals(ft, run, value) if value else None
+        if expected is not None:
+            stated[run.text] = f"run: {run.text.removeprefix('print:').strip()} == {expected}"
+    return _restated(text, stated)
+
+
+def _literals(ft: FileTest, run: RunCommand, values: tuple[Value, ...]) -> str | None:
+    """A run line's expected values for `run`'s function, or None."""
+    returns = [ty for ty, _ext, _purpose in ft.functions[run.func]["signature"]["returns"]]
+    if [v.ty for v in values] != returns:
+        return None
+    written = [_literal(v) for v in values]
+    if any(w is None for w in written):
+        return None
+    return written[0] if len(written) == 1 else "[" + ", ".join(map(str, written)) + "]"
+
+
+def _literal(v: Value) -> str | None:
+    """A vector as the hexadecimal immediate upstream reads for its bits
+    (lane 0 lowest), any other value as callfuzz writes it."""
+    if v.info.is_vector:
+        return f"0x{v.bits:0{v.info.bytes * 2}x}"
+    return clif_literal(v)
+
+
+def _agreed(outcomes: list[Outcome]) -> tuple[Value, ...] | None:
+    """The values every target returned, bit for bit, as upstream compares."""
+    if not outcomes or any(o.kind is not Kind.RETURN or not o.values for o in outcomes):
+        return None
+    first = outcomes[0]
+    if all(same_outcome(first, o, NanPolicy.EXACT) for o in outcomes[1:]):
+        return first.values
+    return None
+
+
+def _restated(text: str, stated: dict[str, str]) -> str:
+    out = []
+    for line in text.splitlines(keepends=True):
+        body = line.removeprefix(";").strip()
+        if line.startswith(";") and body in stated:
+            line = f"; {stated[body]}\n"
+        out.append(line)
+    return "".join(out)
 
 
 def _name(words: list[str]) -> str:
