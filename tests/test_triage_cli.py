@@ -353,3 +353,13 @@ def test_a_directory_or_missing_file_as_database_is_refused(tmp_path: Path) -> N
     missing = tmp_path / "nothing.sqlite"
     assert_bad_input(triage("list", "--db", str(missing)), f"no database at {missing}")
     assert not missing.exists()  # reading never creates a database
+
+
+def test_disassembly_reads_a_label_tagged_with_its_set_lines() -> None:
+    from fuzz.commands.triage import disassembly
+
+    clif = (
+        Path(__file__).parents[1] / "corpus" / "aarch64-apple-narrow-stack-args.clif"
+    ).read_text()
+    lines = disassembly(clif, "aarch64 [opt_level=none]", ["opt_level=none"], None)
+    assert lines[0].startswith("%callee @ "), lines[:2]

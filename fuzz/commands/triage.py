@@ -309,7 +309,9 @@ def disassembly(clif: str, label: str, flags: Sequence[str], pc: int | None) -> 
     functions involved: the run's function, what it calls, and the function
     holding `pc`, whose instruction is marked `=>`."""
 
-    words = label.split()
+    # a label may tag a configuration with its set lines: `x86_64 [opt_level=none]`
+    # (the finding's flags hold them); the rest are the target and its ISA flags
+    words = re.sub(r"\[[^\]]*\]", " ", label).split()
     try:
         target = lookup(words[0] if words else "?")
         ft = parse_text(clif)
