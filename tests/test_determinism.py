@@ -249,3 +249,67 @@ def test_a_stored_reduction_says_it_was_verified(tmp_path: Path) -> None:
     exported = runner.invoke(cli, ["triage", "export", str(bucket_id), "--db", url, "-o", str(out)])
     assert exported.exit_code == 0 and "verified" in exported.output
     assert "reproduced this bucket when run afresh" in out.read_text()
+
+
+def test_a_stray_jump_past_the_image_faults_whatever_ran_before() -> None:
+    """Code pages are mapped for the current image only: a jump past its end
+    faults as in a fresh emulator, not into an earlier, larger image's code."""
+    from fuzz.pipeline.emulate import Emulator
+    from fuzz.pipeline.link import CODE_BASE, Image
+
+    def image(code: bytes, size: int) -> Image:
+        data = bytearray(size)
+        data[: len(code)] = code
+        return Image(CODE_BASE, data, {"%f": CODE_BASE}, {"%f": len(code)})
+
+    larger = image(b"\xc3", 0x2000)
+    larger.data[0x1000:0x1006] = b"\xb8\x2a\x00\x00\x00\xc3"  # mov eax, 42; ret
+    jumps = image(b"\xe9" + (0x1000 - 5).to_bytes(4, "little"), 64)  # jmp +0x1000
+    fresh = Emulator(TARGETS["x86_64"]).run(jumps, CODE_BASE, 0, bytes(16))
+    used = Emulator(TARGETS["x86_64"])
+    used.run(larger, CODE_BASE, 0, bytes(16))
+    after = used.run(jumps, CODE_BASE, 0, bytes(16))
+    assert fresh.kind == "crash" and "unmapped" in fresh.detail
+    assert (after.kind, after.detail) == (fresh.kind, fresh.detail)
+
+
+def test_the_two_initial_states_differ_in_every_register_byte() -> None:
+    from fuzz.pipeline.emulate import canary
+
+    for index in range(64):
+        for bits in (64, 128):
+            a, b = canary(0, index, bits), canary(1, index, bits)
+            size = bits // 8
+            assert all(
+                x != y
+                for x, y in zip(a.to_bytes(size, "little"), b.to_bytes(size, "little"), strict=True)
+            )
+
+
+def test_a_small_budget_is_always_counted() -> None:
+    """A loop of ~300,000 instructions under a 100,000 budget is a timeout on
+    any machine: the wall-clock shortcut is not taken for such a budget."""
+    text = _file(
+        "x86_64",
+        """function %main(i64) -> i64 {
+block0(v0: i64):
+    jump block1(v0)
+block1(v1: i64):
+    v3 = iconst.i64 -1
+    v2 = iadd v1, v3
+    brif v2, block1(v2), block2
+block2:
+    return v2
+}
+; run: %main(100000) == 0
+""",
+    )
+    (result,) = Runner(budget=100_000).run_file(parse_text(text), [TargetLine(TARGETS["x86_64"])])
+    assert result.outcomes["x86_64"].kind is Kind.TIMEOUT
+
+
+def test_pinned_register_spelled_on_is_not_checked() -> None:
+    ft = parse_text((ROOT / "tests" / "data" / "contract" / "pinned-on.clif").read_text())
+    for target in ("x86_64", "aarch64"):
+        (result,) = Runner().run_file(ft, [TargetLine(TARGETS[target])])
+        assert result.judgement.verdicts[target] is Verdict.AGREE, result.outcomes[target]

@@ -355,6 +355,17 @@ class Runner:
         return found
 
 
+def _flag_on(shared: Sequence[str], name: str) -> bool:
+    """A boolean shared flag as Cranelift reads it: the last setting wins, and
+    a bare name, `true`, `on`, `yes` and `1` all mean on."""
+    on = False
+    for word in shared:
+        key, _, value = word.partition("=")
+        if key == name:
+            on = value.lower() in ("", "true", "on", "yes", "1")
+    return on
+
+
 def call_map(
     ft: FileTest,
     functions: Sequence[CompiledFunction],
@@ -375,7 +386,7 @@ def call_map(
             function = Function(f.name, DEFAULT_CC)
         entries[image.symbols[f.name]] = function
     returns = {image.symbols[f.name] + at: f.name for f in functions for at in f.call_returns}
-    pinned = "enable_pinned_reg=true" in shared or "enable_pinned_reg" in shared
+    pinned = _flag_on(shared, "enable_pinned_reg")
     unchecked = frozenset({target.pinned_reg} if pinned and target.pinned_reg else ())
     return CallMap(entries, returns, unchecked)
 
