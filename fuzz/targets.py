@@ -34,11 +34,10 @@ class LibcallAbi:
     """Where a libcall (`%CeilF32`, `%Memcpy`, ...) finds its arguments and
     leaves its result, in the target's default convention (system_v), which
     Cranelift's own libcalls use unless `libcall_call_conv` says otherwise;
-    register names are those of `Target.registers`."""
+    register names are those of `Target.registers`. Integers go where any
+    call's do: `Target.int_arg_regs` and `Target.int_ret_reg`."""
 
-    ints: tuple[str, ...]
     floats: tuple[str, ...]
-    int_ret: str
     float_ret: str
     # empty: no vector libcall (X86Pshufb) here
     vectors: tuple[str, ...] = ()
@@ -446,9 +445,7 @@ TARGETS: dict[str, Target] = {
             unrunnable_code=_x86_vex,
             # x86-64 psABI 3.2.3
             libcall_abi=LibcallAbi(
-                ints=("rdi", "rsi", "rdx"),
                 floats=("xmm0", "xmm1", "xmm2"),
-                int_ret="rax",
                 float_ret="xmm0",
                 vectors=("xmm0", "xmm1"),
                 vector_ret="xmm0",
@@ -506,9 +503,7 @@ TARGETS: dict[str, Target] = {
             fuzz_isa_flags=("has_lse", "has_pauth", "has_fp16", "sign_return_address"),
             # AAPCS64 6.8.2 (128-bit vectors in v0-v7, lanes little-endian)
             libcall_abi=LibcallAbi(
-                ints=("x0", "x1", "x2"),
                 floats=("v0", "v1", "v2"),
-                int_ret="x0",
                 float_ret="v0",
                 vectors=("v0", "v1"),
                 vector_ret="v0",
@@ -574,9 +569,7 @@ TARGETS: dict[str, Target] = {
             foreign_insn=_riscv_vector,
             # RISC-V psABI LP64D: a0-a2, fa0-fa2 (vectors would need has_v)
             libcall_abi=LibcallAbi(
-                ints=("x10", "x11", "x12"),
                 floats=("f10", "f11", "f12"),
-                int_ret="x10",
                 float_ret="f10",
                 nan_boxed=True,
             ),
@@ -626,9 +619,7 @@ TARGETS: dict[str, Target] = {
             aliases=("s390x",),
             # s390x ELF ABI 1.2.2.3: r2-r4, f0/f2/f4 (vectors in v24-, not provided)
             libcall_abi=LibcallAbi(
-                ints=("r2", "r3", "r4"),
                 floats=("f0", "f2", "f4"),
-                int_ret="r2",
                 float_ret="f0",
                 f32_shift=32,
             ),

@@ -25,6 +25,12 @@ def with_expectations(text: str, runner: Runner | None = None) -> str:
         if outcome.values and expected is not None:
             call = run.text.removeprefix("print:").strip()
             stated[run.text] = f"run: {call} == {expected}"
+    return restated(text, stated)
+
+
+def restated(text: str, stated: dict[str, str]) -> str:
+    """`text` with each run-line comment whose body is a key of `stated`
+    replaced by `; value`."""
     if not stated:
         return text
     out = []

@@ -128,6 +128,7 @@ def _probe(target: Target) -> Layout:
 
 
 def new_uc(target: Target) -> uc.Uc:
+    """A unicorn instance for `target` (its CPU model where the table names one)."""
     if target.uc_cpu is not None:
         return uc.Uc(target.uc_arch, target.uc_mode, cpu=target.uc_cpu)  # type: ignore[call-arg]
     return uc.Uc(target.uc_arch, target.uc_mode)
@@ -167,6 +168,12 @@ class Checker:
         self._map: CallMap | None = None
         self._frames: list[Frame] = []
         self._sp_at = self.layout.offsets[self.target.sp_reg_info.name]
+        # where the return address is at a callee's entry, when in a register
+        self._ra_at = (
+            None
+            if self.target.link_reg is None
+            else self.layout.offsets[self.target.link_reg_info.name]
+        )
         self._span_cache: dict[str, list[tuple[int, int, str, str]]] = {}
 
     # -- per image ------------------------------------------------------------
@@ -204,10 +211,10 @@ class Checker:
         t = self.target
         state = self._snapshot()
         sp = _word(state, self._sp_at, 64)
-        if t.link_reg is None:
+        if self._ra_at is None:
             ret = int.from_bytes(mu.mem_read(sp, 8), "little")
         else:
-            ret = _word(state, self.layout.offsets[t.link_reg_info.name], 64)
+            ret = _word(state, self._ra_at, 64)
         callee = self._map.entries[address]
         top = self._frames[-1] if self._frames else None
         if top is not None and top.ret == ret and self._map.returns.get(ret) != top.running:

@@ -35,7 +35,7 @@ import capstone as cs
 import unicorn as uc
 
 from fuzz.pipeline import libcalls
-from fuzz.pipeline.contract import CALLER_FRAME, CallMap, Checker, Violation
+from fuzz.pipeline.contract import CALLER_FRAME, CallMap, Checker, Violation, new_uc
 from fuzz.pipeline.link import CODE_BASE, Image
 from fuzz.targets import Target
 
@@ -154,10 +154,7 @@ class Emulator:
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        if target.uc_cpu is not None:
-            self.mu = uc.Uc(target.uc_arch, target.uc_mode, cpu=target.uc_cpu)  # type: ignore[call-arg]
-        else:
-            self.mu = uc.Uc(target.uc_arch, target.uc_mode)
+        self.mu = new_uc(target)
         self.mu.mem_map(STACK_BASE, STACK_SIZE)
         self.mu.mem_map(SLOTS_BASE, SLOTS_SIZE)
         target.setup(self.mu)

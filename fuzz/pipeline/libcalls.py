@@ -182,6 +182,7 @@ class Machine:
         assert target.libcall_abi is not None
         self.mu = mu
         self.abi: LibcallAbi = target.libcall_abi
+        self.target = target
         self._regs: dict[str, Reg] = {r.name: r for r in target.registers}
 
     def _get(self, name: str) -> int:
@@ -191,10 +192,10 @@ class Machine:
         self.mu.reg_write(self._regs[name].uc, value)
 
     def int_arg(self, index: int) -> int:
-        return self._get(self.abi.ints[index]) & ((1 << 64) - 1)
+        return self._get(self.target.int_arg_regs[index]) & ((1 << 64) - 1)
 
     def set_int_ret(self, value: int) -> None:
-        self._set(self.abi.int_ret, value & ((1 << 64) - 1))
+        self._set(self.target.int_ret_reg, value & ((1 << 64) - 1))
 
     def _float_field(self, fmt: Format) -> tuple[int, int]:
         """(shift, mask) of a value of `fmt` in a float register."""

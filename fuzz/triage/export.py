@@ -11,6 +11,7 @@ what to expect."""
 from __future__ import annotations
 
 from fuzz import _cranelift
+from fuzz.gen.expect import restated
 from fuzz.pipeline.filetest import FileTest, RunCommand, parse_text
 from fuzz.pipeline.oracle import (
     INTERPRETER,
@@ -156,7 +157,7 @@ def _with_expectations(text: str, targets: bool) -> str:
         expected = _literals(ft, run, value) if value else None
         if expected is not None:
             stated[run.text] = f"run: {run.text.removeprefix('print:').strip()} == {expected}"
-    return _restated(text, stated)
+    return restated(text, stated)
 
 
 def _literals(ft: FileTest, run: RunCommand, values: tuple[Value, ...]) -> str | None:
@@ -186,16 +187,6 @@ def _agreed(outcomes: list[Outcome]) -> tuple[Value, ...] | None:
     if all(same_outcome(first, o, NanPolicy.EXACT) for o in outcomes[1:]):
         return first.values
     return None
-
-
-def _restated(text: str, stated: dict[str, str]) -> str:
-    out = []
-    for line in text.splitlines(keepends=True):
-        body = line.removeprefix(";").strip()
-        if line.startswith(";") and body in stated:
-            line = f"; {stated[body]}\n"
-        out.append(line)
-    return "".join(out)
 
 
 def _name(words: list[str]) -> str:
