@@ -10,6 +10,7 @@ campaigns bucket, survive and reduce what they find; nothing else does.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,7 +67,8 @@ def _flip_first_bit(outcome: Outcome) -> Outcome:
     if outcome.kind is not Kind.RETURN or not outcome.values:
         return outcome
     first = outcome.values[0]
-    return Outcome(Kind.RETURN, (Value(first.ty, first.bits ^ 1), *outcome.values[1:]))
+    flipped = (Value(first.ty, first.bits ^ 1), *outcome.values[1:])
+    return dataclasses.replace(outcome, values=flipped)
 
 
 def _abort(outcome: Outcome) -> Outcome:

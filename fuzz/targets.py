@@ -49,6 +49,143 @@ class LibcallAbi:
     nan_boxed: bool = False
 
 
+@dataclass(frozen=True)
+class QemuSetup:
+    """How qemu-user runs a target's code (fuzz.pipeline.qemu): the program it
+    starts (an ELF callfuzz writes itself), the CPU it emulates and the
+    system-call convention the harness drives through its gdbstub."""
+
+    binary: str  # qemu-user's program for the architecture
+    elf_machine: int  # e_machine
+    elf_flags: int  # e_flags
+    cpu: str  # -cpu model
+    # ISA flag -> the -cpu properties it needs; flags not named run on the model as is
+    properties: Mapping[str, str]
+    # ISA flags qemu-user 7.2 cannot run (Debian 12's qemu-user)
+    lacks: frozenset[str]
+    syscall_insn: bytes
+    loop_insn: bytes  # a branch to itself: where the stub stops (a breakpoint)
+    # gdb register names: the system call number, its arguments, its result
+    syscall_number: str
+    syscall_args: tuple[str, str, str, str]
+    syscall_result: str
+    # Linux system call numbers
+    read: int
+    readv: int
+    mprotect: int
+    rt_sigaction: int
+    sigaltstack: int
+    # kernel `struct sigaction` has sa_restorer before sa_mask (not on riscv64)
+    sigaction_restorer: bool
+    # a signal handler's second argument (the siginfo) arrives here
+    handler_siginfo: str
+    pc: str
+    sp: str
+    # register name (Target.registers) -> gdb's name for it, where they differ
+    gdb_names: Mapping[str, str]
+    # registers qemu's target description lists but its register numbers skip
+    gdb_phantoms: frozenset[str] = frozenset()
+    # where a recorded trap site lies relative to the PC of qemu's signal
+    # (s390x: the PSW points past the trapping instruction)
+    trap_site_deltas: tuple[int, ...] = (0,)
+    # Registers the `g` packet lacks, set from memory before each run by
+    # `fp_restore` (register `fp_base` holds the block's address): the names
+    # of the block's pieces in order and the bytes of each.
+    fp_pieces: tuple[str, ...] = ()
+    fp_piece_bytes: int = 8
+    fp_restore: bytes = b""
+    fp_base: str = ""
+
+
+def _aarch64_ldp_q(count: int) -> bytes:
+    """`ldp q<2k>, q<2k+1>, [x3, #32k]` for every pair: all vector registers."""
+    words = [
+        0xAD400000 | ((2 * k) << 15) | ((2 * k + 1) << 10) | (3 << 5) | (2 * k)
+        for k in range(count // 2)
+    ]
+    return b"".join(w.to_bytes(4, "little") for w in words)
+
+
+def _riscv_fld(count: int) -> bytes:
+    """`fld f<i>, 8i(a3)` for every float register."""
+    words = [(8 * i << 20) | (13 << 15) | (3 << 12) | (i << 7) | 0x07 for i in range(count)]
+    return b"".join(w.to_bytes(4, "little") for w in words)
+
+
+_RISCV_ABI_NAMES = tuple(
+    [
+        "zero",
+        "ra",
+        "sp",
+        "gp",
+        "tp",
+        "t0",
+        "t1",
+        "t2",
+        "fp",
+        "s1",
+        "a0",
+        "a1",
+        "a2",
+        "a3",
+        "a4",
+        "a5",
+        "a6",
+        "a7",
+        "s2",
+        "s3",
+        "s4",
+        "s5",
+        "s6",
+        "s7",
+        "s8",
+        "s9",
+        "s10",
+        "s11",
+        "t3",
+        "t4",
+        "t5",
+        "t6",
+    ]
+)
+_RISCV_FP_NAMES = tuple(
+    [
+        "ft0",
+        "ft1",
+        "ft2",
+        "ft3",
+        "ft4",
+        "ft5",
+        "ft6",
+        "ft7",
+        "fs0",
+        "fs1",
+        "fa0",
+        "fa1",
+        "fa2",
+        "fa3",
+        "fa4",
+        "fa5",
+        "fa6",
+        "fa7",
+        "fs2",
+        "fs3",
+        "fs4",
+        "fs5",
+        "fs6",
+        "fs7",
+        "fs8",
+        "fs9",
+        "fs10",
+        "fs11",
+        "ft8",
+        "ft9",
+        "ft10",
+        "ft11",
+    ]
+)
+
+
 def _regs(names: list[str], module: object, prefix: str, bits: int, cls: str) -> tuple[Reg, ...]:
     return tuple(Reg(n, getattr(module, f"{prefix}{n.upper()}"), bits, cls) for n in names)
 
@@ -121,6 +258,11 @@ class Target:
     fuzz_isa_flags: tuple[str, ...] = ()
     # ISA flags that vector types need on this target
     vector_isa_flags: tuple[str, ...] = ()
+    # Cases that use extensions only qemu-user runs (fuzz.gen.generate's
+    # QEMU_ONLY_PCT): the flags such a case toggles, and the types its
+    # signatures may hold (empty: `abi_types`)
+    qemu_isa_flags: tuple[str, ...] = ()
+    qemu_abi_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # --- the call contract (fuzz.pipeline.contract) ---------------------------
     # bytes a call instruction pushes (the return address on x86_64)
     ra_slot: int = 0
@@ -148,6 +290,8 @@ class Target:
     # libcall, a bare return, and the emulator computes the call at its address
     libcall_abi: LibcallAbi | None = None
     return_insn: bytes = b""
+    # --- the second executor (fuzz.pipeline.qemu)
+    qemu: QemuSetup | None = None
 
     @property
     def sp_reg_info(self) -> Reg:
@@ -441,6 +585,7 @@ TARGETS: dict[str, Target] = {
                 "has_cmpxchg16b",
             ),
             vector_isa_flags=("has_sse3", "has_ssse3", "has_sse41"),
+            qemu_isa_flags=("has_avx", "has_avx2", "has_fma"),
             tail_calls_need_frame_pointers=True,
             unrunnable_code=_x86_vex,
             # x86-64 psABI 3.2.3
@@ -452,6 +597,41 @@ TARGETS: dict[str, Target] = {
             ),
             return_insn=bytes([0xC3]),  # ret
             aliases=("x86_64", "x64", "amd64"),
+            qemu=QemuSetup(
+                binary="qemu-x86_64",
+                elf_machine=62,
+                elf_flags=0,
+                # TCG's `max`: AVX, AVX2, FMA, BMI, LZCNT, POPCNT (QEMU 7.2), no AVX-512
+                cpu="max",
+                properties={},
+                lacks=frozenset(
+                    {
+                        "has_avx_vnni",
+                        "has_avx512bitalg",
+                        "has_avx512dq",
+                        "has_avx512vl",
+                        "has_avx512vbmi",
+                        "has_avx512f",
+                        "has_avx512vnni",
+                    }
+                ),
+                syscall_insn=bytes([0x0F, 0x05]),  # syscall
+                loop_insn=bytes([0xEB, 0xFE]),  # jmp .
+                syscall_number="rax",
+                syscall_args=("rdi", "rsi", "rdx", "r10"),
+                syscall_result="rax",
+                read=0,
+                readv=19,
+                mprotect=10,
+                rt_sigaction=13,
+                sigaltstack=131,
+                sigaction_restorer=True,
+                handler_siginfo="rsi",
+                pc="rip",
+                sp="rsp",
+                gdb_names={},
+                gdb_phantoms=frozenset({"ss_base", "ds_base", "es_base"}),
+            ),
         ),
         Target(
             name="aarch64",
@@ -510,6 +690,34 @@ TARGETS: dict[str, Target] = {
             ),
             return_insn=(0xD65F03C0).to_bytes(4, "little"),  # ret
             aliases=("aarch64", "arm64"),
+            qemu=QemuSetup(
+                binary="qemu-aarch64",
+                elf_machine=183,
+                elf_flags=0,
+                cpu="max",  # LSE, PAuth, FP16, BTI, SVE
+                properties={},
+                lacks=frozenset(),
+                syscall_insn=(0xD4000001).to_bytes(4, "little"),  # svc #0
+                loop_insn=(0x14000000).to_bytes(4, "little"),  # b .
+                syscall_number="x8",
+                syscall_args=("x0", "x1", "x2", "x3"),
+                syscall_result="x0",
+                read=63,
+                readv=65,
+                mprotect=226,
+                rt_sigaction=134,
+                sigaltstack=132,
+                sigaction_restorer=True,
+                handler_siginfo="x1",
+                pc="pc",
+                sp="sp",
+                # with SVE, gdb shows each vector register as its SVE register
+                gdb_names={f"v{i}": f"z{i}" for i in range(32)},
+                fp_pieces=tuple(f"v{i}" for i in range(32)),
+                fp_piece_bytes=16,
+                fp_restore=_aarch64_ldp_q(32),
+                fp_base="x3",
+            ),
         ),
         Target(
             name="riscv64",
@@ -563,9 +771,12 @@ TARGETS: dict[str, Target] = {
             ),
             # winch asserts on riscv64 (corpus/riscv64-winch-callconv.clif)
             call_convs=_CONVS_WITHOUT_WINCH,
-            # vectors need has_v, which unicorn lacks: compile-only, so not generated
+            # vectors need has_v, which unicorn lacks: only in cases for qemu-user
             abi_types={"*": SCALAR_TYPES},
             fuzz_isa_flags=("has_zca", "has_zcd"),
+            vector_isa_flags=("has_v",),
+            qemu_isa_flags=("has_zba", "has_zbb", "has_zbs", "has_zbkb", "has_zfh", "has_zfhmin"),
+            qemu_abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
             foreign_insn=_riscv_vector,
             # RISC-V psABI LP64D: a0-a2, fa0-fa2 (vectors would need has_v)
             libcall_abi=LibcallAbi(
@@ -575,6 +786,45 @@ TARGETS: dict[str, Target] = {
             ),
             return_insn=(0x00008067).to_bytes(4, "little"),  # ret (jalr x0, 0(ra))
             aliases=("riscv64", "riscv64gc", "rv64"),
+            qemu=QemuSetup(
+                binary="qemu-riscv64",
+                elf_machine=243,
+                elf_flags=0x5,  # RVC, double-float ABI
+                cpu="rv64",  # RV64GC; every other extension only when a flag asks
+                properties={
+                    "has_v": "v=true,vlen=128,elen=64,vext_spec=v1.0",
+                    "has_zba": "zba=true",
+                    "has_zbb": "zbb=true",
+                    "has_zbc": "zbc=true",
+                    "has_zbs": "zbs=true",
+                    "has_zbkb": "zbkb=true",
+                    "has_zfh": "Zfh=true",
+                    "has_zfhmin": "Zfhmin=true",
+                },
+                lacks=frozenset({"has_zcb", "has_zfa", "has_zvfh", "has_zvbb", "has_zicond"}),
+                syscall_insn=(0x00000073).to_bytes(4, "little"),  # ecall
+                loop_insn=(0x0000006F).to_bytes(4, "little"),  # j .
+                syscall_number="a7",
+                syscall_args=("a0", "a1", "a2", "a3"),
+                syscall_result="a0",
+                read=63,
+                readv=65,
+                mprotect=226,
+                rt_sigaction=134,
+                sigaltstack=132,
+                sigaction_restorer=False,
+                handler_siginfo="a1",
+                pc="pc",
+                sp="sp",
+                gdb_names={
+                    **{f"x{i}": n for i, n in enumerate(_RISCV_ABI_NAMES)},
+                    **{f"f{i}": n for i, n in enumerate(_RISCV_FP_NAMES)},
+                },
+                fp_pieces=tuple(f"f{i}" for i in range(32)),
+                fp_piece_bytes=8,
+                fp_restore=_riscv_fld(32),
+                fp_base="a3",
+            ),
         ),
         Target(
             name="s390x",
@@ -616,6 +866,7 @@ TARGETS: dict[str, Target] = {
             # winch asserts on s390x (corpus/s390x-winch-callconv.clif)
             call_convs=_CONVS_WITHOUT_WINCH,
             abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
+            qemu_isa_flags=("has_vxrs_ext2", "has_mie3"),
             aliases=("s390x",),
             # s390x ELF ABI 1.2.2.3: r2-r4, f0/f2/f4 (vectors in v24-, not provided)
             libcall_abi=LibcallAbi(
@@ -624,6 +875,40 @@ TARGETS: dict[str, Target] = {
                 f32_shift=32,
             ),
             return_insn=bytes([0x07, 0xFE]),  # br %r14
+            qemu=QemuSetup(
+                binary="qemu-s390x",
+                elf_machine=22,
+                elf_flags=0,
+                cpu="max",  # z14 and vector enhancements 2, MIE3 (QEMU 7.2)
+                properties={},
+                lacks=frozenset({"has_mie4", "has_vxrs_ext3"}),
+                syscall_insn=bytes([0x0A, 0x00]),  # svc 0 (the number in r1)
+                loop_insn=bytes([0xA7, 0xF4, 0x00, 0x00]),  # j .
+                syscall_number="r1",
+                syscall_args=("r2", "r3", "r4", "r5"),
+                syscall_result="r2",
+                read=3,
+                readv=145,
+                mprotect=125,
+                rt_sigaction=174,
+                sigaltstack=186,
+                sigaction_restorer=True,
+                handler_siginfo="r3",
+                pc="pswa",
+                sp="r15",
+                gdb_names={},
+                trap_site_deltas=(-1, -3, -2, 0, 1, 2, 3),
+                # v0-v15 are f<n> (bits 0-63) and f<n>_hi; v16-v31 have no name here
+                fp_pieces=tuple(
+                    n
+                    for i in range(32)
+                    for n in ((f"f{i}", f"f{i}_hi") if i < 16 else (f"v{i}a", f"v{i}b"))
+                ),
+                fp_piece_bytes=8,
+                # vlm %v0,%v15,0(%r5); vlm %v16,%v31,256(%r5)
+                fp_restore=bytes.fromhex("e70f50000036e70f51000c36"),
+                fp_base="r5",
+            ),
         ),
     )
 }

@@ -313,6 +313,7 @@ def test_a_directory_run_in_json_has_the_summary() -> None:
     assert (summary["files"], summary["bad_input"], summary["run_commands"]) == (4, 1, 3)
     assert summary["executors"]["interpreter"]["executed"] == 3
     assert summary["executors"]["aarch64"] == {
+        "runs_by_executor": {"unicorn": 1},
         "configurations": 1,
         "executed": 1,
         "divergent": 0,

@@ -15,6 +15,8 @@ from fuzz import _cranelift
 from fuzz.campaign.state import CaseResult, WorkerConfig
 from fuzz.campaign.worker import CaseRunner
 from fuzz.pipeline.filetest import parse_file
+from fuzz.pipeline.oracle import Verdict, is_finding
+from fuzz.pipeline.qemu import qemu_version
 from fuzz.pipeline.runner import Runner, default_lines
 from fuzz.targets import TARGETS
 from fuzz.triage.known import KnownFinding, load, message_of, target_of
@@ -25,13 +27,45 @@ REGISTRY = load(CORPUS / "known.toml")
 Replay = Callable[[Path], CaseResult]
 
 
-@pytest.fixture(scope="module")
-def replay(tmp_path_factory: pytest.TempPathFactory) -> Replay:
-    """A corpus file as a campaign on all four targets replays it."""
-    inflight = tmp_path_factory.mktemp("worker") / "inflight.clif"
-    config = WorkerConfig(engine="random", targets=list(TARGETS), inflight=str(inflight))
+def _replayer(inflight: Path, executor: str) -> Replay:
+    config = WorkerConfig(
+        engine="random", targets=list(TARGETS), inflight=str(inflight), executor=executor
+    )
     runner = CaseRunner(config, None)
     return lambda path: runner.run(path.read_text(), "corpus", None, -1)
+
+
+@pytest.fixture(scope="module")
+def replay(tmp_path_factory: pytest.TempPathFactory) -> Replay:
+    """A corpus file as a campaign on all four targets replays it. An
+    emulator defect shows on unicorn alone (the default routing has
+    qemu-user refute it: see the test after this one)."""
+    folder = tmp_path_factory.mktemp("worker")
+    default = _replayer(folder / "inflight.clif", "auto")
+    unicorn = _replayer(folder / "inflight-unicorn.clif", "unicorn")
+    emulator_files = {p for e in REGISTRY.entries if e.kind == "emulator defect" for p in e.corpus}
+    return lambda path: (unicorn if path in emulator_files else default)(path)
+
+
+@pytest.mark.skipif(qemu_version() is None, reason="needs qemu-user (Debian package qemu-user)")
+@pytest.mark.parametrize(
+    "entry", [e for e in REGISTRY.entries if e.kind == "emulator defect"], ids=lambda e: e.id
+)
+def test_an_emulator_defect_is_refuted_by_qemu_and_recorded_apart(
+    entry: KnownFinding, tmp_path: Path
+) -> None:
+    """unicorn alone reports a divergence; with the referee nothing is blamed
+    on Cranelift, and the campaign records an emulator disagreement."""
+    replay = _replayer(tmp_path / "inflight.clif", "auto")
+    for path in entry.corpus:
+        result = replay(path)
+        assert result.error is None
+        assert result.findings, path.name
+        for finding in result.findings:
+            assert finding.verdict == Verdict.EMULATOR_DISAGREEMENT.value, finding.bucket_key
+            assert not is_finding(Verdict(finding.verdict), False)
+            assert "qemu-user" in finding.bucket_title
+            assert REGISTRY.match(finding) is None
 
 
 @pytest.mark.parametrize("entry", REGISTRY.entries, ids=lambda e: e.id)

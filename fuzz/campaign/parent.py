@@ -81,6 +81,7 @@ class Campaign:
         self.new_bucket_ids: list[int] = []  # opened by this run, not known
         self.bucket_hits: set[str] = set()  # keys of the buckets this run's findings went to
         self.known_hits: dict[str, str] = {}  # known bucket key -> registry entry id
+        self.emulator_keys: set[str] = set()  # emulator disagreement buckets (not findings)
         self.kept: Counter[str] = Counter()  # findings stored per bucket key
         self.smallest: dict[str, int] = {}  # lines of the smallest stored case per key
         self.workdir = options.workdir / f"campaign-{campaign_id}"
@@ -100,6 +101,7 @@ class Campaign:
             hypothesis_db=str(self.workdir / "hypothesis"),
             corpus_all_targets=self.opt.corpus_all_targets,
             contract=self.opt.contract,
+            executor=self.opt.executor,
         )
         process = self.ctx.Process(
             target=worker_main, args=(config, child, shared), name=f"callfuzz-worker-{index}"
@@ -185,10 +187,17 @@ class Campaign:
 
     def _record(self, finding: FindingRecord) -> FindingRecord:
         """The finding, in its known bucket if the registry knows it, kept or
-        only counted (a bucket keeps a few per run)."""
-        self.stats.findings += 1
-        finding = self.opt.known.apply(finding)
-        self._count_bucket(finding)
+        only counted (a bucket keeps a few per run). An emulator disagreement
+        is kept for reference and counted apart: it is never a finding."""
+        if finding.verdict == Verdict.EMULATOR_DISAGREEMENT.value:
+            self.stats.emulator_disagreements += 1
+            if finding.bucket_key not in self.emulator_keys:
+                self.emulator_keys.add(finding.bucket_key)
+                self.stats.emulator_buckets += 1
+        else:
+            self.stats.findings += 1
+            finding = self.opt.known.apply(finding)
+            self._count_bucket(finding)
         key, lines = finding.bucket_key, finding.clif.count("\n")
         keep = self.kept[key] < KEPT_PER_BUCKET or lines < self.smallest.get(key, lines)
         if keep:
@@ -231,7 +240,11 @@ class Campaign:
         )
         created = self.db.record_batch(self.id, self.pending, progress)
         keys = self.db.bucket_keys(created) if created else {}
-        new = [i for i in created if keys[i] not in self.known_hits]
+        new = [
+            i
+            for i in created
+            if keys[i] not in self.known_hits and keys[i] not in self.emulator_keys
+        ]
         self.new_bucket_ids += new
         self.stats.new_buckets += len(new)
         first = {keys[i] for i in new}

@@ -94,7 +94,13 @@ class Display:
         s = self.stats
         text = f"{s.findings:,} in {s.new_buckets} new buckets, {s.known_buckets} known"
         older = s.older_buckets()
-        return text + (f", {older} seen before" if older else "")
+        text += f", {older} seen before" if older else ""
+        if s.emulator_disagreements:
+            text += (
+                f" (and {s.emulator_disagreements:,} emulator disagreements in "
+                f"{s.emulator_buckets} buckets, not findings)"
+            )
+        return text
 
     def update(self) -> None:
         if self.live is not None:

@@ -35,6 +35,7 @@ class Options:
     fault: str | None = None  # planted test-only fault (fuzz.faults)
     # the call contract checks (fuzz.pipeline.contract); off only to measure them
     contract: bool = True
+    executor: str = "auto"  # fuzz.pipeline.routing.ExecutorChoice
     status_every: float = 30.0  # seconds between status lines off a terminal
     live: bool = False  # rich live display (a terminal)
     workdir: Path = Path("crashes")  # in-flight files and Hypothesis's database
@@ -49,6 +50,9 @@ class Stats:
     buckets_hit: int = 0  # distinct buckets this run's findings went to
     new_buckets: int = 0  # of them: opened by this run, not known
     known_buckets: int = 0  # of them: known (corpus/known.toml)
+    # unicorn's divergences that qemu-user refuted: recorded, never findings
+    emulator_disagreements: int = 0
+    emulator_buckets: int = 0  # buckets hit, not counted in buckets_hit
     hard_crashes: int = 0
     hangs: int = 0
     corpus_added: int = 0
@@ -95,6 +99,7 @@ class WorkerConfig:
     hypothesis_db: str | None = None
     corpus_all_targets: bool = False  # see Options
     contract: bool = True  # see Options
+    executor: str = "auto"  # fuzz.pipeline.routing.ExecutorChoice
 
 
 @dataclass

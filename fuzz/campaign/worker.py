@@ -26,7 +26,8 @@ from fuzz.gen.cells import Cell, module_cells
 from fuzz.gen.choices import ByteSource, RandomSource, Source
 from fuzz.gen.generate import generate
 from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_text
-from fuzz.pipeline.oracle import is_finding
+from fuzz.pipeline.oracle import is_recorded
+from fuzz.pipeline.routing import ExecutorChoice
 from fuzz.pipeline.runner import Runner, default_lines, line_flags
 from fuzz.targets import TARGETS, Target
 from fuzz.triage.buckets import bucket_for, details
@@ -43,7 +44,11 @@ class CaseRunner:
     def __init__(self, config: WorkerConfig, shared: SynchronizedArray[float] | None) -> None:
         self.config = config
         self.shared = shared
-        self.runner = Runner(fault=hooks(config.fault), contract=config.contract)
+        self.runner = Runner(
+            fault=hooks(config.fault),
+            contract=config.contract,
+            executor=ExecutorChoice(config.executor),
+        )
         self.targets = [TARGETS[name] for name in config.targets]
         self.wanted = [TargetLine(t) for t in self.targets]
         self.inflight = Path(config.inflight)
@@ -99,7 +104,7 @@ class CaseRunner:
             for label, verdict in result.judgement.verdicts.items():
                 verdicts[verdict.value] += 1
                 executions[label.split()[0]] += 1
-                if not is_finding(verdict, label in result.judgement.blame):
+                if not is_recorded(verdict, label in result.judgement.blame):
                     continue
                 bucket = bucket_for(ft, label, result)
                 if bucket.key in findings:

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 
-from fuzz.pipeline.filetest import TargetLine
+from fuzz.pipeline.routing import ExecutorChoice
 from fuzz.targets import TARGETS, UnknownTarget, lookup
 
+if TYPE_CHECKING:
+    # the filetest reader loads the bridge: imported where it is used, so the
+    # command line can choose the bridge (`--cranelift`) after importing this
+    from fuzz.pipeline.filetest import TargetLine
+
 EXIT_AGREE, EXIT_DIVERGENCE, EXIT_BAD_INPUT = 0, 1, 2
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Wide enough for a night's log file when stdout is not a terminal.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -27,6 +35,8 @@ def fail(message: str) -> NoReturn:
 
 def parse_target_option(spec: str) -> TargetLine:
     """`--target aarch64` or `--target "riscv64 has_c"`."""
+    from fuzz.pipeline.filetest import TargetLine
+
     words = spec.split()
     if not words:
         fail("empty --target")
@@ -67,3 +77,16 @@ def parse_targets(specs: tuple[str, ...]) -> list[str]:
             if name not in names:
                 names.append(name)
     return names or list(TARGETS)
+
+
+def executor_option(command: F) -> F:
+    """`--executor auto|unicorn|qemu|both` (fuzz.pipeline.routing)."""
+    return click.option(
+        "--executor",
+        type=click.Choice([c.value for c in ExecutorChoice]),
+        default=ExecutorChoice.AUTO.value,
+        show_default=True,
+        help="auto: unicorn, qemu-user where unicorn cannot run a line and to referee "
+        "unicorn's divergences; unicorn or qemu: that one only; both: qemu-user "
+        "also reruns every unicorn run.",
+    )(command)

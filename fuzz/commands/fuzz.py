@@ -14,6 +14,7 @@ from fuzz.campaign.state import Options
 from fuzz.commands.common import (
     EXIT_AGREE,
     EXIT_DIVERGENCE,
+    executor_option,
     fail,
     parse_duration,
     parse_targets,
@@ -95,6 +96,7 @@ from reducers.reduce import Goal, reduce_text
     help="Check the call contract (callee-saved registers, SP, frames, extension); "
     "--no-contract only to measure what the checks cost.",
 )
+@executor_option
 @click.option("--plant-fault", type=click.Choice(sorted(ALL_FAULTS)), hidden=True)
 def fuzz(
     duration: str | None,
@@ -113,6 +115,7 @@ def fuzz(
     status_every: float,
     reduce_time: float,
     contract: bool,
+    executor: str,
     plant_fault: str | None,
 ) -> None:
     """Run a campaign: generate, compile, interpret, emulate and compare on
@@ -157,6 +160,7 @@ def fuzz(
         hang_limit=hang_limit,
         fault=plant_fault,
         contract=contract,
+        executor=executor,
         status_every=status_every,
         live=sys.stdout.isatty(),
         workdir=db.workdir,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from fuzz import _cranelift
@@ -24,12 +25,14 @@ from fuzz.commands.common import (
     EXIT_BAD_INPUT,
     EXIT_DIVERGENCE,
     console,
+    executor_option,
     fail,
     parse_target_option,
 )
 from fuzz.pipeline.emulate import DEFAULT_BUDGET
 from fuzz.pipeline.filetest import BadInput, FileTest, Skipped, SkippedFile, parse_file
 from fuzz.pipeline.oracle import BENIGN, INTERPRETER, Outcome, Verdict, is_finding
+from fuzz.pipeline.routing import ExecutorChoice
 from fuzz.pipeline.runner import Runner, RunResult, default_lines, unselected
 from fuzz.targets import TARGETS
 from fuzz.values import NanPolicy, Value, format_values
@@ -83,11 +86,14 @@ def print_table(
         for label, outcome in r.outcomes.items():
             verdict = j.verdicts[label]
             style = _style(verdict)
-            text = str(outcome)
+            text = escape(str(outcome))
+            if outcome.confirmed_by:
+                text += f"  (confirmed by {escape(outcome.confirmed_by)})"
             if label in j.blame:
                 text += "  [bold](blamed)[/bold]"
+            where = f"{label} [dim]on {outcome.executor}[/dim]" if outcome.executor else label
             table.add_row(
-                first, label, f"[{style}]{text}[/{style}]", f"[{style}]{verdict.value}[/{style}]"
+                first, where, f"[{style}]{text}[/{style}]", f"[{style}]{verdict.value}[/{style}]"
             )
             first = ""
         table.add_section()
@@ -126,6 +132,8 @@ def result_json(r: RunResult) -> dict[str, Any]:
                 "pc": o.pc,
                 "violations": [str(v) for v in o.violations],
                 "verdict": r.judgement.verdicts[label].value,
+                "executor": o.executor or None,
+                "confirmed_by": o.confirmed_by or None,
             }
             for label, o in r.outcomes.items()
         },
@@ -156,9 +164,11 @@ class Tally:
     executed: int = 0  # ran, and nothing diverged
     divergent: int = 0
     abstained: Counter[str] = field(default_factory=Counter)  # reason -> run commands
+    on: Counter[str] = field(default_factory=Counter)  # executor -> runs it made
 
     def json(self) -> dict[str, Any]:
         return {
+            "runs_by_executor": dict(self.on.most_common()),
             "configurations": self.configs,
             "executed": self.executed,
             "divergent": self.divergent,
@@ -183,6 +193,8 @@ class Summary:
         for r in results:
             for label, verdict in r.judgement.verdicts.items():
                 tally = self._tally(label)
+                if r.outcomes[label].executor:
+                    tally.on[r.outcomes[label].executor] += 1
                 if is_finding(verdict, label in r.judgement.blame):
                     tally.divergent += 1
                 elif verdict in ABSTAINED:
@@ -248,7 +260,15 @@ class Summary:
 
     def _print_table(self) -> None:
         table = Table(title="summary", title_justify="left", show_edge=False)
-        for column in ("executor", "configs", "executed", "divergent", "abstained", "why"):
+        for column in (
+            "executor",
+            "configs",
+            "ran on",
+            "executed",
+            "divergent",
+            "abstained",
+            "why",
+        ):
             table.add_column(column, overflow="fold")
         for name, t in self.ordered():
             why = "; ".join(f"{n} x {reason}" for reason, n in t.abstained.most_common(3))
@@ -257,6 +277,7 @@ class Summary:
             table.add_row(
                 name,
                 str(t.configs),
+                ", ".join(f"{n} {e}" for e, n in t.on.most_common()),
                 str(t.executed),
                 str(t.divergent),
                 str(sum(t.abstained.values())),
@@ -292,6 +313,7 @@ class Summary:
     show_default=True,
     help="Instruction budget per emulated run.",
 )
+@executor_option
 def run(
     paths: tuple[str, ...],
     targets: tuple[str, ...],
@@ -299,12 +321,13 @@ def run(
     as_json: bool,
     nan: str,
     budget: int,
+    executor: str,
 ) -> None:
     """Run CLIF filetests on the interpreter and every target; compare.
 
     Exit 1 on any divergence, else 2 if a file was bad input, else 0."""
     wanted = [parse_target_option(t) for t in targets]
-    runner = Runner(NanPolicy(nan), budget=budget)
+    runner = Runner(NanPolicy(nan), budget=budget, executor=ExecutorChoice(executor))
     files = collect_files(paths)
     if not files:
         fail(f"no .clif files in {' '.join(paths)}")

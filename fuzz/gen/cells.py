@@ -50,8 +50,9 @@ def supported_cells(target: Target) -> set[Cell]:
     for cc in target.call_convs:
         forms = CALL_FORMS if cc in target.tail_call_convs else CALL_FORMS[:2]
         for form in forms:
-            for ty in target.abi_types.get(cc, target.abi_types["*"]):
-                cells.add((target.name, ty, cc, form))
+            for types in (target.abi_types, target.qemu_abi_types):
+                for ty in types.get(cc, types.get("*", ())):
+                    cells.add((target.name, ty, cc, form))
             if cc in target.sret_convs:
                 cells.add((target.name, SRET, cc, form))
     return cells

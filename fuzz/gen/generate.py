@@ -40,6 +40,9 @@ MAX_PARAMS = 40
 MAX_RETURNS = 16
 MAX_LIVE = 6  # values made before a call and folded in after it
 STACK_HEAVY_PCT = 12  # signatures that spill narrow extended arguments to the stack
+# cases that use ISA extensions only qemu-user runs (Target.qemu_isa_flags):
+# few enough that most cases still run on unicorn, the fast path
+QEMU_ONLY_PCT = 10
 MIX = 0x9E37_79B9_7F4A_7C15  # a well-mixed 64-bit constant
 _MASK64 = (1 << 64) - 1
 
@@ -182,9 +185,12 @@ class _Body:
 class Generator:
     """Draws one case for one target from a choice source."""
 
-    def __init__(self, src: Source, target: Target, max_callees: int = 5) -> None:
+    def __init__(
+        self, src: Source, target: Target, max_callees: int = 5, qemu_only: bool = False
+    ) -> None:
         self.src = src
         self.t = target
+        self.abi_types = (target.qemu_abi_types if qemu_only else None) or target.abi_types
         self.functions: list[str] = []
         self.cells: Counter[Cell] = Counter()
         self.count = 0
@@ -196,7 +202,7 @@ class Generator:
     # -- signatures ---------------------------------------------------------
 
     def types_for(self, cc: str) -> tuple[str, ...]:
-        return self.t.abi_types.get(cc, self.t.abi_types["*"])
+        return self.abi_types.get(cc, self.abi_types["*"])
 
     def draw_param(self, cc: str) -> Param:
         ty = choice(self.src, self.types_for(cc))
@@ -366,6 +372,7 @@ class Generator:
         live = []
         for k in range(self.src.integer(1, MAX_LIVE)):
             live_ty = choice(self.src, self.types_for(caller.cc))
+            self.types_used.add(live_ty)  # its ISA flags too (riscv64 vectors: has_v)
             live.append((b.from_word(acc, live_ty, salt + 7 + k), live_ty))
         # State the call must not damage: a slot of the caller's frame.
         kept = None
@@ -455,7 +462,8 @@ def draw_inputs(src: Source, types: list[str]) -> list[int]:
 
 def generate(src: Source, target: Target, max_callees: int = 5) -> Case:
     """One case; `max_callees` bounds its size (small cases for reducer tests)."""
-    g = Generator(src, target, max_callees)
+    qemu_only = bool(target.qemu_isa_flags) and boolean(src, QEMU_ONLY_PCT)
+    g = Generator(src, target, max_callees, qemu_only)
     # %main: default convention, integer inputs only.
     n_inputs = src.integer(1, 8)
     input_types = [choice(src, ("i64", "i64", "i32", "i128")) for _ in range(n_inputs)]
@@ -472,6 +480,8 @@ def generate(src: Source, target: Target, max_callees: int = 5) -> Case:
     flags.append("enable_multi_ret_implicit_sret=true")
     flags.append("enable_llvm_abi_extensions=true")
     isa_flags = [f for f in target.fuzz_isa_flags if boolean(src, 40)]
+    if qemu_only:
+        isa_flags += [f for f in target.qemu_isa_flags if boolean(src, 50)]
     if any(type_info(t).is_vector for t in g.types_used):
         isa_flags = sorted(set(isa_flags) | set(target.vector_isa_flags))
 

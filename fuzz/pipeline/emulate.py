@@ -51,7 +51,7 @@ SLOTS_SIZE = 1 << 16
 VARIANTS = 2
 # the harness's own frame: the top of the stack, above the trampoline's entry SP
 HARNESS_FRAME = 4096
-_FILL = (0xA5, 0x3C)  # per variant: every byte differs
+FILL_BYTES = (0xA5, 0x3C)  # per variant: every byte differs
 SENTINEL = 0x5000_0000
 PAGE = 4096
 DEFAULT_BUDGET = 100_000_000  # instructions: upstream runtests loop 100,000 times
@@ -131,7 +131,7 @@ WATCHDOG = Watchdog()
 def _fills() -> tuple[bytes, ...]:
     """The stack-sized fill pattern of each variant, shared by every emulator
     of the process (8 MiB each)."""
-    return tuple(bytes([b]) * STACK_SIZE for b in _FILL)
+    return tuple(bytes([b]) * STACK_SIZE for b in FILL_BYTES)
 
 
 def canary(variant: int, index: int, bits: int) -> int:
@@ -184,7 +184,15 @@ class Emulator:
         self.checker = Checker(self.mu, target)
         self._libcall_hooks: list[int] = []
         self._libcall_fault: RawOutcome | None = None
-        self._machine = libcalls.Machine(self.mu, target) if target.libcall_abi else None
+        self._machine = (
+            libcalls.Machine(
+                lambda r: int(self.mu.reg_read(r.uc)),
+                lambda r, v: self.mu.reg_write(r.uc, v),
+                target,
+            )
+            if target.libcall_abi
+            else None
+        )
         self._libcall_memory = _LibcallMemory(self)
 
     def _on_invalid(self, _mu, _access, address, _size, _value, _data) -> bool:  # type: ignore[no-untyped-def]

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
-import unicorn as uc
-
 from fuzz.targets import LibcallAbi, Reg, Target
 
 _ROUNDING: dict[str, Callable[[float], int]] = {
@@ -178,18 +176,21 @@ MAX_BYTES = 1 << 24  # a length past any mapped area: the caller's garbage
 class Machine:
     """One target's registers as a libcall convention sees them."""
 
-    def __init__(self, mu: uc.Uc, target: Target) -> None:
+    def __init__(
+        self, get: Callable[[Reg], int], put: Callable[[Reg, int], None], target: Target
+    ) -> None:
         assert target.libcall_abi is not None
-        self.mu = mu
+        self._read = get
+        self._write = put
         self.abi: LibcallAbi = target.libcall_abi
         self.target = target
         self._regs: dict[str, Reg] = {r.name: r for r in target.registers}
 
     def _get(self, name: str) -> int:
-        return int(self.mu.reg_read(self._regs[name].uc))
+        return int(self._read(self._regs[name]))
 
     def _set(self, name: str, value: int) -> None:
-        self.mu.reg_write(self._regs[name].uc, value)
+        self._write(self._regs[name], value)
 
     def int_arg(self, index: int) -> int:
         return self._get(self.target.int_arg_regs[index]) & ((1 << 64) - 1)

@@ -35,6 +35,8 @@ class Kind(enum.StrEnum):
     INTERP_FAILURE = "interpreter failure"
     # the outcome changed with the initial machine state (see fuzz.pipeline.emulate)
     UNDEFINED = "undefined behaviour"
+    # unicorn diverged, qemu-user ran the same code and agreed with the reference
+    EMULATOR = "emulator disagreement"
 
 
 # Kinds that are an opinion about what the program does. The interpreter
@@ -66,6 +68,9 @@ class Verdict(enum.StrEnum):
     # the parent process sees these, never `judge`
     HARD_CRASH = "hard crash"
     HANG = "hang"
+    # unicorn's divergence that qemu-user did not reproduce: the emulator's
+    # defect, kept for reference, never a Cranelift finding
+    EMULATOR_DISAGREEMENT = "emulator disagreement"
 
 
 # Verdicts that are not a divergence.
@@ -77,6 +82,7 @@ BENIGN = frozenset(
         Verdict.NO_REFERENCE,
         Verdict.FUEL_EXHAUSTED,
         Verdict.UNDEFINED_BEHAVIOUR,
+        Verdict.EMULATOR_DISAGREEMENT,
     }
 )
 
@@ -92,6 +98,12 @@ def is_finding(verdict: Verdict, blamed: bool) -> bool:
     return verdict not in BENIGN or blamed
 
 
+def is_recorded(verdict: Verdict, blamed: bool) -> bool:
+    """Whether a campaign stores the result: every finding, and unicorn's
+    divergences that qemu-user refuted (for reference, in their own buckets)."""
+    return is_finding(verdict, blamed) or verdict is Verdict.EMULATOR_DISAGREEMENT
+
+
 @dataclass(frozen=True)
 class Outcome:
     kind: Kind
@@ -100,6 +112,9 @@ class Outcome:
     pc: int | None = None
     # call contract violations seen while it ran (fuzz.pipeline.contract)
     violations: tuple[Violation, ...] = ()
+    # the executor that ran it, and the referee that reproduced it (divergences)
+    executor: str = ""
+    confirmed_by: str = ""
 
     def identical(self, other: Outcome) -> bool:
         """The same outcome bit for bit: values, trap code, fault and pc."""
@@ -173,6 +188,7 @@ _OWN_VERDICT = {
     Kind.INTERP_FAILURE: Verdict.INTERP_FAILURE,
     Kind.FUEL: Verdict.FUEL_EXHAUSTED,
     Kind.UNDEFINED: Verdict.UNDEFINED_BEHAVIOUR,
+    Kind.EMULATOR: Verdict.EMULATOR_DISAGREEMENT,
 }
 
 

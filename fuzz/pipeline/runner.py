@@ -3,6 +3,7 @@ configuration (compile, link, emulate), then judges the outcomes."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -12,10 +13,20 @@ from typing import TYPE_CHECKING
 
 from fuzz import _cranelift
 from fuzz.pipeline.contract import CallHook, CallMap, Function
-from fuzz.pipeline.emulate import DEFAULT_BUDGET, VARIANTS, Emulator
+from fuzz.pipeline.emulate import DEFAULT_BUDGET, VARIANTS, Emulator, RawOutcome
 from fuzz.pipeline.filetest import BadInput, FileTest, RunCommand, Skipped, TargetLine
 from fuzz.pipeline.link import CompiledFunction, Image, LinkError, NeedsLibcall, link
-from fuzz.pipeline.oracle import INTERPRETER, Judgement, Kind, Outcome, is_finding, judge
+from fuzz.pipeline.oracle import (
+    INTERPRETER,
+    Judgement,
+    Kind,
+    Outcome,
+    Verdict,
+    is_finding,
+    judge,
+)
+from fuzz.pipeline.qemu import QemuExecutor, qemu_version
+from fuzz.pipeline.routing import QEMU, UNICORN, ExecutorChoice, Route, route
 from fuzz.pipeline.sigcheck import check_signatures
 from fuzz.pipeline.trampoline import SLOT_BYTES, slot_count, trampoline_clif
 from fuzz.targets import TARGETS, Target
@@ -59,6 +70,8 @@ class Config:
     failure: Outcome | None = None
     functions: list[CompiledFunction] = field(default_factory=list)
     calls: CallMap | None = None  # entries and return addresses, for the contract checks
+    route: Route = Route(UNICORN)
+    flags_on: frozenset[str] = frozenset()  # the ISA flags set (qemu-user's -cpu)
 
 
 def _compile_failure(err: Exception) -> Outcome:
@@ -82,7 +95,10 @@ class Runner:
         fault: FaultHooks | None = None,
         ub_check: bool = True,
         contract: bool = True,
+        executor: ExecutorChoice = ExecutorChoice.AUTO,
     ) -> None:
+        self.executor = executor
+        self.qemu = QemuExecutor()
         # the call contract checks (fuzz.pipeline.contract); off only to measure them
         self.contract = contract
         # a divergent run is run again from another initial state (undefined
@@ -168,16 +184,11 @@ class Runner:
 
     def prepare(self, ft: FileTest, line: TargetLine, shared: Sequence[str]) -> Config:
         isa = self.isa(line, shared)
-        config = Config(line, isa)
-        lacking = [
-            name
-            for name, value in isa.flags()
-            if value == "true" and name in line.target.emulator_lacks
-        ]
-        if lacking:
-            config.failure = Outcome(
-                Kind.NOT_EXECUTABLE, detail=f"emulator lacks {', '.join(lacking)}"
-            )
+        flags_on = frozenset(name for name, value in isa.flags() if value == "true")
+        config = Config(line, isa, flags_on=flags_on)
+        config.route = route(line.target, flags_on, self.executor)
+        if config.route.executor is None:
+            config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=config.route.reason)
             return config
         try:
             with self.stage(f"compile {line.target.name}"):
@@ -217,12 +228,14 @@ class Runner:
             return config
         if self.contract:
             config.calls = call_map(ft, config.functions + tramps, image, line.target, shared)
-        for name, address in image.symbols.items():
-            if found := line.target.unrunnable_code(image.code_of(name), address):
-                config.failure = Outcome(
-                    Kind.NOT_EXECUTABLE, detail=f"`{found}`: unicorn would run it wrong"
-                )
-                break
+        if config.route.executor == UNICORN:
+            for name, address in image.symbols.items():
+                if found := line.target.unrunnable_code(image.code_of(name), address):
+                    gap = f"`{found}`: unicorn would run it wrong"
+                    config.route = route(line.target, flags_on, self.executor, gap)
+                    if config.route.executor is None:
+                        config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=config.route.reason)
+                    break
         return config
 
     # --- execution ---------------------------------------------------------
@@ -249,10 +262,19 @@ class Runner:
             return Outcome(Kind.TRAP, detail=result[1])
         return Outcome(Kind.FUEL, detail=f"after {self.fuel} steps")
 
-    def execute(self, ft: FileTest, config: Config, run: RunCommand, variant: int = 0) -> Outcome:
-        """One run on one target line, from the emulator's initial state `variant`."""
+    def execute(
+        self,
+        ft: FileTest,
+        config: Config,
+        run: RunCommand,
+        variant: int = 0,
+        executor: str | None = None,
+    ) -> Outcome:
+        """One run on one target line, from the executors' initial state
+        `variant`, on the line's executor (or `executor`)."""
         if config.failure is not None:
             return config.failure
+        executor = executor or config.route.executor or UNICORN
         assert config.image is not None
         target = config.line.target
         signature = ft.functions[run.func]["signature"]
@@ -261,26 +283,37 @@ class Runner:
             image = value.memory_image(target.big_endian)
             slots[i * SLOT_BYTES : i * SLOT_BYTES + len(image)] = image
         entry = config.image.symbols[config.trampolines[signature["text"]]]
-        with self.stage(f"emulate {target.name}"):
-            raw = self.emulator(target).run(
-                config.image,
-                entry,
-                config.image.symbols[run.func],
-                bytes(slots),
-                self.budget,
-                variant,
-                config.calls,
-            )
+        callee = config.image.symbols[run.func]
+        raw: RawOutcome
+        if executor == QEMU:
+            with self.stage(f"qemu {target.name}"):
+                server = self.qemu.server(target, config.flags_on)
+                raw = server.run(config.image, entry, callee, bytes(slots), self.budget, variant)
+        else:
+            with self.stage(f"emulate {target.name}"):
+                raw = self.emulator(target).run(
+                    config.image, entry, callee, bytes(slots), self.budget, variant, config.calls
+                )
+        if raw.kind == "not-executable" and executor == UNICORN and config.route.referee:
+            # an instruction unicorn lacks (found only when it ran): qemu-user runs it
+            executor = QEMU
+            with self.stage(f"qemu {target.name}"):
+                server = self.qemu.server(target, config.flags_on)
+                raw = server.run(config.image, entry, callee, bytes(slots), self.budget, variant)
         if raw.kind != "return":
             outcome = Outcome(
-                Kind(_RAW_KINDS[raw.kind]), detail=raw.detail, pc=raw.pc, violations=raw.violations
+                Kind(_RAW_KINDS[raw.kind]),
+                detail=raw.detail,
+                pc=raw.pc,
+                violations=raw.violations,
+                executor=executor,
             )
         else:
             values = tuple(
                 Value.from_memory(ty, raw.slots[i * SLOT_BYTES :], target.big_endian)
                 for i, (ty, _ext, _purpose) in enumerate(signature["returns"])
             )
-            outcome = Outcome(Kind.RETURN, values, violations=raw.violations)
+            outcome = Outcome(Kind.RETURN, values, violations=raw.violations, executor=executor)
         if self.fault.outcome is not None:
             outcome = self.fault.outcome(ft, target.name, run.func, outcome)
         return outcome
@@ -318,8 +351,63 @@ class Runner:
                 if undefined:
                     outcomes.update(undefined)
                     judgement = judge(outcomes, run.compare, run.expected, self.nan_policy)
+            if judgement.divergent or self.executor is ExecutorChoice.BOTH:
+                refereed = self.referee(ft, configs, run, outcomes, judgement)
+                if refereed:
+                    outcomes.update(refereed)
+                    judgement = judge(outcomes, run.compare, run.expected, self.nan_policy)
             results.append(RunResult(run, outcomes, judgement))
         return results
+
+    def referee(
+        self,
+        ft: FileTest,
+        configs: Sequence[Config],
+        run: RunCommand,
+        outcomes: Mapping[str, Outcome],
+        judgement: Judgement,
+    ) -> dict[str, Outcome]:
+        """qemu-user runs again what unicorn ran and found divergent (with
+        `--executor both`: everything unicorn ran). Where qemu-user agrees
+        with the reference, unicorn's result is an emulator disagreement;
+        where it reproduces the divergence, the finding says so."""
+        found = {}
+        for config in configs:
+            label = config.line.label
+            if config.failure is not None or not config.route.referee:
+                continue
+            first = outcomes[label]
+            verdict = judgement.verdicts[label]
+            if first.violations or verdict is Verdict.UNDEFINED_BEHAVIOUR:
+                continue  # the call contract names its own cause; qemu checks no contract
+            if first.kind is Kind.TIMEOUT:
+                continue  # a budget's verdict: qemu-user counts no instructions
+            divergent = is_finding(verdict, label in judgement.blame)
+            if not divergent and self.executor is not ExecutorChoice.BOTH:
+                continue
+            other = self.execute(ft, config, run, executor=QEMU)
+            again = judge({**outcomes, label: other}, run.compare, run.expected, self.nan_policy)
+            refuted = not is_finding(again.verdicts[label], label in again.blame)
+            version = f"qemu-user {qemu_version()}"
+            if divergent and refuted:
+                found[label] = Outcome(
+                    Kind.EMULATOR,
+                    detail=f"unicorn: {verdict.value}: {first}; {version}: {other}",
+                    pc=first.pc,
+                    executor=UNICORN,
+                )
+            elif divergent:
+                also = "" if first.identical(other) else f" (giving {other})"
+                found[label] = dataclasses.replace(first, confirmed_by=f"{version}{also}")
+            elif not refuted:
+                found[label] = Outcome(
+                    Kind.EMULATOR,
+                    detail=f"unicorn: agrees: {first}; {version}: {again.verdicts[label].value}: "
+                    f"{other}",
+                    pc=other.pc,
+                    executor=QEMU,
+                )
+        return found
 
     def undefined_behaviour(
         self,

@@ -96,6 +96,13 @@ def bucket_for(ft: FileTest, label: str, result: RunResult) -> Bucket:
         return Bucket(
             f"{head}|{what}", f"{target}: abi violation: {first.kind} ({first.reg_class})"
         )
+    if verdict is Verdict.EMULATOR_DISAGREEMENT:
+        # "unicorn: wrong result: ...; qemu-user 7.2: ...": what unicorn claimed
+        claimed = outcome.detail.split(": ")[1] if outcome.detail.count(": ") > 1 else "?"
+        return Bucket(
+            f"{head}|unicorn {claimed}",
+            f"{target}: emulator disagreement (unicorn: {claimed}, qemu-user agrees)",
+        )
     if verdict is Verdict.COMPILE_PANIC:
         where = panic_location(outcome.detail)
         message = outcome.detail.rpartition(" at ")[0] or outcome.detail

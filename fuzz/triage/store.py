@@ -306,6 +306,16 @@ class TriageDB:
             return int(value or 0)
 
 
+_EMULATOR = "emulator disagreement"  # fuzz.pipeline.oracle.Verdict.EMULATOR_DISAGREEMENT
+_REFUTED = "unicorn's divergence; qemu-user agrees with the reference: not Cranelift's"
+
+
+def _opening_status(record: FindingRecord) -> BucketStatus:
+    if record.known_ref:
+        return BucketStatus.KNOWN
+    return BucketStatus.INVALID if record.verdict == _EMULATOR else BucketStatus.NEW
+
+
 def _note(now: datetime, status: str, note: str) -> str:
     """One line of a bucket's notes: when, the status it came with, the note."""
     return f"[{now.strftime('%Y-%m-%d %H:%M:%SZ')}] ({status}) {note.strip()}"
@@ -385,9 +395,13 @@ def _bucket(
         "last_seen": now,
         "cranelift_versions": [],
         "best_case_id": case_id,
-        # a finding of the registry of known findings opens its bucket as known
-        "status": (BucketStatus.KNOWN if record.known_ref else BucketStatus.NEW).value,
-        "notes": _note(now, BucketStatus.KNOWN, record.known_note) if record.known_note else "",
+        # a finding of the registry of known findings opens its bucket as
+        # known; unicorn's divergence that qemu-user refuted, as invalid (not
+        # Cranelift's), kept for reference
+        "status": _opening_status(record).value,
+        "notes": _note(now, BucketStatus.KNOWN, record.known_note)
+        if record.known_note
+        else (_note(now, BucketStatus.INVALID, _REFUTED) if record.verdict == _EMULATOR else ""),
         "known_ref": record.known_ref,
     }
     # a hit-only record (no case of its own) always finds its bucket in place

@@ -1,0 +1,726 @@
+"""The second executor: qemu-user runs the same linked image, from the same
+initial machine state, where unicorn cannot (ISA extensions it lacks) and
+referees every divergence unicorn reports.
+
+One server per target and CPU configuration: qemu-user started once on a
+tiny static program callfuzz writes itself (`server_elf`) and driven through
+its gdbstub (fuzz.pipeline.gdbremote). The program is three stops:
+
+- FILL: loads the float/vector canaries from memory, then `readv`s the
+  stack top and the slot area from its stdin, a pipe the harness fills;
+- SYSCALL: one system call (mprotect and read to load code, sigaction);
+- HANDLER: the SIGSEGV/SIGBUS handler, which stops with the siginfo.
+
+A run: FILL, then the trampoline with every integer register set from the
+`g` packet template of the variant (the canaries of fuzz.pipeline.emulate),
+until the sentinel return address faults. Libcall stubs are breakpoints,
+computed in Python as on unicorn. A run that takes longer than its deadline
+gets SIGALRM; a server that dies is started again at the next run, and the
+run that killed it is a crash. Call contract checks are unicorn's only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Literal
+
+from fuzz.pipeline import libcalls
+from fuzz.pipeline.emulate import (
+    FILL_BYTES,
+    HARNESS_FRAME,
+    SENTINEL,
+    SLOTS_BASE,
+    SLOTS_SIZE,
+    STACK_BASE,
+    STACK_REFILL,
+    STACK_SIZE,
+    RawOutcome,
+    canary,
+)
+from fuzz.pipeline.gdbremote import RegisterInfo, Remote, RemoteClosed, RemoteError
+from fuzz.pipeline.link import CODE_BASE, Image
+from fuzz.targets import QemuSetup, Reg, Target
+
+CODE_SPACE = 64 << 20  # the most code an image may hold
+STUB_BASE = 0x4000_0000  # the ELF headers' page
+FILL_AT = STUB_BASE + 0x1000
+SYSCALL_AT = STUB_BASE + 0x1800
+HANDLER_AT = STUB_BASE + 0x1C00
+DATA_AT = STUB_BASE + 0x2000  # iovecs, sigaction, the float canary blocks
+ALT_STACK = STUB_BASE + 0x10000  # the signal handler's stack
+ALT_STACK_SIZE = 0x10000
+_IOV_AT = DATA_AT
+_SIGACTION_AT = DATA_AT + 0x100
+_STACK_T_AT = DATA_AT + 0x200
+_FP_BLOCKS_AT = DATA_AT + 0x400  # one 0x400-byte block per variant
+
+_PROT_NONE, _PROT_RW, _PROT_RX = 0, 3, 5
+_SA_SIGINFO, _SA_ONSTACK, _SA_RESTORER, _SA_NODEFER = 4, 0x0800_0000, 0x0400_0000, 0x4000_0000
+_SIGNALS = {4: "SIGILL", 5: "SIGTRAP", 7: "SIGBUS", 8: "SIGFPE", 11: "SIGSEGV", 14: "SIGALRM"}
+_F_SETPIPE_SZ = 1031
+PIPE_SIZE = 1 << 20
+# Wall-clock seconds per instruction of the budget: qemu counts no
+# instructions, so a run is stopped after budget / QEMU_MIN_RATE seconds
+# (TCG runs generated code at several hundred million instructions a
+# second; 20 M/s leaves room for a loaded machine).
+QEMU_MIN_RATE = 20_000_000
+MIN_DEADLINE = 1.0
+
+
+class QemuUnavailable(RuntimeError):
+    """qemu-user is not installed (Debian package `qemu-user`)."""
+
+
+@cache
+def qemu_version() -> str | None:
+    """qemu-user's version ("7.2.22"), None when it is not installed."""
+    path = shutil.which("qemu-x86_64")
+    if path is None:
+        return None
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    words = out.stdout.split()
+    return words[2] if len(words) > 2 and words[1] == "version" else "unknown"
+
+
+def cpu_option(setup: QemuSetup, flags_on: frozenset[str]) -> str:
+    """The -cpu argument for a target line whose ISA flags `flags_on` are set."""
+    props = [setup.properties[f] for f in sorted(flags_on) if f in setup.properties]
+    return ",".join([setup.cpu, *props])
+
+
+# --- the server program ---------------------------------------------------------
+
+
+def server_elf(target: Target) -> bytes:
+    """A static ELF for `target`: the stub page, its data, the alternate
+    signal stack, and (as zero-filled segments) the code space, the slot
+    area and the stack at the addresses unicorn uses."""
+    setup = target.qemu
+    assert setup is not None
+    endian = ">" if target.big_endian else "<"
+    page = bytearray(0x1000)
+    fill = setup.fp_restore + setup.syscall_insn
+    page[0 : len(fill)] = fill
+    page[len(fill) : len(fill) + len(setup.loop_insn)] = setup.loop_insn
+    at = SYSCALL_AT - FILL_AT
+    page[at : at + len(setup.syscall_insn)] = setup.syscall_insn
+    at += len(setup.syscall_insn)
+    page[at : at + len(setup.loop_insn)] = setup.loop_insn
+    at = HANDLER_AT - FILL_AT
+    page[at : at + len(setup.loop_insn)] = setup.loop_insn
+    # (vaddr, file bytes, memory size, flags) in address order; the first
+    # holds the headers (qemu 7.2 wants the first segment at file offset 0)
+    text = bytes(0x1000) + bytes(page)
+    segments = [
+        (CODE_BASE, 0, CODE_SPACE, 7),
+        (STUB_BASE, len(text), len(text), 5),
+        (DATA_AT, 0, 0x1000, 6),
+        (ALT_STACK, 0, ALT_STACK_SIZE, 6),
+        (SLOTS_BASE, 0, SLOTS_SIZE, 6),
+        (STACK_BASE, 0, STACK_SIZE, 6),
+    ]
+    headers = b"\x7fELF" + bytes([2, 2 if target.big_endian else 1, 1, 0]) + bytes(8)
+    headers += struct.pack(
+        endian + "HHIQQQIHHHHHH",
+        2,  # ET_EXEC
+        setup.elf_machine,
+        1,
+        SYSCALL_AT + len(setup.syscall_insn),  # the entry: SYSCALL's loop
+        64,
+        0,
+        setup.elf_flags,
+        64,
+        56,
+        len(segments),
+        64,
+        0,
+        0,
+    )
+    for vaddr, filesz, memsz, flags in segments:
+        offset = 0 if filesz else len(text)
+        headers += struct.pack(
+            endian + "IIQQQQQQ", 1, flags, offset, vaddr, vaddr, filesz, memsz, 0x1000
+        )
+    return headers + text[len(headers) :]
+
+
+@cache
+def _server_path(target_name: str, elf: bytes) -> str:
+    """The server program written once per process (qemu-user reads a file)."""
+    directory = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"callfuzz-{os.getuid()}")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"server-{target_name}-{os.getpid()}")
+    with open(path, "wb") as out:
+        out.write(elf)
+    os.chmod(path, 0o700)
+    return path
+
+
+# --- one server ------------------------------------------------------------------
+
+
+@dataclass
+class _Alarm:
+    """A run's deadline, watched by one thread per process."""
+
+    pid: int
+    deadline: float
+    fired: bool = False
+
+
+class _Watchdog:
+    TICK = 0.02
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._alarm: _Alarm | None = None
+        self._thread: threading.Thread | None = None
+
+    def arm(self, alarm: _Alarm) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="qemu-watchdog")
+                self._thread.daemon = True
+                self._thread.start()
+            self._alarm = alarm
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._alarm = None
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.TICK)
+            with self._lock:
+                alarm = self._alarm
+                if alarm is not None and not alarm.fired and time.monotonic() > alarm.deadline:
+                    alarm.fired = True
+                    with contextlib.suppress(OSError):
+                        os.kill(alarm.pid, signal.SIGALRM)
+
+
+WATCHDOG = _Watchdog()
+
+
+class QemuServer:
+    """qemu-user for one target and CPU configuration, reused across runs."""
+
+    def __init__(self, target: Target, cpu: str) -> None:
+        if qemu_version() is None:
+            raise QemuUnavailable("needs qemu-user (Debian package qemu-user)")
+        assert target.qemu is not None
+        self.target = target
+        self.setup = target.qemu
+        self.cpu = cpu
+        self._order: Literal["little", "big"] = "big" if target.big_endian else "little"
+        self._writer: threading.Thread | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._remote: Remote | None = None
+        self._loaded: Image | None = None
+        self._mapped = (CODE_BASE, CODE_BASE)
+        self._breakpoints: set[int] = set()
+
+    # --- process ---------------------------------------------------------------
+
+    def _start(self) -> Remote:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        listener.close()
+        path = _server_path(self.target.name, server_elf(self.target))
+        self._proc = subprocess.Popen(
+            [
+                self.setup.binary,
+                *os.environ.get("CALLFUZZ_QEMU_EXTRA", "").split(),
+                "-g",
+                str(port),
+                "-cpu",
+                self.cpu,
+                path,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=None if os.environ.get("CALLFUZZ_QEMU_EXTRA") else subprocess.DEVNULL,
+        )
+        assert self._proc.stdin is not None
+        with contextlib.suppress(OSError):  # a smaller pipe: more, smaller writes
+            fcntl.fcntl(self._proc.stdin.fileno(), _F_SETPIPE_SZ, PIPE_SIZE)
+        sock = None
+        for _ in range(500):
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+                break
+            except OSError:
+                if self._proc.poll() is not None:
+                    break
+                time.sleep(0.01)
+        if sock is None:
+            self.stop()
+            raise QemuUnavailable(f"{self.setup.binary} -cpu {self.cpu} did not start")
+        remote = Remote(sock)
+        self._remote = remote
+        t = self.target
+        setup = self.setup
+        names = {setup.gdb_names.get(r.name, r.name) for r in t.registers}
+        names |= {
+            setup.pc,
+            setup.sp,
+            setup.syscall_number,
+            setup.syscall_result,
+            *setup.syscall_args,
+        }
+        names |= {setup.gdb_names.get(setup.fp_base, setup.fp_base)} if setup.fp_base else set()
+        self._regs = remote.registers(
+            sorted(n for n in names if n not in self._fp_only), setup.gdb_phantoms
+        )
+        self._template = remote.read_registers()
+        self._pc = self._regs[self.setup.pc]
+        self._breakpoints = set()
+        self._loaded = None
+        self._mapped = (CODE_BASE, CODE_BASE)
+        self._initialise(remote)
+        return remote
+
+    def stop(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+            self._proc = None
+
+    def __del__(self) -> None:
+        self.stop()
+
+    @property
+    def _fp_only(self) -> frozenset[str]:
+        """gdb names of registers the fill sets from memory (the `g` packet lacks them)."""
+        return frozenset(self.setup.gdb_names.get(n, n) for n in self.setup.fp_pieces)
+
+    def _gdb_reg(self, name: str) -> RegisterInfo:
+        return self._regs[self.setup.gdb_names.get(name, name)]
+
+    def _put(self, raw: bytearray, name: str, value: int) -> None:
+        info = self._regs[name]
+        assert info.offset is not None, f"{name} is not in the g packet"
+        size = info.bits // 8
+        raw[info.offset : info.offset + size] = (value & ((1 << info.bits) - 1)).to_bytes(
+            size, self._order
+        )
+
+    def _word(self, value: int) -> bytes:
+        return value.to_bytes(8, self._order)
+
+    def _initialise(self, remote: Remote) -> None:
+        """The run templates of both variants, the float canary blocks, the
+        iovecs, the signal handler, and no code mapped."""
+        t = self.target
+        self._templates = []
+        for variant in range(len(FILL_BYTES)):
+            raw = bytearray(self._template)
+            for index, reg in enumerate(t.registers):
+                if reg.name in self.setup.fp_pieces:
+                    continue  # the fill loads it
+                info = self._gdb_reg(reg.name)
+                if info.offset is None:
+                    raise RuntimeError(f"{t.name}: qemu cannot set {reg.name}")
+                self._put(raw, info.name, canary(variant, index, reg.bits))
+            self._templates.append(bytes(raw))
+        index_of = {reg.name: i for i, reg in enumerate(t.registers)}
+        for variant in range(len(FILL_BYTES)):
+            block = b"".join(
+                canary(
+                    variant, index_of.get(name, len(t.registers) + k), self.setup.fp_piece_bytes * 8
+                ).to_bytes(self.setup.fp_piece_bytes, self._order)
+                for k, name in enumerate(self.setup.fp_pieces)
+            )
+            if block:
+                remote.write_memory(_FP_BLOCKS_AT + variant * 0x400, block)
+        top = STACK_BASE + STACK_SIZE - STACK_REFILL
+        remote.write_memory(
+            _IOV_AT,
+            self._word(top)
+            + self._word(STACK_REFILL)
+            + self._word(SLOTS_BASE)
+            # the slot area: all of it
+            + self._word(SLOTS_SIZE),
+        )
+        for address in (FILL_AT + len(self.setup.fp_restore) + len(self.setup.syscall_insn),):
+            remote.set_breakpoint(address, len(self.setup.loop_insn))
+        remote.set_breakpoint(SYSCALL_AT + len(self.setup.syscall_insn), len(self.setup.loop_insn))
+        remote.set_breakpoint(HANDLER_AT, len(self.setup.loop_insn))
+        stack_t = self._word(ALT_STACK) + bytes(8) + self._word(ALT_STACK_SIZE)
+        remote.write_memory(_STACK_T_AT, stack_t)
+        self._syscall(self.setup.sigaltstack, _STACK_T_AT, 0)
+        flags = _SA_SIGINFO | _SA_ONSTACK | _SA_NODEFER
+        act = self._word(HANDLER_AT)
+        if self.setup.sigaction_restorer:
+            act += self._word(flags | _SA_RESTORER) + self._word(HANDLER_AT)
+        else:
+            act += self._word(flags)
+        act += bytes(8)  # no signal blocked
+        remote.write_memory(_SIGACTION_AT, act)
+        for signo in (7, 11):  # SIGBUS, SIGSEGV
+            self._syscall(self.setup.rt_sigaction, signo, _SIGACTION_AT, 0, 8)
+        self._syscall(self.setup.mprotect, CODE_BASE, CODE_SPACE, _PROT_NONE)
+        # the whole stack holds variant 0's fill (runs refill its top)
+        self._feed(bytes([FILL_BYTES[0]]) * STACK_SIZE)
+        self._read_into(STACK_BASE, STACK_SIZE)
+
+    def _syscall(self, number: int, *args: int) -> int:
+        remote = self._remote
+        assert remote is not None
+        raw = bytearray(self._template)
+        self._put(raw, self._regs_name(self.setup.syscall_number), number)
+        for name, value in zip(self.setup.syscall_args, args, strict=False):
+            self._put(raw, self._regs_name(name), value)
+        self._put(raw, self._pc.name, SYSCALL_AT)
+        remote.write_registers(bytes(raw))
+        stop = remote.resume()
+        if stop.exited or stop.signal != 5:
+            raise RemoteError(f"system call {number} stopped with signal {stop.signal}")
+        result = self._read(self._regs_name(self.setup.syscall_result))
+        if result >= 1 << 63:
+            raise RemoteError(f"system call {number} failed: errno {(1 << 64) - result}")
+        return result
+
+    def _regs_name(self, name: str) -> str:
+        return self.setup.gdb_names.get(name, name)
+
+    def _read(self, gdb_name: str, raw: bytes | None = None) -> int:
+        info = self._regs[gdb_name]
+        remote = self._remote
+        assert remote is not None
+        if info.offset is None:
+            data = remote.read_register(info.number)
+        else:
+            if raw is None:
+                raw = remote.read_registers()
+            data = raw[info.offset : info.offset + info.bits // 8]
+        return int.from_bytes(data, self._order)
+
+    def _feed(self, data: bytes) -> None:
+        """Bytes the next read or readv of stdin gets: written from a thread
+        when they exceed the pipe."""
+        assert self._proc is not None and self._proc.stdin is not None
+        pipe = self._proc.stdin
+        if len(data) <= PIPE_SIZE // 2:
+            pipe.write(data)
+            pipe.flush()
+            return
+        thread = threading.Thread(target=_write_all, args=(pipe, data), daemon=True)
+        thread.start()
+        self._writer = thread
+
+    def _read_into(self, address: int, size: int) -> None:
+        done = 0
+        while done < size:
+            done += self._syscall(self.setup.read, 0, address + done, size - done)
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+
+    # --- images -----------------------------------------------------------------
+
+    def load(self, image: Image) -> None:
+        if self._loaded is image:
+            return
+        remote = self._remote
+        assert remote is not None
+        lo = image.base // 4096 * 4096
+        hi = (image.base + len(image.data) + 4095) // 4096 * 4096
+        if hi - CODE_BASE > CODE_SPACE or lo < CODE_BASE:
+            raise RemoteError(f"image of {len(image.data)} bytes does not fit the code space")
+        self._syscall(self.setup.mprotect, lo, hi - lo, _PROT_RW)
+        data = bytes(image.base - lo) + bytes(image.data)
+        self._feed(data + bytes(hi - lo - len(data)))
+        self._read_into(lo, hi - lo)
+        self._syscall(self.setup.mprotect, lo, hi - lo, _PROT_RX)
+        old_lo, old_hi = self._mapped
+        if old_hi > hi:
+            self._syscall(self.setup.mprotect, hi, old_hi - hi, _PROT_NONE)
+        self._mapped = (lo, hi)
+        for address in self._breakpoints - set(image.libcalls):
+            remote.clear_breakpoint(address, self._bp_size)
+        for address in set(image.libcalls) - self._breakpoints:
+            remote.set_breakpoint(address, self._bp_size)
+        self._breakpoints = set(image.libcalls)
+        self._loaded = image
+
+    @property
+    def _bp_size(self) -> int:
+        return len(self.target.return_insn)
+
+    # --- runs -------------------------------------------------------------------
+
+    def run(
+        self,
+        image: Image,
+        entry: int,
+        callee: int,
+        slots: bytes,
+        budget: int,
+        variant: int = 0,
+    ) -> RawOutcome:
+        try:
+            if self._remote is None:
+                self._start()
+            return self._run(image, entry, callee, slots, budget, variant)
+        except QemuUnavailable as err:
+            return RawOutcome("not-executable", detail=str(err))
+        except (RemoteClosed, RemoteError, OSError) as err:
+            died = self._proc is not None and self._proc.poll() is not None
+            self.stop()
+            what = "qemu-user died" if died else "qemu-user failed"
+            return RawOutcome("crash", detail=f"{what}: {err}")
+
+    def _run(
+        self, image: Image, entry: int, callee: int, slots: bytes, budget: int, variant: int
+    ) -> RawOutcome:
+        t = self.target
+        remote = self._remote
+        assert remote is not None
+        self.load(image)
+        fill = bytes([FILL_BYTES[variant]])
+        sp = STACK_BASE + STACK_SIZE - HARNESS_FRAME - t.stack_bias
+        stack = bytearray(fill * STACK_REFILL)
+        if t.link_reg is None:
+            sp -= 8
+            at = sp - (STACK_BASE + STACK_SIZE - STACK_REFILL)
+            stack[at : at + 8] = SENTINEL.to_bytes(8, self._order)
+        self._feed(bytes(stack) + slots + fill * (SLOTS_SIZE - len(slots)))
+        raw = bytearray(self._template)
+        self._put(raw, self._regs_name(self.setup.syscall_number), self.setup.readv)
+        args = (0, _IOV_AT, 2)
+        for name, value in zip(self.setup.syscall_args, args, strict=False):
+            self._put(raw, self._regs_name(name), value)
+        if self.setup.fp_base:
+            self._put(raw, self._regs_name(self.setup.fp_base), _FP_BLOCKS_AT + variant * 0x400)
+        self._put(raw, self._pc.name, FILL_AT)
+        remote.write_registers(bytes(raw))
+        stop = remote.resume()
+        if stop.exited or stop.signal != 5:
+            raise RemoteError(f"the fill stopped with signal {stop.signal}")
+        raw = bytearray(self._templates[variant])
+        self._put(raw, self._regs_name(self._uc_name(t.sp_reg)), sp)
+        if t.link_reg is not None:
+            self._put(raw, self._regs_name(self._uc_name(t.link_reg)), SENTINEL)
+        self._put(raw, self._regs_name(self._uc_name(t.arg_regs[0])), SLOTS_BASE)
+        self._put(raw, self._regs_name(self._uc_name(t.arg_regs[1])), callee)
+        self._put(raw, self._pc.name, entry)
+        remote.write_registers(bytes(raw))
+        alarm = _Alarm(self._pid, time.monotonic() + max(MIN_DEADLINE, budget / QEMU_MIN_RATE))
+        WATCHDOG.arm(alarm)
+        try:
+            while True:
+                stop = remote.resume()
+                if stop.exited:
+                    raise RemoteClosed(f"the program exited with status {stop.signal}")
+                regs = remote.read_registers()
+                pc = self._read(self._pc.name, regs)
+                if stop.signal == 14:  # SIGALRM
+                    if alarm.fired:
+                        return RawOutcome(
+                            "timeout",
+                            detail=f"no return within {alarm_seconds(budget):.1f} s",
+                            pc=pc,
+                        )
+                    continue  # a late alarm of an earlier run
+                if stop.signal == 5 and pc in image.libcalls:
+                    fault = self._libcall(image.libcalls[pc], pc, regs)
+                    if fault is not None:
+                        return fault
+                    continue
+                break
+        finally:
+            WATCHDOG.disarm()
+        if stop.signal == 11 and pc == SENTINEL:
+            return RawOutcome("return", slots=remote.read_memory(SLOTS_BASE, len(slots)))
+        return self._classify(image, stop.signal, pc)
+
+    @property
+    def _pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def _uc_name(self, uc_id: int) -> str:
+        """The register name (Target.registers) of a unicorn id."""
+        if uc_id == self.target.sp_reg:
+            return self.setup.sp
+        return next(r.name for r in self.target.registers if r.uc == uc_id)
+
+    def _classify(self, image: Image, signo: int, pc: int) -> RawOutcome:
+        name = _SIGNALS.get(signo, f"signal {signo}")
+        if signo in (7, 11):
+            return RawOutcome("crash", detail=f"{name} {self._fault_address()}", pc=pc)
+        if signo in (4, 5, 8):
+            for delta in self.setup.trap_site_deltas:
+                if pc + delta in image.trap_sites:
+                    return RawOutcome("trap", detail=image.trap_sites[pc + delta], pc=pc + delta)
+            if image.function_at(pc) is None:
+                return RawOutcome("crash", detail=f"{name} outside any function", pc=pc)
+            at = pc - image.base
+            foreign = self.target.foreign_insn(bytes(image.data[at : at + 4]))
+            if foreign:
+                return RawOutcome("crash", detail=f"illegal instruction: {foreign}", pc=pc)
+            if signo == 4:
+                return RawOutcome(
+                    "not-executable", detail=f"qemu-user cannot run the instruction ({name})", pc=pc
+                )
+        return RawOutcome("crash", detail=name, pc=pc)
+
+    def _fault_address(self) -> str:
+        """Deliver the pending SIGSEGV/SIGBUS to the handler, which stops with
+        the siginfo: the faulting address and whether it was mapped."""
+        remote = self._remote
+        assert remote is not None
+        try:
+            stop = remote.resume(11)
+        except RemoteClosed:
+            raise
+        if stop.exited or stop.signal != 5:
+            return "(no siginfo)"
+        info_at = self._read(self._regs_name(self.setup.handler_siginfo))
+        info = remote.read_memory(info_at, 24)
+        # (qemu reserves the guest's address space: mapped or not, si_code
+        # says "protected"; riscv64's si_addr is the page)
+        address = int.from_bytes(info[16:24], self._order)
+        return f"access at {address:#x}"
+
+    # --- libcalls ---------------------------------------------------------------
+
+    def _libcall(self, name: str, pc: int, regs: bytes) -> RawOutcome | None:
+        """Compute the libcall at its stub, then return from it here: a run
+        resumed at a breakpoint's address would stop on it again."""
+        assert self.target.libcall_abi is not None
+        remote = self._remote
+        assert remote is not None
+        machine = libcalls.Machine(self._reg_get, self._reg_set, self.target)
+        try:
+            libcalls.call(name, machine, _QemuMemory(self))
+        except libcalls.LibcallFault as err:
+            return RawOutcome("crash", detail=f"in libcall {name}: {err}", pc=pc)
+        raw = bytearray(remote.read_registers())
+        t = self.target
+        if t.link_reg is None:  # `ret` pops the return address
+            sp_name = self._regs_name(self.setup.sp)
+            sp = self._read(sp_name, bytes(raw))
+            ret = int.from_bytes(remote.read_memory(sp, 8), self._order)
+            self._put(raw, sp_name, sp + 8)
+        else:
+            ret = self._read(self._regs_name(self._uc_name(t.link_reg)), bytes(raw))
+        self._put(raw, self._pc.name, ret)
+        remote.write_registers(bytes(raw))
+        return None
+
+    def _reg_get(self, reg: Reg) -> int:
+        remote = self._remote
+        assert remote is not None
+        info = self._gdb_reg(reg.name)
+        data = remote.read_register(info.number)
+        value = int.from_bytes(data, self._order)
+        if info.bits > reg.bits:  # an SVE register holding a vector register
+            value &= (1 << reg.bits) - 1
+        return value
+
+    def _reg_set(self, reg: Reg, value: int) -> None:
+        remote = self._remote
+        assert remote is not None
+        info = self._gdb_reg(reg.name)
+        if info.bits > reg.bits:
+            old = int.from_bytes(remote.read_register(info.number), self._order)
+            value = (old & ~((1 << reg.bits) - 1)) | value
+        size = info.bits // 8
+        remote.write_register(
+            info.number, (value & ((1 << info.bits) - 1)).to_bytes(size, self._order)
+        )
+
+
+def alarm_seconds(budget: int) -> float:
+    return max(MIN_DEADLINE, budget / QEMU_MIN_RATE)
+
+
+def _write_all(pipe: object, data: bytes) -> None:
+    try:
+        pipe.write(data)  # type: ignore[attr-defined]
+        pipe.flush()  # type: ignore[attr-defined]
+    except OSError:
+        pass  # the server died; its run reports that
+
+
+class _QemuMemory:
+    """Guest memory as a libcall sees it: stores only into the stack and the slots."""
+
+    def __init__(self, server: QemuServer) -> None:
+        self._server = server
+
+    def read(self, address: int, size: int) -> bytes:
+        if size == 0:
+            return b""
+        remote = self._server._remote  # noqa: SLF001 - the server's own helper
+        assert remote is not None
+        try:
+            return remote.read_memory(address, size)
+        except RemoteError:
+            raise libcalls.LibcallFault(f"read of unmapped memory at {address:#x}") from None
+
+    def write(self, address: int, data: bytes) -> None:
+        if not data:
+            return
+        end = address + len(data)
+        if not any(
+            lo <= address and end <= lo + length
+            for lo, length in ((STACK_BASE, STACK_SIZE), (SLOTS_BASE, SLOTS_SIZE))
+        ):
+            raise libcalls.LibcallFault(f"write to protected memory at {address:#x}")
+        remote = self._server._remote  # noqa: SLF001
+        assert remote is not None
+        remote.write_memory(address, data)
+
+
+class QemuExecutor:
+    """The servers of one process, by (target, -cpu); the least recently
+    used stops when more than MAX_SERVERS run (each is a qemu process)."""
+
+    MAX_SERVERS = 6
+
+    def __init__(self) -> None:
+        self._servers: dict[tuple[str, str], QemuServer] = {}
+
+    def server(self, target: Target, flags_on: frozenset[str]) -> QemuServer:
+        assert target.qemu is not None
+        cpu = cpu_option(target.qemu, flags_on)
+        key = (target.name, cpu)
+        server = self._servers.pop(key, None) or QemuServer(target, cpu)
+        self._servers[key] = server  # the most recently used last
+        while len(self._servers) > self.MAX_SERVERS:
+            oldest = next(iter(self._servers))
+            self._servers.pop(oldest).stop()
+        return server
+
+    def close(self) -> None:
+        for server in self._servers.values():
+            server.stop()
+        self._servers.clear()
+
+    @property
+    def servers(self) -> Mapping[tuple[str, str], QemuServer]:
+        return self._servers

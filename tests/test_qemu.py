@@ -1,0 +1,259 @@
+"""The second executor (fuzz.pipeline.qemu) and the routing between the two
+(fuzz.pipeline.routing). Tests that run code need qemu-user (Debian package
+`qemu-user`, which .ci/run installs); without it they skip and say so."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from fuzz.faults import hooks
+from fuzz.pipeline import routing
+from fuzz.pipeline.filetest import TargetLine, parse_file, parse_text
+from fuzz.pipeline.oracle import Kind, Verdict
+from fuzz.pipeline.qemu import qemu_version
+from fuzz.pipeline.routing import QEMU, UNICORN, ExecutorChoice, route
+from fuzz.pipeline.runner import Runner, default_lines
+from fuzz.targets import TARGETS
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+needs_qemu = pytest.mark.skipif(
+    qemu_version() is None, reason="needs qemu-user (Debian package qemu-user)"
+)
+ALL = list(TARGETS.values())
+
+
+def _case(body: str, run: str, targets: str = "") -> str:
+    lines = targets or "\n".join(f"target {t}" for t in TARGETS)
+    return f"test interpret\ntest run\n{lines}\n\n{body}\n; run: {run}\n"
+
+
+# --- routing (no qemu needed) ----------------------------------------------------
+
+
+def test_a_line_unicorn_runs_stays_on_unicorn_with_qemu_as_referee(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(routing, "qemu_version", lambda: "7.2.22")
+    r = route(TARGETS["riscv64"], frozenset({"has_zca"}), ExecutorChoice.AUTO)
+    assert (r.executor, r.referee) == (UNICORN, True)
+    r = route(TARGETS["riscv64"], frozenset({"has_v", "has_zba"}), ExecutorChoice.AUTO)
+    assert (r.executor, r.referee) == (QEMU, False)
+    r = route(TARGETS["riscv64"], frozenset({"has_zcb"}), ExecutorChoice.AUTO)
+    assert r.executor is None and "qemu-user lacks has_zcb" in r.reason
+    r = route(TARGETS["x86_64"], frozenset(), ExecutorChoice.AUTO, "`vpaddd`: unicorn would")
+    assert r.executor == QEMU
+    assert route(TARGETS["aarch64"], frozenset(), ExecutorChoice.UNICORN).referee is False
+    assert route(TARGETS["aarch64"], frozenset(), ExecutorChoice.QEMU).executor == QEMU
+
+
+def test_without_qemu_lines_unicorn_lacks_abstain_and_say_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(routing, "qemu_version", lambda: None)
+    r = route(TARGETS["riscv64"], frozenset({"has_v"}), ExecutorChoice.AUTO)
+    assert r.executor is None and r.reason == "unicorn lacks has_v; needs qemu-user"
+    r = route(TARGETS["s390x"], frozenset(), ExecutorChoice.AUTO)
+    assert (r.executor, r.referee) == (UNICORN, False)
+    assert route(TARGETS["s390x"], frozenset(), ExecutorChoice.QEMU).reason == "needs qemu-user"
+
+
+# --- the executor ------------------------------------------------------------------
+
+
+@needs_qemu
+def test_riscv64_vectors_run_on_qemu_and_agree() -> None:
+    """The shape of a real upstream segfault: a hidden sret pointer meeting a
+    vector argument, on `riscv64 has_v`, which unicorn cannot run."""
+    ft = parse_file(str(CORPUS / "riscv64-sret-vector.clif"))
+    results = Runner().run_file(ft, default_lines(ft, None))
+    assert results
+    for r in results:
+        outcome = r.outcomes["riscv64 has_v"]
+        assert outcome.executor == QEMU and outcome.kind is Kind.RETURN
+        assert not r.judgement.divergent, r.outcomes
+
+
+@needs_qemu
+@pytest.mark.parametrize("target", ALL, ids=lambda t: t.name)
+def test_qemu_gives_unicorns_results_traps_and_libcalls(target) -> None:  # type: ignore[no-untyped-def]
+    text = _case(
+        """function %f(i64, i64, f32) -> i64, f32 {
+block0(v0: i64, v1: i64, v2: f32):
+    v3 = udiv v0, v1
+    v4 = ceil v2
+    return v3, v4
+}""",
+        "%f(100, 7, 0x1.8p0) == [14, 0x1.0p1]",
+        f"target {target.name}",
+    )
+    text += "; run: %f(1, 0, 0x0.0p0) == [0, 0x0.0p0]\n"
+    ft = parse_text(text)
+    line = [TargetLine(target)]
+    on_unicorn = Runner(executor=ExecutorChoice.UNICORN).run_file(ft, line)
+    on_qemu = Runner(executor=ExecutorChoice.QEMU).run_file(ft, line)
+    for a, b in zip(on_unicorn, on_qemu, strict=True):
+        mine, theirs = a.outcomes[target.name], b.outcomes[target.name]
+        assert (mine.executor, theirs.executor) == (UNICORN, QEMU)
+        assert mine.kind is theirs.kind and mine.values == theirs.values
+        assert mine.detail == theirs.detail  # the trap code of the second run
+    assert on_qemu[1].outcomes[target.name].kind is Kind.TRAP
+    assert on_qemu[0].judgement.verdicts[target.name] is Verdict.AGREE
+
+
+@needs_qemu
+@pytest.mark.parametrize("target", ALL, ids=lambda t: t.name)
+def test_a_crash_names_the_faulting_address_and_the_server_survives(target) -> None:  # type: ignore[no-untyped-def]
+    text = _case(
+        """function %f(i64) -> i64 {
+block0(v0: i64):
+    v1 = load.i64 v0
+    return v1
+}""",
+        "%f(0x1234_5678) == 0",
+        f"target {target.name}",
+    )
+    ft = parse_text(text)
+    runner = Runner(executor=ExecutorChoice.QEMU, ub_check=False)
+    [config] = runner.prepare_file(ft, [TargetLine(target)])
+    outcome = runner.execute(ft, config, ft.runs[0])
+    assert outcome.kind is Kind.CRASH
+    assert "SIGSEGV access at 0x12345" in outcome.detail  # riscv64 names the page
+    # kill the server: the next run starts another and loses nothing
+    [server] = runner.qemu.servers.values()
+    assert server._proc is not None  # noqa: SLF001
+    os.kill(server._proc.pid, signal.SIGKILL)  # noqa: SLF001
+    dead = runner.execute(ft, config, ft.runs[0])
+    assert dead.kind is Kind.CRASH and "qemu-user" in dead.detail
+    again = runner.execute(ft, config, ft.runs[0])
+    assert again.identical(outcome)
+
+
+@needs_qemu
+def test_a_loop_past_its_deadline_is_a_timeout_and_the_next_run_is_clean() -> None:
+    spin = parse_text(
+        _case(
+            """function %spin(i64) -> i64 {
+block0(v0: i64):
+    jump block1(v0)
+block1(v1: i64):
+    v2 = iconst.i64 1
+    v3 = iadd v1, v2
+    jump block1(v3)
+}""",
+            "%spin(0) == 0",
+            "target aarch64",
+        )
+    )
+    one = parse_text(
+        _case(
+            """function %one(i64) -> i64 {
+block0(v0: i64):
+    v1 = iconst.i64 1
+    v2 = iadd v0, v1
+    return v2
+}""",
+            "%one(41) == 42",
+            "target aarch64",
+        )
+    )
+    runner = Runner(executor=ExecutorChoice.QEMU, budget=1_000, ub_check=False)
+    line = [TargetLine(TARGETS["aarch64"])]
+    [config] = runner.prepare_file(spin, line)
+    assert runner.execute(spin, config, spin.runs[0]).kind is Kind.TIMEOUT
+    [config] = runner.prepare_file(one, line)
+    after = runner.execute(one, config, one.runs[0])
+    assert after.kind is Kind.RETURN and after.values[0].bits == 42
+
+
+@needs_qemu
+def test_a_new_image_at_the_same_addresses_runs_its_own_code() -> None:
+    """qemu translates code once: loading another image must drop the old
+    translation, or a run would execute the previous file's code."""
+    runner = Runner(executor=ExecutorChoice.QEMU)
+    answers = []
+    for constant in (1, 2, 1):
+        ft = parse_text(
+            _case(
+                f"""function %f() -> i64 {{
+block0:
+    v0 = iconst.i64 {constant}
+    return v0
+}}""",
+                f"%f() == {constant}",
+                "target riscv64",
+            )
+        )
+        [result] = runner.run_file(ft, [TargetLine(TARGETS["riscv64"])])
+        answers.append(result.outcomes["riscv64"].values[0].bits)
+    assert answers == [1, 2, 1]
+
+
+@needs_qemu
+def test_a_run_is_the_same_from_the_same_state_whatever_ran_before() -> None:
+    """The variant's initial state is set in full each run: registers the
+    code never writes read the same canaries on qemu as on unicorn."""
+    text = _case(
+        """function %f(i64) -> i64 {
+block0(v0: i64):
+    v1 = get_pinned_reg.i64
+    v2 = iadd v0, v1
+    return v2
+}""",
+        "%f(1) == 0",
+        "set enable_pinned_reg\ntarget aarch64",
+    )
+    ft = parse_text(text)
+    line = [TargetLine(TARGETS["aarch64"])]
+    unicorn = Runner(executor=ExecutorChoice.UNICORN, ub_check=False)
+    qemu = Runner(executor=ExecutorChoice.QEMU, ub_check=False)
+    [config_u] = unicorn.prepare_file(ft, line)
+    [config_q] = qemu.prepare_file(ft, line)
+    for variant in (0, 1, 0):
+        a = unicorn.execute(ft, config_u, ft.runs[0], variant)
+        b = qemu.execute(ft, config_q, ft.runs[0], variant)
+        assert a.values == b.values
+    assert qemu.execute(ft, config_q, ft.runs[0], 0).values != (
+        qemu.execute(ft, config_q, ft.runs[0], 1).values
+    )
+
+
+@needs_qemu
+def test_a_planted_fault_is_found_on_the_qemu_executor() -> None:
+    text = _case(
+        """function %g(i64, i64, i128) -> i64 {
+block0(v0: i64, v1: i64, v2: i128):
+    v3 = ireduce.i64 v2
+    return v3
+}
+
+function %f(i64) -> i64 {
+    fn0 = %g(i64, i64, i128) -> i64
+block0(v0: i64):
+    v1 = uextend.i128 v0
+    v2 = call fn0(v0, v0, v1)
+    return v2
+}""",
+        "%f(6) == 6",
+        "target aarch64",
+    )
+    ft = parse_text(text)
+    runner = Runner(executor=ExecutorChoice.QEMU, fault=hooks("aarch64-call-i128"))
+    [result] = runner.run_file(ft, [TargetLine(TARGETS["aarch64"])])
+    assert result.outcomes["aarch64"].executor == QEMU
+    assert result.judgement.verdicts["aarch64"] is Verdict.WRONG_RESULT
+
+
+@needs_qemu
+def test_with_both_every_unicorn_run_is_rerun_and_agreement_stays_agreement() -> None:
+    ft = parse_file(str(CORPUS / "emulator-s390x-signed-overflow-cc.clif"))
+    [result] = Runner(executor=ExecutorChoice.BOTH).run_file(ft, default_lines(ft, None))
+    assert result.judgement.verdicts["s390x"] is Verdict.EMULATOR_DISAGREEMENT
+    assert "qemu-user" in result.outcomes["s390x"].detail
+    ft = parse_file(str(CORPUS / "riscv64-sret-vector.clif"))
+    for r in Runner(executor=ExecutorChoice.BOTH).run_file(ft, default_lines(ft, None)):
+        assert not r.judgement.divergent
+        assert Verdict.EMULATOR_DISAGREEMENT not in r.judgement.verdicts.values()
