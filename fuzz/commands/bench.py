@@ -18,7 +18,9 @@ from fuzz import _cranelift
 from fuzz.commands.common import console as default_console
 from fuzz.gen.choices import RandomSource
 from fuzz.gen.generate import generate
-from fuzz.pipeline.filetest import TargetLine, parse_text
+from fuzz.pipeline.filetest import FileTest, TargetLine, parse_text
+from fuzz.pipeline.qemu import qemu_version
+from fuzz.pipeline.routing import ExecutorChoice
 from fuzz.pipeline.runner import Runner
 from fuzz.targets import TARGETS
 
@@ -122,7 +124,7 @@ def run_bench(console: Console, repeat: int) -> None:
     steady = Table(title="one emulated run, image already loaded (us per run)")
     steady.add_column("case")
     steady.add_column("target")
-    for col in ("with contract checks", "without", "call sites"):
+    for col in ("with contract checks", "without", "on qemu-user", "call sites"):
         steady.add_column(col, justify="right")
     for line in lines:
         seed = next(n for n in range(3, 100) if _calls(generate(RandomSource(n), line.target).text))
@@ -143,6 +145,7 @@ def run_bench(console: Console, repeat: int) -> None:
                 for _ in range(repeat * 5):
                     runner.execute(ft, config, ft.runs[0])
                 row.append(_per(time.perf_counter() - start, repeat * 5))
+            row.append(_qemu_run(ft, line, repeat * 5))
             calls = len(config.functions) and sum(len(f.call_returns) for f in config.functions)
             steady.add_row(case, line.label, *row, str(calls))
     console.print(steady)
@@ -152,6 +155,22 @@ def run_bench(console: Console, repeat: int) -> None:
         "three-function chain (whole file, 4 targets + interpreter) <= 5 ms; "
         "generation >= 2,000 cases/s (text alone)"
     )
+
+
+def _qemu_run(ft: FileTest, line: TargetLine, repeat: int) -> str:
+    """Microseconds per run on the qemu-user executor (fuzz.pipeline.qemu),
+    the image already loaded; "-" without qemu-user."""
+    if qemu_version() is None:
+        return "-"
+    runner = Runner(executor=ExecutorChoice.QEMU)
+    config = runner.prepare(ft, line, ft.shared_flags)
+    runner.execute(ft, config, ft.runs[0])
+    start = time.perf_counter()
+    for _ in range(repeat):
+        runner.execute(ft, config, ft.runs[0])
+    elapsed = time.perf_counter() - start
+    runner.qemu.close()
+    return _per(elapsed, repeat)
 
 
 def bench_generation(console: Console, count: int) -> None:
