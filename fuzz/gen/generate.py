@@ -481,7 +481,9 @@ def generate(src: Source, target: Target, max_callees: int = 5) -> Case:
     flags.append("enable_llvm_abi_extensions=true")
     isa_flags = [f for f in target.fuzz_isa_flags if boolean(src, 40)]
     if qemu_only:
-        isa_flags += [f for f in target.qemu_isa_flags if boolean(src, 50)]
+        # every extension at once: one qemu-user CPU per target (and has_v or
+        # not), not a server per subset of flags
+        isa_flags += list(target.qemu_isa_flags)
     if any(type_info(t).is_vector for t in g.types_used):
         isa_flags = sorted(set(isa_flags) | set(target.vector_isa_flags))
 

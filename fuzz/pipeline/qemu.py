@@ -700,7 +700,7 @@ class QemuExecutor:
     """The servers of one process, by (target, -cpu); the least recently
     used stops when more than MAX_SERVERS run (each is a qemu process)."""
 
-    MAX_SERVERS = 6
+    MAX_SERVERS = 8
 
     def __init__(self) -> None:
         self._servers: dict[tuple[str, str], QemuServer] = {}
