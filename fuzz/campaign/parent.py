@@ -174,6 +174,7 @@ class Campaign:
             return
         self.stats.cases += 1
         self.stats.executions.update(result.executions)
+        self.stats.executor_runs.update(result.executor_runs)
         self.stats.verdicts.update(result.verdicts)
         for finding in result.findings:
             self.pending.append(self._record(finding))

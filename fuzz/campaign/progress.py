@@ -69,6 +69,14 @@ class Display:
             "executions",
             "  ".join(f"{t} {n:,}" for t, n in sorted(s.executions.items())) or "-",
         )
+        runs = sum(s.executor_runs.values())
+        if runs:
+            table.add_row(
+                "runs on",
+                "  ".join(
+                    f"{e} {n:,} ({100 * n / runs:.1f}%)" for e, n in s.executor_runs.most_common()
+                ),
+            )
         table.add_row(
             "verdicts", "  ".join(f"{v} {n:,}" for v, n in s.verdicts.most_common()) or "-"
         )

@@ -45,6 +45,7 @@ class Options:
 class Stats:
     cases: int = 0
     executions: Counter[str] = field(default_factory=Counter)
+    executor_runs: Counter[str] = field(default_factory=Counter)
     verdicts: Counter[str] = field(default_factory=Counter)
     findings: int = 0
     buckets_hit: int = 0  # distinct buckets this run's findings went to
@@ -111,6 +112,9 @@ class CaseResult:
     error: str | None = None  # the case was unreadable or bad input
     path: str | None = None  # a corpus file's path
     executions: dict[str, int] = field(default_factory=dict)  # per target
+    # target runs per executor (fuzz.pipeline.routing: unicorn, qemu-user),
+    # referee runs included
+    executor_runs: dict[str, int] = field(default_factory=dict)
     verdicts: dict[str, int] = field(default_factory=dict)
     findings: list[FindingRecord] = field(default_factory=list)  # one per bucket
     cells: list[Cell] = field(default_factory=list)

@@ -92,7 +92,9 @@ class CaseRunner:
                 if origin == "corpus"
                 else default_lines(ft, None)
             )
+            before = self.runner.executor_runs.copy()
             results = self.runner.run_file(ft, lines) if lines else []
+            out.executor_runs = dict(self.runner.executor_runs - before)
         except BadInput as err:
             out.error = str(err)
             return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -99,6 +99,8 @@ class Runner:
     ) -> None:
         self.executor = executor
         self.qemu = QemuExecutor()
+        # runs each executor made (divergences' reruns and referee runs included)
+        self.executor_runs: Counter[str] = Counter()
         # the call contract checks (fuzz.pipeline.contract); off only to measure them
         self.contract = contract
         # a divergent run is run again from another initial state (undefined
@@ -300,6 +302,7 @@ class Runner:
             with self.stage(f"qemu {target.name}"):
                 server = self.qemu.server(target, config.flags_on)
                 raw = server.run(config.image, entry, callee, bytes(slots), self.budget, variant)
+        self.executor_runs[executor] += 1
         if raw.kind != "return":
             outcome = Outcome(
                 Kind(_RAW_KINDS[raw.kind]),
