@@ -14,6 +14,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import cache
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import SynchronizedArray
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any, TextIO
 from fuzz import _cranelift
 from fuzz.campaign.state import CaseResult, WorkerConfig
 from fuzz.faults import hooks
+from fuzz.features import Version, parse_version
 from fuzz.gen.cells import Cell, module_cells
 from fuzz.gen.choices import ByteSource, RandomSource, Source
 from fuzz.gen.generate import generate
@@ -157,20 +159,26 @@ def corpus_lines(
     return [line for line in ft.targets if line.target.name in names]
 
 
+@cache
+def under_test() -> Version:
+    """The release of the Cranelift under test: the generator uses only what it has."""
+    return parse_version(_cranelift.version())
+
+
 def generated(seed: int, targets: Sequence[Target]) -> str:
     """The random engine's case for a seed: the same text in any process."""
-    return generate(RandomSource(seed), targets[seed % len(targets)]).text
+    return generate(RandomSource(seed), targets[seed % len(targets)], version=under_test()).text
 
 
 def from_bytes(data: bytes, targets: Sequence[Target]) -> str:
     """Any byte string is a case: the first byte picks the target."""
     target = targets[data[0] % len(targets)] if data else targets[0]
-    return generate(ByteSource(data[1:]), target).text
+    return generate(ByteSource(data[1:]), target, version=under_test()).text
 
 
 def from_source(src: Source, targets: Sequence[Target]) -> str:
     target = targets[src.integer(0, len(targets) - 1)]
-    return generate(src, target).text
+    return generate(src, target, version=under_test()).text
 
 
 # -- the process --------------------------------------------------------------

@@ -15,6 +15,7 @@ from rich.table import Table
 from fuzz import _cranelift
 from fuzz.commands.common import console as default_console
 from fuzz.commands.common import parse_target_option
+from fuzz.features import parse_version
 from fuzz.gen.cells import CALL_FORMS, Cell, supported_cells
 from fuzz.gen.choices import RandomSource
 from fuzz.gen.expect import with_expectations
@@ -53,12 +54,13 @@ def run_gen(
     causes: Counter[str] = Counter()
     isas: dict[tuple[str, ...], _cranelift.Isa] = {}
     runner = Runner()
+    version = parse_version(_cranelift.version())
     start = time.perf_counter()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         case_seed = seed + i
-        case = generate(RandomSource(case_seed), targets[i % len(targets)])
+        case = generate(RandomSource(case_seed), targets[i % len(targets)], version=version)
         cells.update(case.cells)
         writes = out is not None or not (stats or check)
         text = with_expectations(case.text, runner) if writes and expect else case.text

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from fuzz.features import Version, for_version, has
 from fuzz.gen.cells import CALL_FORMS, TAIL_FORMS, Cell, call_cells
 from fuzz.gen.choices import Source, boolean, choice
 from fuzz.targets import Target
@@ -186,11 +187,17 @@ class Generator:
     """Draws one case for one target from a choice source."""
 
     def __init__(
-        self, src: Source, target: Target, max_callees: int = 5, qemu_only: bool = False
+        self,
+        src: Source,
+        target: Target,
+        max_callees: int = 5,
+        qemu_only: bool = False,
+        slot_align: bool = True,
     ) -> None:
         self.src = src
         self.t = target
         self.abi_types = (target.qemu_abi_types if qemu_only else None) or target.abi_types
+        self.slot_align = slot_align  # `explicit_slot N, align = A` (fuzz.features)
         self.functions: list[str] = []
         self.cells: Counter[Cell] = Counter()
         self.count = 0
@@ -254,9 +261,9 @@ class Generator:
         params = []
         for p in sig.params:
             params.append(b.value(p.ty if p.purpose != "sret" else None))
-        head = (
-            f"block0({', '.join(f'{v}: {p.ty}' for v, p in zip(params, sig.params, strict=True))}):"
-        )
+        typed = ", ".join(f"{v}: {p.ty}" for v, p in zip(params, sig.params, strict=True))
+        # `block0:` when there are none: before 0.106 the reader rejects `block0():`
+        head = f"block0({typed}):" if typed else "block0:"
         acc = b.const64(0x0123_4567_89AB_CDEF + depth)
         salt = 1
         sret_ptr = None
@@ -360,7 +367,8 @@ class Generator:
                 args.append(sret_ptr)
             elif p.purpose == "sret":
                 slot = f"ss{len(b.slots)}"
-                b.slots.append(f"    {slot} = explicit_slot 16, align = 16")
+                align = ", align = 16" if self.slot_align else ""
+                b.slots.append(f"    {slot} = explicit_slot 16{align}")
                 sret_slot = b.emit(f"stack_addr.i64 {slot}")
                 args.append(sret_slot)
             elif b.pool.get(p.ty) and boolean(self.src, 50):
@@ -460,10 +468,14 @@ def draw_inputs(src: Source, types: list[str]) -> list[int]:
 # -- the whole case -----------------------------------------------------------
 
 
-def generate(src: Source, target: Target, max_callees: int = 5) -> Case:
-    """One case; `max_callees` bounds its size (small cases for reducer tests)."""
+def generate(
+    src: Source, target: Target, max_callees: int = 5, version: Version | None = None
+) -> Case:
+    """One case; `max_callees` bounds its size (small cases for reducer tests);
+    only what Cranelift `version` has (fuzz.features; None: the newest)."""
+    target = for_version(target, version)
     qemu_only = bool(target.qemu_isa_flags) and boolean(src, QEMU_ONLY_PCT)
-    g = Generator(src, target, max_callees, qemu_only)
+    g = Generator(src, target, max_callees, qemu_only, has("slot_align", version))
     # %main: default convention, integer inputs only.
     n_inputs = src.integer(1, 8)
     input_types = [choice(src, ("i64", "i64", "i32", "i128")) for _ in range(n_inputs)]
@@ -474,10 +486,12 @@ def generate(src: Source, target: Target, max_callees: int = 5) -> Case:
     g.define("%main", main_sig, 0)
 
     flags = [f"opt_level={choice(src, ('none', 'speed', 'speed_and_size'))}"]
-    flags.append(f"regalloc_algorithm={choice(src, target.regalloc_algorithms)}")
+    if has("regalloc_algorithm", version):
+        flags.append(f"regalloc_algorithm={choice(src, target.regalloc_algorithms)}")
     frame_pointers = boolean(src) or (g.has_tail_call and target.tail_calls_need_frame_pointers)
     flags.append(f"preserve_frame_pointers={str(frame_pointers).lower()}")
-    flags.append("enable_multi_ret_implicit_sret=true")
+    if has("enable_multi_ret_implicit_sret", version):
+        flags.append("enable_multi_ret_implicit_sret=true")
     flags.append("enable_llvm_abi_extensions=true")
     isa_flags = [f for f in target.fuzz_isa_flags if boolean(src, 40)]
     if qemu_only:

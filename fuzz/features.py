@@ -1,0 +1,117 @@
+"""What each Cranelift release has: the settings, conventions, types and ISA
+flags the generator uses that appeared after the oldest supported release
+(fuzz.bridge.spec), each with the first release that has it. Everything not
+in the table is in every supported release. The generator asks `for_version`
+for a view of a target limited to what the Cranelift under test has."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from fuzz.targets import Target
+
+Version = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    kind: str  # setting, convention, type, isa flag
+    since: Version  # the first release that has it
+    source: str  # how that was established
+
+
+_MEASURED = "bridges built for 0.105.4, 0.115.1, 0.128.4, 0.131.3, 0.137.1 (issue 13)"
+
+FEATURES: dict[str, Feature] = {
+    f.name: f
+    for f in (
+        Feature("f16", "type", (0, 110, 0), "cranelift-codegen 0.110: types::F16"),
+        Feature("f128", "type", (0, 110, 0), "cranelift-codegen 0.110: types::F128"),
+        Feature(
+            "enable_multi_ret_implicit_sret",
+            "setting",
+            (0, 114, 0),
+            "cranelift-codegen 0.114 settings; " + _MEASURED,
+        ),
+        Feature("regalloc_algorithm", "setting", (0, 115, 0), "0.115 settings; " + _MEASURED),
+        Feature("preserve_all", "convention", (0, 128, 0), "0.128 CallConv; " + _MEASURED),
+        # Measured (absent in the first, present in the second; the releases
+        # between were not built): the earliest release callfuzz knows has it.
+        Feature(
+            "slot_align",
+            "syntax",
+            (0, 115, 0),
+            "`explicit_slot N, align = A`: not parsed by 0.105.4",
+        ),
+        Feature("winch", "convention", (0, 115, 0), "absent 0.105.4, present 0.115.1"),
+        Feature("s390x:tail", "convention", (0, 115, 0), "s390x panics on tail in 0.105.4"),
+        Feature("has_cmpxchg16b", "isa flag", (0, 115, 0), "absent 0.105.4, present 0.115.1"),
+        Feature("has_fp16", "isa flag", (0, 115, 0), "absent 0.105.4, present 0.115.1"),
+        Feature("has_zfh", "isa flag", (0, 115, 0), "absent 0.105.4, present 0.115.1"),
+        Feature("has_zfhmin", "isa flag", (0, 128, 0), "absent 0.115.1, present 0.128.4"),
+        Feature("has_mie3", "isa flag", (0, 128, 0), "absent 0.115.1, present 0.128.4"),
+        # f16/f128 in signatures: the backends reject them in 0.115.1
+        # ("Unexpected SSA-value type: f128"), accept them in 0.128.4
+        Feature("f128:abi", "type", (0, 128, 0), "rejected 0.115.1, accepted 0.128.4"),
+        Feature("f16:abi", "type", (0, 128, 0), "rejected 0.115.1, accepted 0.128.4"),
+    )
+}
+
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_version(text: str) -> Version:
+    """`0.135.8`, `0.136.0-dev` (a checkout), `0.131` -> (0, 131, 0)."""
+    m = _VERSION.match(text.strip())
+    if m is None:
+        raise ValueError(f"not a Cranelift version: {text!r}")
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+
+
+def has(name: str, version: Version | None, target: str = "") -> bool:
+    """Whether the release `version` has `name` (None: the newest, all of
+    it), on `target` too where the table names it for one target."""
+    if version is None:
+        return True
+    return all(
+        feature is None or version >= feature.since
+        for feature in (FEATURES.get(name), FEATURES.get(f"{target}:{name}"))
+    )
+
+
+def _kept(names: Iterable[str], version: Version, target: str = "") -> tuple[str, ...]:
+    return tuple(n for n in names if has(n, version, target))
+
+
+Types = Mapping[str, tuple[str, ...]]
+
+
+def _types(table: Types, version: Version) -> dict[str, tuple[str, ...]]:
+    """Signature types per convention (`f16:abi`: f16 in a signature)."""
+    return {
+        cc: tuple(t for t in types if has(t, version) and has(f"{t}:abi", version))
+        for cc, types in table.items()
+        if cc == "*" or has(cc, version)
+    }
+
+
+def for_version(target: Target, version: Version | None) -> Target:
+    """`target` as the generator may use it on Cranelift `version`."""
+    if version is None:
+        return target
+    name = target.name
+    return dataclasses.replace(
+        target,
+        call_convs=_kept(target.call_convs, version, name),
+        tail_call_convs=_kept(target.tail_call_convs, version, name),
+        sret_convs=_kept(target.sret_convs, version, name),
+        no_return_convs=_kept(target.no_return_convs, version, name),
+        abi_types=_types(target.abi_types, version),
+        qemu_abi_types=_types(target.qemu_abi_types, version),
+        fuzz_isa_flags=_kept(target.fuzz_isa_flags, version),
+        qemu_isa_flags=_kept(target.qemu_isa_flags, version),
+    )
