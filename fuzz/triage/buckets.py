@@ -56,15 +56,20 @@ def mask(text: str) -> str:
 # and `.../target/release/build/cranelift-codegen-fc31da3c/out/isle_riscv64.rs`:
 # the crate's own path is what stays the same on every machine and build.
 _CRATE_DIR = re.compile(r"^.*?/(cranelift-[a-z-]*[a-z])-[0-9a-f][0-9a-f.]*/")
+# A wasmtime checkout's crates (path dependencies): `/anywhere/wasmtime/
+# cranelift/codegen/src/x.rs`, or `cranelift/codegen/...` relative to it.
+_CHECKOUT_DIR = re.compile(r"^(?:.*/)?cranelift/([a-z][a-z0-9-]*)/(?=src/)")
 
 
 def panic_location(detail: str) -> str:
-    """`message at /.../cranelift-codegen-0.135.8/src/x.rs:900:13` ->
-    `cranelift-codegen/src/x.rs:900`."""
+    """`message at /.../cranelift-codegen-0.135.8/src/x.rs:900:13` (a
+    release) or `at /home/me/wasmtime/cranelift/codegen/src/x.rs:900:13` (a
+    checkout) -> `cranelift-codegen/src/x.rs:900`: the same on every machine."""
     _, _, where = detail.rpartition(" at ")
     if not where:
         return mask(detail)
-    return _CRATE_DIR.sub(r"\1/", re.sub(r":\d+$", "", where.strip()))
+    where = re.sub(r":\d+$", "", where.strip())
+    return _CHECKOUT_DIR.sub(r"cranelift-\1/", _CRATE_DIR.sub(r"\1/", where))
 
 
 @dataclass(frozen=True)
