@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from fuzz import _cranelift
+from fuzz.bridge.load import under_test
 from reducers.clif import parse_module
 from reducers.passes import FINISH, PASSES
 from reducers.problem import Problem, Progress, clif_lines, runs_return
@@ -97,6 +98,6 @@ def verify(reduction: Reduction, problem: Problem, goal: Goal) -> Reduction:
                 reduction,
                 text=text,
                 lines_after=clif_lines(text),
-                verified_on=_cranelift.version(),
+                verified_on=under_test().describe(),
             )
     return reduction

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from fuzz import _cranelift
+from fuzz.bridge.load import under_test
 from fuzz.campaign.progress import Display
 from fuzz.campaign.state import CaseResult, Options, Stats, WorkerConfig
 from fuzz.campaign.worker import generated, worker_main
@@ -312,7 +312,7 @@ class Campaign:
                     blame=[target],
                     bucket_key=bucket.key,
                     bucket_title=bucket.title,
-                    cranelift_version=_cranelift.version(),
+                    cranelift_version=under_test().describe(),
                     origin="generated" if seed is not None else self.opt.engine,
                     seed=seed,
                 )
@@ -438,7 +438,7 @@ def run_campaign(db: TriageDB, options: Options, resume: int | None) -> tuple[Ca
     else:
         cid = db.start_campaign(
             host=socket.gethostname(),
-            cranelift_version=_cranelift.version(),
+            cranelift_version=under_test().describe(),
             targets=options.targets,
             flags={
                 "fault": options.fault,

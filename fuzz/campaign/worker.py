@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fuzz import _cranelift
+from fuzz.bridge.load import under_test
 from fuzz.campaign.state import CaseResult, WorkerConfig
 from fuzz.faults import hooks
 from fuzz.features import Version, parse_version
@@ -57,7 +58,7 @@ class CaseRunner:
         self._inflight_file: TextIO | None = None
         self.cpu_start = time.process_time()
         self.cells_seen: set[Cell] = set()
-        self.cranelift_version = _cranelift.version()
+        self.cranelift_version = under_test().describe()
 
     def begin(self, text: str, index: float) -> None:
         # A seeded case is regenerated from its seed by the parent; any other
@@ -160,25 +161,27 @@ def corpus_lines(
 
 
 @cache
-def under_test() -> Version:
+def release_under_test() -> Version:
     """The release of the Cranelift under test: the generator uses only what it has."""
     return parse_version(_cranelift.version())
 
 
 def generated(seed: int, targets: Sequence[Target]) -> str:
     """The random engine's case for a seed: the same text in any process."""
-    return generate(RandomSource(seed), targets[seed % len(targets)], version=under_test()).text
+    return generate(
+        RandomSource(seed), targets[seed % len(targets)], version=release_under_test()
+    ).text
 
 
 def from_bytes(data: bytes, targets: Sequence[Target]) -> str:
     """Any byte string is a case: the first byte picks the target."""
     target = targets[data[0] % len(targets)] if data else targets[0]
-    return generate(ByteSource(data[1:]), target, version=under_test()).text
+    return generate(ByteSource(data[1:]), target, version=release_under_test()).text
 
 
 def from_source(src: Source, targets: Sequence[Target]) -> str:
     target = targets[src.integer(0, len(targets) - 1)]
-    return generate(src, target, version=under_test()).text
+    return generate(src, target, version=release_under_test()).text
 
 
 # -- the process --------------------------------------------------------------

@@ -8,7 +8,6 @@
 mod panics;
 mod values;
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use cranelift_codegen::control::ControlPlane;
@@ -18,19 +17,23 @@ use cranelift_codegen::ir::LibCall;
 use cranelift_codegen::ir::{self, ExternalName, Function, InstructionData, Opcode};
 use cranelift_codegen::isa::{self, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
-use cranelift_codegen::FinalizedRelocTarget;
+#[cfg(not(cranelift_reloc_label))]
+use cranelift_codegen::FinalizedRelocTarget as RelocTarget;
+#[cfg(cranelift_reloc_label)]
+use cranelift_codegen::RelocTarget;
 use cranelift_codegen::{CodegenError, Context};
 use cranelift_interpreter::environment::FunctionStore;
 use cranelift_interpreter::interpreter::{
     Interpreter, InterpreterError, InterpreterState, LibCallValues,
 };
-use cranelift_interpreter::step::{ControlFlow, CraneliftTrap};
+use cranelift_interpreter::step::ControlFlow;
+#[cfg(not(cranelift_libcall_trapcode))]
+use cranelift_interpreter::step::CraneliftTrap;
 use cranelift_reader::{parse_option, parse_run_command, Comparison, Location, RunCommand};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use target_lexicon::Triple;
 
 create_exception!(
     _cranelift,
@@ -123,9 +126,9 @@ fn option_message(e: cranelift_reader::ParseOptionError) -> String {
 
 fn build_isa(triple: &str, shared: &[String], isa_flags: &[String]) -> PyResult<Isa> {
     let loc = Location { line_number: 0 };
-    let triple = Triple::from_str(triple)
-        .map_err(|e| FlagError::new_err(format!("unknown target '{triple}': {e}")))?;
-    let mut isa_builder = isa::lookup(triple.clone())
+    // `lookup_by_name` takes the triple as text on every supported release
+    // (`lookup` takes a target-lexicon `Triple`, whose version follows Cranelift's).
+    let mut isa_builder = isa::lookup_by_name(triple)
         .map_err(|e| FlagError::new_err(format!("unknown target '{triple}': {e}")))?;
     let mut flag_builder = settings::builder();
     flag_builder
@@ -477,9 +480,15 @@ pub(crate) fn run_interpreter(
     }
 }
 
+/// What a libcall handler fails with (a `TrapCode` before 0.113).
+#[cfg(cranelift_libcall_trapcode)]
+type LibCallTrap = ir::TrapCode;
+#[cfg(not(cranelift_libcall_trapcode))]
+type LibCallTrap = CraneliftTrap;
+
 /// The libcalls a CLIF function can call by name (`%CeilF32`), computed as
 /// upstream's `test interpret` does; any other traps as the default handler.
-fn libcall(call: LibCall, args: LibCallValues) -> Result<LibCallValues, CraneliftTrap> {
+fn libcall(call: LibCall, args: LibCallValues) -> Result<LibCallValues, LibCallTrap> {
     use DataValue::{F32, F64};
     let value = match (call, &args[..]) {
         (LibCall::CeilF32, [F32(a)]) => F32(a.ceil()),
@@ -496,7 +505,7 @@ fn libcall(call: LibCall, args: LibCallValues) -> Result<LibCallValues, Cranelif
         (LibCall::FmaF64, [F64(a), F64(b), F64(c)]) => F64(Ieee64::with_float(
             f64::from_bits(a.bits()).mul_add(f64::from_bits(b.bits()), f64::from_bits(c.bits())),
         )),
-        _ => return Err(CraneliftTrap::UnreachableCodeReached),
+        _ => return Err(LibCallTrap::UnreachableCodeReached),
     };
     let mut out = LibCallValues::new();
     out.push(value);
@@ -573,8 +582,19 @@ fn compile_one<'py>(
     let relocs = PyList::empty(py);
     for r in buffer.relocs() {
         let target = match &r.target {
-            FinalizedRelocTarget::ExternalName(name) => ext_name(func, name),
-            FinalizedRelocTarget::Func(off) => format!("+{off}"),
+            RelocTarget::ExternalName(name) => ext_name(func, name),
+            #[cfg(not(cranelift_reloc_label))]
+            RelocTarget::Func(off) => format!("+{off}"),
+            // a finalized buffer has resolved its labels to offsets
+            #[cfg(cranelift_reloc_label)]
+            RelocTarget::Label(at) if at.is_offset() => format!("+{}", at.as_offset()),
+            #[cfg(cranelift_reloc_label)]
+            RelocTarget::Label(at) => {
+                return Err(CompileError::new_err(format!(
+                    "{}: relocation against unresolved label {at}",
+                    func.name
+                )))
+            }
         };
         relocs.append((r.offset, format!("{:?}", r.kind), target, r.addend))?;
     }
@@ -586,7 +606,10 @@ fn compile_one<'py>(
     d.set_item("traps", traps)?;
     // the return address of every call the function makes: where the
     // harness checks the call contract when control comes back
-    let returns: Vec<u32> = buffer.call_sites().map(|site| site.ret_addr).collect();
+    #[cfg(cranelift_call_sites_slice)]
+    let returns: Vec<u32> = buffer.call_sites().iter().map(|s| s.ret_addr).collect();
+    #[cfg(not(cranelift_call_sites_slice))]
+    let returns: Vec<u32> = buffer.call_sites().map(|s| s.ret_addr).collect();
     d.set_item("call_returns", returns)?;
     Ok(d)
 }

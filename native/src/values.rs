@@ -15,9 +15,11 @@ pub fn parse_type(name: &str) -> Option<Type> {
         "i32" => Some(types::I32),
         "i64" => Some(types::I64),
         "i128" => Some(types::I128),
+        #[cfg(not(cranelift_no_f16))]
         "f16" => Some(types::F16),
         "f32" => Some(types::F32),
         "f64" => Some(types::F64),
+        #[cfg(not(cranelift_no_f16))]
         "f128" => Some(types::F128),
         _ => None,
     };
