@@ -102,6 +102,7 @@ def _print(step: Step) -> None:
     console.print(
         f"  {step.version:>9}  {mark}  ({step.seconds:.0f} s)  {step.got}", highlight=False
     )
+    sys.stdout.flush()  # each verdict as it comes, in a log file too
 
 
 def search(goal: Goal, versions: list[str], path: Path) -> tuple[str | None, str | None]:
