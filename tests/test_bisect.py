@@ -29,19 +29,38 @@ def test_the_search_names_the_first_release_that_reproduces(
 ) -> None:
     seen: list[str] = []
     monkeypatch.setattr(b, "judge_step", _fake(first_bad, seen))
-    good, bad = b.search(b.Goal("x86_64", "compile panic", ""), VERSIONS, Path("x"))
-    assert bad == first_bad
-    assert good == VERSIONS[VERSIONS.index(first_bad) - 1]
+    found = b.search(b.Goal("x86_64", "compile panic", ""), VERSIONS, Path("x"))
+    assert found.after == first_bad and found.newest_reproduces
+    assert found.before == VERSIONS[VERSIONS.index(first_bad) - 1]
     assert len(seen) <= 2 + 5  # both ends, then log2(20) halvings
+    assert found.describe(VERSIONS[0], VERSIONS[-1]).startswith(f"first reproduces on {first_bad}")
+
+
+def test_a_fixed_finding_names_the_release_that_fixed_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rank = {v: i for i, v in enumerate(VERSIONS)}
+    fixed_in = "0.117.0"
+    monkeypatch.setattr(
+        b,
+        "judge_step",
+        lambda goal, v, p, s: b.Step(v, rank[v] < rank[fixed_in], "fake", 0.0),
+    )
+    found = b.search(b.Goal("aarch64", "abi violation", ""), VERSIONS, Path("x"))
+    assert (found.before, found.after) == (VERSIONS[rank[fixed_in] - 1], fixed_in)
+    assert found.describe(VERSIONS[0], VERSIONS[-1]).startswith(f"fixed in {fixed_in}")
 
 
 def test_a_finding_at_both_ends_or_at_neither_has_nothing_to_bisect(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(b, "judge_step", _fake(VERSIONS[0], []))
-    assert b.search(b.Goal("x86_64", "crash", ""), VERSIONS, Path("x")) == (None, VERSIONS[0])
+    both = b.search(b.Goal("x86_64", "crash", ""), VERSIONS, Path("x"))
+    assert (both.before, both.after) == (None, None) and both.oldest_reproduces
+    assert "every release" in both.describe(VERSIONS[0], VERSIONS[-1])
     monkeypatch.setattr(b, "judge_step", lambda goal, v, p, s: b.Step(v, False, "no finding", 0.0))
-    assert b.search(b.Goal("x86_64", "crash", ""), VERSIONS, Path("x")) == (None, None)
+    neither = b.search(b.Goal("x86_64", "crash", ""), VERSIONS, Path("x"))
+    assert "nothing to bisect" in neither.describe(VERSIONS[0], VERSIONS[-1])
 
 
 def test_release_lines_are_the_newest_patch_of_each(monkeypatch: pytest.MonkeyPatch) -> None:

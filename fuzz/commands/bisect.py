@@ -105,27 +105,45 @@ def _print(step: Step) -> None:
     sys.stdout.flush()  # each verdict as it comes, in a log file too
 
 
-def search(goal: Goal, versions: list[str], path: Path) -> tuple[str | None, str | None]:
-    """(last release without the finding, first with it): both ends first,
-    then halving. A finding absent at the newest end has no first."""
-    first = judge_step(goal, versions[-1], path, time.monotonic())
-    _print(first)
-    if not first.reproduces:
-        return None, None
+@dataclass(frozen=True)
+class Boundary:
+    """Where a finding starts (a regression: `newest_reproduces`) or stops (a
+    fix): `before` is the last release on the older side, `after` the first
+    on the newer side; None for a side the range does not reach."""
+
+    newest_reproduces: bool
+    oldest_reproduces: bool
+    before: str | None
+    after: str | None
+
+    def describe(self, oldest: str, newest: str) -> str:
+        if self.newest_reproduces and self.oldest_reproduces:
+            return f"reproduces on every release from {oldest} to {newest}"
+        if not (self.newest_reproduces or self.oldest_reproduces):
+            return f"reproduces neither on {oldest} nor on {newest}: nothing to bisect"
+        if self.newest_reproduces:
+            return f"first reproduces on {self.after}; last release without it: {self.before}"
+        return f"fixed in {self.after}; last release with it: {self.before}"
+
+
+def search(goal: Goal, versions: list[str], path: Path) -> Boundary:
+    """Both ends first, then halving between them while they differ."""
+    newest = judge_step(goal, versions[-1], path, time.monotonic())
+    _print(newest)
     oldest = judge_step(goal, versions[0], path, time.monotonic())
     _print(oldest)
-    if oldest.reproduces:
-        return None, versions[0]  # as old as the range goes
-    lo, hi = 0, len(versions) - 1  # lo: does not reproduce; hi: does
+    if newest.reproduces == oldest.reproduces:
+        return Boundary(newest.reproduces, oldest.reproduces, None, None)
+    lo, hi = 0, len(versions) - 1  # lo: the oldest end's side; hi: the newest's
     while hi - lo > 1:
         mid = (lo + hi) // 2
         step = judge_step(goal, versions[mid], path, time.monotonic())
         _print(step)
-        if step.reproduces:
+        if step.reproduces == newest.reproduces:
             hi = mid
         else:
             lo = mid
-    return versions[lo], versions[hi]
+    return Boundary(newest.reproduces, oldest.reproduces, versions[lo], versions[hi])
 
 
 @click.command()
@@ -199,10 +217,11 @@ def bisect(
             fail(f"nothing to bisect between {first_version} and {last}")
         started = time.monotonic()
         if goal_verdict is None:
-            # a file: the finding is what the newest end gives
-            findings = run_step(path, target, versions[-1])
+            # a file: the finding is what the newest end gives (or, for a
+            # bug fixed since, the oldest)
+            findings = run_step(path, target, versions[-1]) or run_step(path, target, versions[0])
             if not findings:
-                fail(f"{what} gives no finding on {target} with Cranelift {versions[-1]}")
+                fail(f"{what} gives no finding on {target} with {versions[0]} or {versions[-1]}")
             goal_verdict = findings[0]["verdict"]
             if goal_verdict == "compile panic":
                 message = _panic_message(findings[0]["detail"])
@@ -212,14 +231,9 @@ def bisect(
             f"{versions[0]} to {versions[-1]}",
             highlight=False,
         )
-        good, bad = search(goal, versions, path)
+        boundary = search(goal, versions, path)
     elapsed = time.monotonic() - started
-    if bad is None:
-        result = f"does not reproduce on {versions[-1]}: nothing to bisect"
-    elif good is None:
-        result = f"reproduces on every release from {bad} (the oldest tried)"
-    else:
-        result = f"first reproduces on {bad}; last release without it: {good}"
+    result = boundary.describe(versions[0], versions[-1])
     console.print(f"{result} ({elapsed:.0f} s)", highlight=False)
     if bucket_id is not None:
         from fuzz.triage.store import open_db
