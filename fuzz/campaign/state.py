@@ -39,6 +39,8 @@ class Options:
     status_every: float = 30.0  # seconds between status lines off a terminal
     live: bool = False  # rich live display (a terminal)
     workdir: Path = Path("crashes")  # in-flight files and Hypothesis's database
+    # atheris on the instrumented bridge (fuzz.coverage): its cache entry directory
+    coverage: Path | None = None
 
 
 @dataclass

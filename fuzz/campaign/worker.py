@@ -296,19 +296,34 @@ def _leave(conn: Connection, outbox: Outbox) -> None:
 
 def _atheris(conn: Connection, cases: CaseRunner, outbox: Outbox) -> None:
     """libFuzzer (through atheris) mutates the byte strings the generator decodes;
-    coverage comes from the instrumented Python generator."""
+    coverage comes from the instrumented Python generator and, in a worker
+    started on the instrumented bridge (`fuzz --coverage`), from Cranelift's
+    own edges: their counters are recorded after each input, and libFuzzer's
+    corpus is kept in the campaign's directory (and replayed on resume)."""
     import sys
 
     import atheris
 
+    from fuzz.coverage import live
+
     _instrument_generator(atheris)
+    workdir = Path(cases.config.inflight).parent
+    recorder = live.recorder(workdir)
+    args = [sys.argv[0], "-max_len=4096", "-rss_limit_mb=0"]
+    if recorder is not None:
+        args += live.libfuzzer_args(workdir)
+        live.log_to_file(workdir)
 
     def one_input(data: bytes) -> None:
         if _stop_requested(conn):
+            if recorder is not None:
+                recorder.save()
             _leave(conn, outbox)
         outbox.add(cases.run(from_bytes(data, cases.targets), "atheris", None, -1))
+        if recorder is not None:
+            recorder.take()
 
-    atheris.Setup([sys.argv[0], "-max_len=4096", "-rss_limit_mb=0"], one_input)
+    atheris.Setup(args, one_input)
     atheris.Fuzz()
 
 

@@ -24,6 +24,7 @@ COMMANDS = {
     "reduce": "fuzz.commands.reduce",
     "triage": "fuzz.commands.triage",
     "cranelift": "fuzz.commands.cranelift",
+    "coverage": "fuzz.commands.coverage",
     "bisect": "fuzz.commands.bisect",
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from fuzz.bridge.cache import Entry as BridgeEntry
 from fuzz.campaign.parent import Campaign, run_campaign
 from fuzz.campaign.state import Options
 from fuzz.commands.common import (
@@ -96,6 +98,18 @@ from reducers.reduce import Goal, reduce_text
     help="Check the call contract (callee-saved registers, SP, frames, extension); "
     "--no-contract only to measure what the checks cost.",
 )
+@click.option(
+    "--coverage",
+    is_flag=True,
+    help="With --engine atheris: guide libFuzzer by Cranelift's own edges (the "
+    "instrumented bridge of `callfuzz coverage build`, built here if missing); the "
+    "summary says which Cranelift code was reached.",
+)
+@click.option(
+    "--trace-compares",
+    is_flag=True,
+    help="With --coverage: the bridge that also traces comparisons.",
+)
 @executor_option
 @click.option("--plant-fault", type=click.Choice(sorted(ALL_FAULTS)), hidden=True)
 def fuzz(
@@ -115,6 +129,8 @@ def fuzz(
     status_every: float,
     reduce_time: float,
     contract: bool,
+    coverage: bool,
+    trace_compares: bool,
     executor: str,
     plant_fault: str | None,
 ) -> None:
@@ -143,6 +159,7 @@ def fuzz(
         plant_fault = plant_fault or (info.flags or {}).get("fault")
     elif campaign_id is not None:
         fail("--campaign goes with --resume")
+    coverage_entry = _coverage(coverage, trace_compares, engine, db.workdir, resume_id)
     if seed is None:
         seed = secrets.randbelow(1 << 32)
     if seconds is None and cases is None:
@@ -164,6 +181,7 @@ def fuzz(
         status_every=status_every,
         live=sys.stdout.isatty(),
         workdir=db.workdir,
+        coverage=coverage_entry.path if coverage_entry else None,
     )
     what = f"resuming campaign {resume_id}" if resume_id else "new campaign"
     known = (
@@ -171,12 +189,16 @@ def fuzz(
         if registry.path
         else "no registry of known findings"
     )
+    guided = f" guided by Cranelift's edges ({coverage_entry.key})" if coverage_entry else ""
     click.echo(
-        f"callfuzz: {what}: engine {engine}, seed {seed}, {jobs} jobs, targets "
+        f"callfuzz: {what}: engine {engine}{guided}, seed {seed}, {jobs} jobs, targets "
         f"{' '.join(names)}, database {db.url}, {known}"
     )
-    campaign, reason = run_campaign(db, options, resume_id)
+    with _worker_environment(coverage_entry):
+        campaign, reason = run_campaign(db, options, resume_id)
     campaign.display.summary(reason, campaign.id, db.url)
+    if coverage_entry is not None:
+        _coverage_summary(campaign.workdir)
     try:
         new = [b for i in campaign.new_bucket_ids if (b := db.get_bucket(i)) is not None]
         known_buckets = db.buckets_with_keys(campaign.known_hits)
@@ -188,6 +210,66 @@ def fuzz(
     db.close()
     signalled = {"SIGINT": 130, "SIGTERM": 143}.get(reason)
     sys.exit(signalled or (EXIT_DIVERGENCE if campaign.new_bucket_ids else EXIT_AGREE))
+
+
+def _coverage(
+    wanted: bool, trace_compares: bool, engine: str, workdir: Path, resume_id: int | None
+) -> BridgeEntry | None:
+    """The instrumented bridge the workers load, or None. A resumed campaign
+    that ran with coverage runs with it again (the same bridge)."""
+    from fuzz.bridge.spec import BridgeError
+    from fuzz.coverage import session
+    from fuzz.coverage.counters import CoverageError
+    from fuzz.coverage.preload import PreloadError
+
+    if trace_compares and not wanted:
+        fail("--trace-compares goes with --coverage")
+    try:
+        if resume_id is not None and not wanted:
+            entry = session.campaign_entry(workdir / f"campaign-{resume_id}")
+            if entry is None:
+                return None
+            session.preflight(entry)
+            return entry
+        if not wanted:
+            return None
+        if engine != "atheris":
+            fail(
+                "--coverage goes with --engine atheris (`callfuzz coverage replay` "
+                "measures any campaign's coverage afterwards)"
+            )
+        return session.instrumented(trace_compares)
+    except (BridgeError, CoverageError, PreloadError) as err:
+        fail(str(err))
+
+
+def _worker_environment(entry: BridgeEntry | None) -> contextlib.AbstractContextManager[None]:
+    """Workers start (and are replaced) with the coverage environment."""
+    if entry is None:
+        return contextlib.nullcontext()
+    from fuzz.coverage import preload
+
+    return preload.applied(preload.environment(entry.path, entry.version))
+
+
+def _coverage_summary(workdir: Path) -> None:
+    from fuzz.coverage import session
+    from fuzz.coverage.counters import CoverageError
+    from fuzz.coverage.live import BITMAPS
+    from fuzz.coverage.report import summary_lines
+
+    try:
+        report = session.report_for(workdir / BITMAPS)
+    except CoverageError as err:
+        click.echo(f"callfuzz: coverage: {err}", err=True)
+        return
+    if report is None:
+        click.echo("coverage: no counters recorded (no worker reached the engine)")
+        return
+    session.record_summary(workdir / BITMAPS, report)
+    for line in summary_lines(report):
+        click.echo(line)
+    click.echo(f"  (details: callfuzz coverage report --dir {workdir / BITMAPS})")
 
 
 def _registry(path: Path | None, corpus: Path) -> Registry:
