@@ -127,7 +127,7 @@ def report(
     backend, call lowering singled out, its least-covered functions named."""
     from fuzz.coverage import session
     from fuzz.coverage.counters import CoverageError
-    from fuzz.coverage.report import least_covered, summary_lines
+    from fuzz.coverage.report import least_covered, summary_lines, unreached
 
     if directory is None:
         directory = _bitmaps_dir(db_url, campaign_id, replayed)
@@ -152,10 +152,15 @@ def report(
                     f"{_ratio(area.edges_reached, area.edges):>24}"
                 )
     for backend in backends or BACKENDS:
+        missed = unreached(found, backend)
+        if missed:
+            names = ", ".join(f"{fn.short} ({fn.edges})" for fn in missed)
+            click.echo(f"{backend}: call-lowering functions never entered (their edges): {names}")
         fns = least_covered(found, backend, least)
-        if not fns:
-            continue
-        click.echo(f"{backend}: least-covered call-lowering functions (edges reached/total)")
+        if fns:
+            click.echo(
+                f"{backend}: least-covered call-lowering functions entered (edges reached/total)"
+            )
         for fn in fns:
             click.echo(f"  {fn.reached:>4}/{fn.edges:<4} {fn.short:<40} {fn.file}")
 

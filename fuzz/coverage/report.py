@@ -174,9 +174,14 @@ def summary_lines(report: Report) -> list[str]:
     return lines
 
 
-def least_covered(report: Report, backend: str, count: int) -> list[Function]:
-    """Call-lowering functions of `backend`, least covered first: unreached
-    ones by size (most edges first), then reached ones by the share of their
-    edges reached."""
+def unreached(report: Report, backend: str) -> list[Function]:
+    """Call-lowering functions of `backend` no case entered, largest first."""
     fns = report.call_functions.get(backend, [])
-    return sorted(fns, key=lambda f: (f.reached > 0, f.reached / max(f.edges, 1), -f.edges))[:count]
+    return sorted((f for f in fns if not f.reached), key=lambda f: -f.edges)
+
+
+def least_covered(report: Report, backend: str, count: int) -> list[Function]:
+    """Call-lowering functions of `backend` that were entered, the smallest
+    share of their edges reached first."""
+    fns = [f for f in report.call_functions.get(backend, []) if f.reached]
+    return sorted(fns, key=lambda f: (f.reached / max(f.edges, 1), -f.edges))[:count]
