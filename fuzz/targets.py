@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import capstone as cs
 import unicorn as uc
@@ -95,6 +96,20 @@ class QemuSetup:
     fp_piece_bytes: int = 8
     fp_restore: bytes = b""
     fp_base: str = ""
+
+
+class _Syscalls(TypedDict):
+    read: int
+    readv: int
+    mprotect: int
+    rt_sigaction: int
+    sigaltstack: int
+
+
+# Linux's asm-generic system call numbers (aarch64 and riscv64 share them)
+_ASM_GENERIC_SYSCALLS = _Syscalls(
+    read=63, readv=65, mprotect=226, rt_sigaction=134, sigaltstack=132
+)
 
 
 def _aarch64_ldp_q(count: int) -> bytes:
@@ -702,11 +717,7 @@ TARGETS: dict[str, Target] = {
                 syscall_number="x8",
                 syscall_args=("x0", "x1", "x2", "x3"),
                 syscall_result="x0",
-                read=63,
-                readv=65,
-                mprotect=226,
-                rt_sigaction=134,
-                sigaltstack=132,
+                **_ASM_GENERIC_SYSCALLS,
                 sigaction_restorer=True,
                 handler_siginfo="x1",
                 pc="pc",
@@ -807,11 +818,7 @@ TARGETS: dict[str, Target] = {
                 syscall_number="a7",
                 syscall_args=("a0", "a1", "a2", "a3"),
                 syscall_result="a0",
-                read=63,
-                readv=65,
-                mprotect=226,
-                rt_sigaction=134,
-                sigaltstack=132,
+                **_ASM_GENERIC_SYSCALLS,
                 sigaction_restorer=False,
                 handler_siginfo="a1",
                 pc="pc",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -92,36 +93,38 @@ class RawOutcome:
 class Watchdog:
     """Stops a run that takes too long, from one thread per process:
     unicorn's own `timeout=` starts a thread for every run (~140 us of a
-    ~215 us run, measured), which is more than all the contract checks cost."""
+    ~215 us run, measured), which is more than all the contract checks cost.
+    The qemu-user executor uses it too, with a signal as its `stop`."""
 
     TICK = 0.005  # seconds between looks
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._mu: uc.Uc | None = None
+        self._stop: Callable[[], None] | None = None
         self._deadline = 0.0
         self._thread: threading.Thread | None = None
 
-    def arm(self, mu: uc.Uc, seconds: float) -> None:
+    def arm(self, stop: Callable[[], None], seconds: float) -> None:
+        """Call `stop` once if the run is still armed `seconds` from now."""
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._watch, name="emulator-watchdog")
+                self._thread = threading.Thread(target=self._watch, name="run-watchdog")
                 self._thread.daemon = True
                 self._thread.start()
-            self._mu = mu
+            self._stop = stop
             self._deadline = time.monotonic() + seconds
 
     def disarm(self) -> None:
         with self._lock:
-            self._mu = None
+            self._stop = None
 
     def _watch(self) -> None:
         while True:
             time.sleep(self.TICK)
             with self._lock:
-                if self._mu is not None and time.monotonic() > self._deadline:
-                    self._mu.emu_stop()  # the run ends short of the sentinel: a re-run
-                    self._mu = None
+                if self._stop is not None and time.monotonic() > self._deadline:
+                    self._stop()
+                    self._stop = None
 
 
 WATCHDOG = Watchdog()
@@ -360,7 +363,8 @@ class Emulator:
         assert image is not None
         self.checker.start()
         if timeout:
-            WATCHDOG.arm(mu, timeout / 1e6)
+            # the run ends short of the sentinel: a re-run under the budget
+            WATCHDOG.arm(mu.emu_stop, timeout / 1e6)
         try:
             mu.emu_start(entry, SENTINEL, count=count)
         except uc.UcError as err:

@@ -46,6 +46,7 @@ from fuzz.pipeline.emulate import (
     STACK_BASE,
     STACK_REFILL,
     STACK_SIZE,
+    WATCHDOG,
     RawOutcome,
     canary,
 )
@@ -176,45 +177,15 @@ def _server_path(target_name: str, elf: bytes) -> str:
 
 @dataclass
 class _Alarm:
-    """A run's deadline, watched by one thread per process."""
+    """A run's deadline: the watchdog (fuzz.pipeline.emulate) rings it once."""
 
     pid: int
-    deadline: float
     fired: bool = False
 
-
-class _Watchdog:
-    TICK = 0.02
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._alarm: _Alarm | None = None
-        self._thread: threading.Thread | None = None
-
-    def arm(self, alarm: _Alarm) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._watch, name="qemu-watchdog")
-                self._thread.daemon = True
-                self._thread.start()
-            self._alarm = alarm
-
-    def disarm(self) -> None:
-        with self._lock:
-            self._alarm = None
-
-    def _watch(self) -> None:
-        while True:
-            time.sleep(self.TICK)
-            with self._lock:
-                alarm = self._alarm
-                if alarm is not None and not alarm.fired and time.monotonic() > alarm.deadline:
-                    alarm.fired = True
-                    with contextlib.suppress(OSError):
-                        os.kill(alarm.pid, signal.SIGALRM)
-
-
-WATCHDOG = _Watchdog()
+    def ring(self) -> None:
+        self.fired = True
+        with contextlib.suppress(OSError):  # the server died meanwhile
+            os.kill(self.pid, signal.SIGALRM)
 
 
 class QemuServer:
@@ -527,8 +498,8 @@ class QemuServer:
         self._put(raw, self._regs_name(self._uc_name(t.arg_regs[1])), callee)
         self._put(raw, self._pc.name, entry)
         remote.write_registers(bytes(raw))
-        alarm = _Alarm(self._pid, time.monotonic() + max(MIN_DEADLINE, budget / QEMU_MIN_RATE))
-        WATCHDOG.arm(alarm)
+        alarm = _Alarm(self._pid)
+        WATCHDOG.arm(alarm.ring, alarm_seconds(budget))
         try:
             while True:
                 stop = remote.resume()

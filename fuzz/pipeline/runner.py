@@ -286,19 +286,16 @@ class Runner:
             slots[i * SLOT_BYTES : i * SLOT_BYTES + len(image)] = image
         entry = config.image.symbols[config.trampolines[signature["text"]]]
         callee = config.image.symbols[run.func]
-        raw: RawOutcome
-        if executor == QEMU:
-            with self.stage(f"qemu {target.name}"):
-                server = self.qemu.server(target, config.flags_on)
-                raw = server.run(config.image, entry, callee, bytes(slots), self.budget, variant)
-        else:
+        raw: RawOutcome | None = None
+        if executor == UNICORN:
             with self.stage(f"emulate {target.name}"):
                 raw = self.emulator(target).run(
                     config.image, entry, callee, bytes(slots), self.budget, variant, config.calls
                 )
-        if raw.kind == "not-executable" and executor == UNICORN and config.route.referee:
-            # an instruction unicorn lacks (found only when it ran): qemu-user runs it
-            executor = QEMU
+            if raw.kind == "not-executable" and config.route.referee:
+                # an instruction unicorn lacks (found only when it ran): qemu-user runs it
+                executor, raw = QEMU, None
+        if raw is None:
             with self.stage(f"qemu {target.name}"):
                 server = self.qemu.server(target, config.flags_on)
                 raw = server.run(config.image, entry, callee, bytes(slots), self.budget, variant)
