@@ -481,6 +481,24 @@ def test_the_chosen_bridge_is_what_fuzz_cranelift_loads(cache_dir: Path, fake_ca
     assert pinned.stdout.splitlines()[0] == str(entry.library.resolve()), pinned.stderr
 
 
+def test_the_live_index_is_never_read_by_tests() -> None:
+    # every test and child process reads the fixture index (tests/conftest.py)
+    assert os.environ[spec.ENV_INDEX_URL].startswith("file://")
+    published, _ = spec.parse_index(spec.fetch_index())
+    assert "0.135.8" in published
+
+
+def test_a_bad_choice_inside_the_import_hook_is_one_line_and_exit_2(cache_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in CHOICE_VARS}
+    done = python(LOADED, env | {load.ENV_CHOICE: "0.104"})
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "callfuzz: Cranelift 0.104 is not supported: callfuzz builds against releases "
+        f"{spec.SUPPORTED} or a wasmtime checkout"
+    ]
+
+
 def test_a_checkout_under_test_names_its_commit(
     cache_dir: Path, fake_cargo: Path, tmp_path: Path
 ) -> None:

@@ -111,7 +111,15 @@ class BridgeFinder:
     ) -> ModuleSpec | None:
         if fullname != MODULE:
             return None
-        entry = chosen_entry()
+        from fuzz.bridge.spec import BridgeError
+
+        try:
+            entry = chosen_entry()
+        except BridgeError as err:
+            # raised inside an import, deep in whatever imported the bridge: a
+            # traceback would bury the one line that matters
+            sys.stderr.write(f"callfuzz: {err}\n")
+            raise SystemExit(2) from None
         if entry is None:
             return None
         import importlib.machinery

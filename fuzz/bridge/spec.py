@@ -28,6 +28,9 @@ NEWEST_MINOR = 137
 SUPPORTED = f"0.{OLDEST_MINOR} to 0.{NEWEST_MINOR}"
 
 INDEX_URL = "https://index.crates.io/cr/an/cranelift-codegen"
+# Overrides INDEX_URL (any URL urllib reads, `file://` included): the tests
+# point it at a fixture so that nothing depends on what crates.io publishes.
+ENV_INDEX_URL = "CALLFUZZ_INDEX_URL"
 # A cached index older than this is refreshed before a release line is resolved.
 INDEX_TTL = 6 * 3600
 # The crates the bridge depends on, each released with cranelift-codegen,
@@ -167,7 +170,8 @@ def fetch_index() -> str:
     """The sparse-index file of cranelift-codegen: one JSON object per version."""
     import urllib.request
 
-    request = urllib.request.Request(INDEX_URL, headers={"User-Agent": "callfuzz"})
+    url = os.environ.get(ENV_INDEX_URL) or INDEX_URL
+    request = urllib.request.Request(url, headers={"User-Agent": "callfuzz"})
     with urllib.request.urlopen(request, timeout=20) as reply:
         return str(reply.read().decode())
 
