@@ -51,6 +51,40 @@ class LibcallAbi:
 
 
 @dataclass(frozen=True)
+class CAbi:
+    """The target's platform C compiler, the reference of the C-ABI oracle
+    (fuzz.cabi): how to run it and which CLIF signatures have a C counterpart
+    (c-abi-notes: the psABI of each target, checked against gcc 12)."""
+
+    compiler: str  # the driver Debian installs
+    package: str  # the Debian package that has it (named in messages and .ci/run)
+    cflags: tuple[str, ...]  # on top of fuzz.cabi.build's freestanding flags
+    # CLIF convention -> the C attribute giving it ("" for the default one)
+    conventions: Mapping[str, str]
+    f16: bool  # the compiler has `_Float16` as an argument type
+    f128: str  # the C type that is IEEE binary128 ("" for none)
+    vectors: bool  # 128-bit `vector_size(16)` values have a defined convention
+    # `unsigned int` arguments are sign-extended to 64 bits (RISC-V psABI)
+    unsigned_i32_sext: bool
+    # multi-value returns that are a C struct returned in registers: the
+    # exact tuples of CLIF types whose struct classification gives the same
+    # registers Cranelift uses for several returns
+    struct_returns: frozenset[tuple[str, ...]]
+    # (convention, CLIF type) -> why it is left unchecked: a divergence that
+    # is an upstream decision, not a bug
+    decisions: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+
+def _pairs(*types: str) -> frozenset[tuple[str, ...]]:
+    return frozenset((a, b) for a in types for b in types)
+
+
+def _homogeneous(*types: str) -> frozenset[tuple[str, ...]]:
+    """AAPCS64 homogeneous floating-point aggregates of 2 to 4 members."""
+    return frozenset((t,) * n for t in types for n in (2, 3, 4))
+
+
+@dataclass(frozen=True)
 class QemuSetup:
     """How qemu-user runs a target's code (fuzz.pipeline.qemu): the program it
     starts (an ELF callfuzz writes itself), the CPU it emulates and the
@@ -307,6 +341,8 @@ class Target:
     return_insn: bytes = b""
     # --- the second executor (fuzz.pipeline.qemu)
     qemu: QemuSetup | None = None
+    # --- the platform C compiler, reference of the C-ABI oracle (fuzz.cabi)
+    c_abi: CAbi | None = None
 
     @property
     def sp_reg_info(self) -> Reg:
@@ -612,6 +648,24 @@ TARGETS: dict[str, Target] = {
             ),
             return_insn=bytes([0xC3]),  # ret
             aliases=("x86_64", "x64", "amd64"),
+            # x86-64 psABI 3.2.3; Windows x64 from gcc's ms_abi
+            c_abi=CAbi(
+                compiler="gcc",
+                package="gcc",
+                cflags=("-m64", "-mno-avx"),
+                conventions={"system_v": "", "windows_fastcall": "__attribute__((ms_abi))"},
+                f16=True,
+                f128="__float128",
+                vectors=True,
+                unsigned_i32_sext=False,
+                # two eightbytes, each INTEGER (rax, rdx) or SSE (xmm0, xmm1)
+                struct_returns=_pairs("i64", "f64"),
+                decisions={
+                    ("windows_fastcall", "i128"): "Windows x64 passes __int128 by reference, "
+                    "Cranelift in a register pair (c-abi-notes: an upstream decision)",
+                    ("windows_fastcall", "f128"): "wasmtime#10678: windows_fastcall f128",
+                },
+            ),
             qemu=QemuSetup(
                 binary="qemu-x86_64",
                 elf_machine=62,
@@ -705,6 +759,18 @@ TARGETS: dict[str, Target] = {
             ),
             return_insn=(0xD65F03C0).to_bytes(4, "little"),  # ret
             aliases=("aarch64", "arm64"),
+            # AAPCS64 (Linux): HFAs of up to four members return in v0-v3
+            c_abi=CAbi(
+                compiler="aarch64-linux-gnu-gcc",
+                package="gcc-aarch64-linux-gnu",
+                cflags=(),
+                conventions={"system_v": ""},
+                f16=True,
+                f128="long double",
+                vectors=True,
+                unsigned_i32_sext=False,
+                struct_returns=frozenset({("i64", "i64")}) | _homogeneous("f32", "f64"),
+            ),
             qemu=QemuSetup(
                 binary="qemu-aarch64",
                 elf_machine=183,
@@ -797,6 +863,19 @@ TARGETS: dict[str, Target] = {
             ),
             return_insn=(0x00008067).to_bytes(4, "little"),  # ret (jalr x0, 0(ra))
             aliases=("riscv64", "riscv64gc", "rv64"),
+            # RISC-V psABI (lp64d): a struct of two scalars is flattened into
+            # the integer and FP argument registers
+            c_abi=CAbi(
+                compiler="riscv64-linux-gnu-gcc",
+                package="gcc-riscv64-linux-gnu",
+                cflags=("-mcmodel=medany", "-march=rv64gc", "-mabi=lp64d"),
+                conventions={"system_v": ""},
+                f16=False,
+                f128="long double",
+                vectors=False,
+                unsigned_i32_sext=True,
+                struct_returns=_pairs("i64", "f64"),
+            ),
             qemu=QemuSetup(
                 binary="qemu-riscv64",
                 elf_machine=243,
@@ -875,6 +954,20 @@ TARGETS: dict[str, Target] = {
             abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
             qemu_isa_flags=("has_vxrs_ext2", "has_mie3"),
             aliases=("s390x",),
+            # s390x ELF ABI: structs return through a hidden pointer, i128
+            # and long double pass by reference; the vector ABI needs z13
+            # (unicorn lacks the z14 vector enhancements)
+            c_abi=CAbi(
+                compiler="s390x-linux-gnu-gcc",
+                package="gcc-s390x-linux-gnu",
+                cflags=("-march=z13", "-mvx"),
+                conventions={"system_v": ""},
+                f16=False,
+                f128="long double",
+                vectors=True,
+                unsigned_i32_sext=False,
+                struct_returns=frozenset(),
+            ),
             # s390x ELF ABI 1.2.2.3: r2-r4, f0/f2/f4 (vectors in v24-, not provided)
             libcall_abi=LibcallAbi(
                 floats=("f0", "f2", "f4"),

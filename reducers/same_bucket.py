@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from fuzz import _cranelift
 from fuzz.faults import hooks
 from fuzz.pipeline.filetest import BadInput, TargetLine, parse_text
-from fuzz.pipeline.oracle import INTERPRETER, is_finding
+from fuzz.pipeline.oracle import INTERPRETER, Verdict, is_finding
 from fuzz.pipeline.runner import Runner, default_lines
 from fuzz.targets import TARGETS
 from fuzz.triage.buckets import bucket_for
@@ -40,7 +40,10 @@ class SameBucket:
 
     def __init__(self, goal: Goal) -> None:
         self.goal = goal
-        self.runner = Runner(fault=hooks(goal.fault))
+        # a C-ABI finding is only seen with the oracle on
+        self.runner = Runner(
+            fault=hooks(goal.fault), c_abi=f"|{Verdict.C_ABI_MISMATCH.value}|" in goal.key
+        )
 
     def keys(self, text: str) -> list[str]:
         """Bucket keys of the findings the text shows on the goal's target."""

@@ -38,8 +38,14 @@ def _needs_qemu(path: Path) -> bool:
 
 
 def _replayer(inflight: Path, executor: str) -> Replay:
+    # with the C-ABI oracle on, as campaigns have it: it checks the corpus's
+    # C-ABI reproducers (`; callfuzz: c-abi`) and nothing else
     config = WorkerConfig(
-        engine="random", targets=list(TARGETS), inflight=str(inflight), executor=executor
+        engine="random",
+        targets=list(TARGETS),
+        inflight=str(inflight),
+        executor=executor,
+        c_abi=True,
     )
     runner = CaseRunner(config, None)
     return lambda path: runner.run(path.read_text(), "corpus", None, -1)

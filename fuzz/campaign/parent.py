@@ -101,6 +101,7 @@ class Campaign:
             hypothesis_db=str(self.workdir / "hypothesis"),
             corpus_all_targets=self.opt.corpus_all_targets,
             contract=self.opt.contract,
+            c_abi=self.opt.c_abi,
             executor=self.opt.executor,
         )
         process = self.ctx.Process(

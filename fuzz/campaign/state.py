@@ -35,6 +35,8 @@ class Options:
     fault: str | None = None  # planted test-only fault (fuzz.faults)
     # the call contract checks (fuzz.pipeline.contract); off only to measure them
     contract: bool = True
+    # the C-ABI oracle (fuzz.cabi), within a share of each worker's CPU time
+    c_abi: bool = True
     executor: str = "auto"  # fuzz.pipeline.routing.ExecutorChoice
     status_every: float = 30.0  # seconds between status lines off a terminal
     live: bool = False  # rich live display (a terminal)
@@ -102,6 +104,7 @@ class WorkerConfig:
     hypothesis_db: str | None = None
     corpus_all_targets: bool = False  # see Options
     contract: bool = True  # see Options
+    c_abi: bool = False  # see Options (campaigns turn it on; replays in tests need not)
     executor: str = "auto"  # fuzz.pipeline.routing.ExecutorChoice
 
 

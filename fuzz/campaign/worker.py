@@ -31,12 +31,17 @@ from fuzz.gen.generate import generate
 from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_text
 from fuzz.pipeline.oracle import is_recorded
 from fuzz.pipeline.routing import ExecutorChoice
-from fuzz.pipeline.runner import Runner, default_lines, line_flags
+from fuzz.pipeline.runner import C_ABI_DIRECTIVE, C_ABI_RUN, Runner, default_lines, line_flags
 from fuzz.targets import TARGETS, Target
 from fuzz.triage.buckets import bucket_for, details
 from fuzz.triage.records import FindingRecord
 
 TIMINGS_EVERY = 2.0  # seconds between timing reports
+# The C-ABI oracle checks one generated case in this many: a C compiler run
+# costs as much as a few cases, so checking each would halve the campaign's
+# throughput (measured: README). A count, not a time share, so a seed's
+# result is the same in every run.
+C_ABI_EVERY = 16
 BATCH = 16  # results per message at most
 BATCH_SECONDS = 0.05
 
@@ -58,6 +63,7 @@ class CaseRunner:
         self._inflight_file: TextIO | None = None
         self.cpu_start = time.process_time()
         self.cells_seen: set[Cell] = set()
+        self.c_abi_count = 0  # cases seen without a seed (atheris, hypothesis)
         self.cranelift_version = under_test().describe()
 
     def begin(self, text: str, index: float) -> None:
@@ -96,6 +102,7 @@ class CaseRunner:
                 else default_lines(ft, None)
             )
             before = self.runner.executor_runs.copy()
+            self.runner.c_abi = self.wants_c_abi(text, origin, seed)
             results = self.runner.run_file(ft, lines) if lines else []
             out.executor_runs = dict(self.runner.executor_runs - before)
         except BadInput as err:
@@ -108,7 +115,8 @@ class CaseRunner:
         for result in results:
             for label, verdict in result.judgement.verdicts.items():
                 verdicts[verdict.value] += 1
-                executions[label.split()[0]] += 1
+                if not result.command.text.startswith(C_ABI_RUN):
+                    executions[label.split()[0]] += 1
                 if not is_recorded(verdict, label in result.judgement.blame):
                     continue
                 bucket = bucket_for(ft, label, result)
@@ -139,6 +147,19 @@ class CaseRunner:
             out.clif = text
         out.lines = text.count("\n")
         return out
+
+    def wants_c_abi(self, text: str, origin: str, seed: int | None) -> bool:
+        """Whether a case gets the C-ABI check: one generated case in
+        C_ABI_EVERY, and the corpus files that are C-ABI reproducers (the
+        others were kept for other bugs; checking them would only find the
+        C-ABI rules again under new names)."""
+        if not self.config.c_abi:
+            return False
+        if origin == "corpus":
+            return C_ABI_DIRECTIVE in text
+        self.c_abi_count += 1
+        index = seed if seed is not None else self.c_abi_count
+        return index % C_ABI_EVERY == 0
 
     def timings(self) -> dict[str, float]:
         """CPU seconds per stage (what the campaign's CPU split adds up)."""

@@ -92,6 +92,13 @@ from reducers.reduce import Goal, reduce_text
     help="At the end, reduce each new bucket's reproducer for up to this many seconds (0: no).",
 )
 @click.option(
+    "--c-abi/--no-c-abi",
+    default=True,
+    show_default=True,
+    help="Check generated signatures against the targets' C compilers (at most "
+    "a quarter of each worker's time); --no-c-abi to measure what it costs.",
+)
+@click.option(
     "--contract/--no-contract",
     default=True,
     show_default=True,
@@ -129,6 +136,7 @@ def fuzz(
     status_every: float,
     reduce_time: float,
     contract: bool,
+    c_abi: bool,
     coverage: bool,
     trace_compares: bool,
     executor: str,
@@ -177,6 +185,7 @@ def fuzz(
         hang_limit=hang_limit,
         fault=plant_fault,
         contract=contract,
+        c_abi=c_abi,
         executor=executor,
         status_every=status_every,
         live=sys.stdout.isatty(),

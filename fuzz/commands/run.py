@@ -33,7 +33,7 @@ from fuzz.pipeline.emulate import DEFAULT_BUDGET
 from fuzz.pipeline.filetest import BadInput, FileTest, Skipped, SkippedFile, parse_file
 from fuzz.pipeline.oracle import BENIGN, INTERPRETER, Outcome, Verdict, is_finding
 from fuzz.pipeline.routing import ExecutorChoice
-from fuzz.pipeline.runner import Runner, RunResult, default_lines, unselected
+from fuzz.pipeline.runner import C_ABI_DIRECTIVE, Runner, RunResult, default_lines, unselected
 from fuzz.targets import TARGETS
 from fuzz.values import NanPolicy, Value, format_values
 
@@ -313,6 +313,12 @@ class Summary:
     show_default=True,
     help="Instruction budget per emulated run.",
 )
+@click.option(
+    "--c-abi/--no-c-abi",
+    default=False,
+    show_default=True,
+    help="Also check every signature with a C counterpart against the target's C compiler.",
+)
 @executor_option
 def run(
     paths: tuple[str, ...],
@@ -321,13 +327,14 @@ def run(
     as_json: bool,
     nan: str,
     budget: int,
+    c_abi: bool,
     executor: str,
 ) -> None:
     """Run CLIF filetests on the interpreter and every target; compare.
 
     Exit 1 on any divergence, else 2 if a file was bad input, else 0."""
     wanted = [parse_target_option(t) for t in targets]
-    runner = Runner(NanPolicy(nan), budget=budget, executor=ExecutorChoice(executor))
+    runner = Runner(NanPolicy(nan), budget=budget, executor=ExecutorChoice(executor), c_abi=c_abi)
     files = collect_files(paths)
     if not files:
         fail(f"no .clif files in {' '.join(paths)}")
@@ -337,6 +344,7 @@ def run(
         summary.files += 1
         try:
             ft = parse_file(path)
+            runner.c_abi = c_abi or C_ABI_DIRECTIVE in ft.text
             lines = default_lines(ft, wanted)
             skipped = [*ft.skipped, *unselected(ft, lines)]
             results = runner.run_file(ft, lines, flags)

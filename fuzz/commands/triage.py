@@ -283,7 +283,25 @@ def _print_details(out: Console, finding: Finding) -> None:
                 )
             )
         out.print(table)
-    shown = {"run", "outcomes", "verdicts", "differences", "panic", "blame", "violations"}
+    mismatches = d.get("c_abi") or []
+    if mismatches:
+        table = Table(title="C ABI mismatches", title_justify="left", show_edge=False)
+        for column in ("direction", "cc", "position", "C type", "expected", "actual", "from"):
+            table.add_column(column, overflow="fold")
+        for m in mismatches:
+            table.add_row(
+                *_cells(
+                    m.get("direction"),
+                    m.get("convention"),
+                    f"{m.get('position')} {m.get('index')}",
+                    m.get("c_type"),
+                    m.get("expected"),
+                    m.get("actual"),
+                    m.get("source"),
+                )
+            )
+        out.print(table)
+    shown = {"run", "outcomes", "verdicts", "differences", "panic", "blame", "violations", "c_abi"}
     for key, value in d.items():
         if key not in shown:
             text = f"{value:#x}" if key == "pc" and isinstance(value, int) else value

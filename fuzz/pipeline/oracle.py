@@ -18,6 +18,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from fuzz.cabi.mismatch import Mismatch
 from fuzz.pipeline.contract import Violation
 from fuzz.values import NanPolicy, Value, format_values
 
@@ -37,6 +38,10 @@ class Kind(enum.StrEnum):
     UNDEFINED = "undefined behaviour"
     # unicorn diverged, qemu-user ran the same code and agreed with the reference
     EMULATOR = "emulator disagreement"
+    # Cranelift placed a value where the platform C compiler does not (fuzz.cabi)
+    C_ABI = "c abi mismatch"
+    # the harness itself failed (its C glue, an executor, the host): never Cranelift's
+    HARNESS = "harness error"
 
 
 # Kinds that are an opinion about what the program does. The interpreter
@@ -71,6 +76,10 @@ class Verdict(enum.StrEnum):
     # unicorn's divergence that qemu-user did not reproduce: the emulator's
     # defect, kept for reference, never a Cranelift finding
     EMULATOR_DISAGREEMENT = "emulator disagreement"
+    # a value placed where the target's C compiler does not look for it
+    C_ABI_MISMATCH = "c abi mismatch"
+    # the harness failed, not Cranelift: never a finding, never a confirmation
+    HARNESS_ERROR = "harness error"
 
 
 # Verdicts that are not a divergence.
@@ -83,6 +92,7 @@ BENIGN = frozenset(
         Verdict.FUEL_EXHAUSTED,
         Verdict.UNDEFINED_BEHAVIOUR,
         Verdict.EMULATOR_DISAGREEMENT,
+        Verdict.HARNESS_ERROR,
     }
 )
 
@@ -115,6 +125,8 @@ class Outcome:
     # the executor that ran it, and the referee that reproduced it (divergences)
     executor: str = ""
     confirmed_by: str = ""
+    # values misplaced against the C compiler (fuzz.cabi), first one first
+    c_abi: tuple[Mismatch, ...] = ()
 
     def identical(self, other: Outcome) -> bool:
         """The same outcome bit for bit: values, trap code, fault and pc."""
@@ -130,6 +142,9 @@ class Outcome:
             return f"abi violation: {self.violations[0]}" + (
                 f" (+{len(self.violations) - 1} more)" if len(self.violations) > 1 else ""
             )
+        if self.c_abi:
+            more = len(self.c_abi) - 1
+            return f"c abi mismatch: {self.c_abi[0]}" + (f" (+{more} more)" if more else "")
         if self.kind is Kind.RETURN:
             return format_values(self.values) if self.values else "(no values)"
         if self.kind is Kind.TRAP:
@@ -189,6 +204,8 @@ _OWN_VERDICT = {
     Kind.FUEL: Verdict.FUEL_EXHAUSTED,
     Kind.UNDEFINED: Verdict.UNDEFINED_BEHAVIOUR,
     Kind.EMULATOR: Verdict.EMULATOR_DISAGREEMENT,
+    Kind.C_ABI: Verdict.C_ABI_MISMATCH,
+    Kind.HARNESS: Verdict.HARNESS_ERROR,
 }
 
 
@@ -281,5 +298,11 @@ def _blame(
 
 
 _FAULTS_OF_THEIR_OWN = frozenset(
-    {Verdict.COMPILE_PANIC, Verdict.COMPILE_ERROR, Verdict.INTERP_FAILURE, Verdict.ABI_VIOLATION}
+    {
+        Verdict.COMPILE_PANIC,
+        Verdict.COMPILE_ERROR,
+        Verdict.INTERP_FAILURE,
+        Verdict.ABI_VIOLATION,
+        Verdict.C_ABI_MISMATCH,
+    }
 )

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fuzz import _cranelift
+from fuzz.cabi import check as cabi
+from fuzz.cabi.build import CBuildError, CompilerMissing
 from fuzz.pipeline.contract import CallHook, CallMap, Function
 from fuzz.pipeline.emulate import DEFAULT_BUDGET, VARIANTS, Emulator, RawOutcome
 from fuzz.pipeline.filetest import BadInput, FileTest, RunCommand, Skipped, TargetLine
@@ -50,6 +52,10 @@ class FaultHooks:
 
 
 DEFAULT_FUEL = 1_000_000
+# the run command of a C-ABI check (fuzz.cabi) of a function's signature
+C_ABI_RUN = "c-abi"
+# a file with this comment line asks for the C-ABI check (its reproducers do)
+C_ABI_DIRECTIVE = "; callfuzz: c-abi"
 
 
 @dataclass
@@ -72,6 +78,7 @@ class Config:
     calls: CallMap | None = None  # entries and return addresses, for the contract checks
     route: Route = Route(UNICORN)
     flags_on: frozenset[str] = frozenset()  # the ISA flags set (qemu-user's -cpu)
+    shared: tuple[str, ...] = ()  # the shared flags it compiles with
 
 
 def _compile_failure(err: Exception) -> Outcome:
@@ -96,8 +103,12 @@ class Runner:
         ub_check: bool = True,
         contract: bool = True,
         executor: ExecutorChoice = ExecutorChoice.AUTO,
+        c_abi: bool = False,
     ) -> None:
         self.executor = executor
+        # check every signature with a C counterpart against the C compiler (fuzz.cabi)
+        self.c_abi = c_abi
+        self.c_abi_cpu = 0.0  # CPU seconds the C-ABI oracle took, all stages included
         self.qemu = QemuExecutor()
         # runs each executor made (divergences' reruns and referee runs included)
         self.executor_runs: Counter[str] = Counter()
@@ -187,7 +198,7 @@ class Runner:
     def prepare(self, ft: FileTest, line: TargetLine, shared: Sequence[str]) -> Config:
         isa = self.isa(line, shared)
         flags_on = frozenset(name for name, value in isa.flags() if value == "true")
-        config = Config(line, isa, flags_on=flags_on)
+        config = Config(line, isa, flags_on=flags_on, shared=tuple(shared))
         config.route = route(line.target, flags_on, self.executor)
         if config.route.executor is None:
             config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=config.route.reason)
@@ -286,20 +297,9 @@ class Runner:
             slots[i * SLOT_BYTES : i * SLOT_BYTES + len(image)] = image
         entry = config.image.symbols[config.trampolines[signature["text"]]]
         callee = config.image.symbols[run.func]
-        raw: RawOutcome | None = None
-        if executor == UNICORN:
-            with self.stage(f"emulate {target.name}"):
-                raw = self.emulator(target).run(
-                    config.image, entry, callee, bytes(slots), self.budget, variant, config.calls
-                )
-            if raw.kind == "not-executable" and config.route.referee:
-                # an instruction unicorn lacks (found only when it ran): qemu-user runs it
-                executor, raw = QEMU, None
-        if raw is None:
-            with self.stage(f"qemu {target.name}"):
-                server = self.qemu.server(target, config.flags_on)
-                raw = server.run(config.image, entry, callee, bytes(slots), self.budget, variant)
-        self.executor_runs[executor] += 1
+        executor, raw = self.run_raw(
+            config, config.image, entry, callee, bytes(slots), executor, variant, config.calls
+        )
         if raw.kind != "return":
             outcome = Outcome(
                 Kind(_RAW_KINDS[raw.kind]),
@@ -317,6 +317,119 @@ class Runner:
         if self.fault.outcome is not None:
             outcome = self.fault.outcome(ft, target.name, run.func, outcome)
         return outcome
+
+    def run_raw(
+        self,
+        config: Config,
+        image: Image,
+        entry: int,
+        callee: int,
+        slots: bytes,
+        executor: str,
+        variant: int = 0,
+        calls: CallMap | None = None,
+    ) -> tuple[str, RawOutcome]:
+        """One call of `entry(slots, callee)` in `image` on the executor named
+        (unicorn hands what it cannot decode to qemu-user where the line may
+        use it); the executor that ran it, and what the machine did."""
+        target = config.line.target
+        raw: RawOutcome | None = None
+        if executor == UNICORN:
+            with self.stage(f"emulate {target.name}"):
+                raw = self.emulator(target).run(
+                    image, entry, callee, slots, self.budget, variant, calls
+                )
+            if raw.kind == "not-executable" and config.route.referee:
+                # an instruction unicorn lacks (found only when it ran): qemu-user runs it
+                executor, raw = QEMU, None
+        if raw is None:
+            with self.stage(f"qemu {target.name}"):
+                server = self.qemu.server(target, config.flags_on)
+                raw = server.run(image, entry, callee, slots, self.budget, variant)
+        self.executor_runs[executor] += 1
+        return executor, raw
+
+    def c_abi_results(self, ft: FileTest, config: Config) -> list[RunResult]:
+        """The C-ABI oracle on one prepared target line: a result per
+        signature of the file with a C counterpart (fuzz.cabi)."""
+        label = config.line.label
+        if config.route.executor is None:
+            return []  # the line's flags need an executor this machine lacks
+        target = config.line.target
+        with self.stage("c-abi signatures"):
+            found, _none = cabi.signatures_of(ft.functions, target)
+        if not found:
+            return []
+        keyed = [(key, sig) for key, _name, sig in found]
+
+        def result(name: str, outcome: Outcome, verdict: Verdict) -> RunResult:
+            command = RunCommand(name, f"{C_ABI_RUN} {name}", (), None, None)
+            blame = [label] if is_finding(verdict, False) else []
+            return RunResult(command, {label: outcome}, Judgement({label: verdict}, blame))
+
+        try:
+            with self.stage(f"c-abi build {target.name}"):
+                isa = self.isa(config.line, [*config.shared, *cabi.C_FLAGS])
+                image, unsupported = cabi.build_image(keyed, target, isa, DEFAULT_CC)
+        except CompilerMissing as err:
+            out = Outcome(Kind.NOT_EXECUTABLE, detail=str(err))
+            return [result(found[0][1], out, Verdict.NOT_EXECUTABLE)]
+        except (CBuildError, LinkError, BadInput, _cranelift.CraneliftError) as err:
+            # the recorders are plain code: Cranelift rejecting them, or the C
+            # side not building, is the oracle's failure, not a finding
+            out = Outcome(Kind.HARNESS, detail=f"C-ABI oracle: {err}")
+            return [result(found[0][1], out, Verdict.HARNESS_ERROR)]
+        executor = config.route.executor
+
+        def on(executor: str) -> cabi.RunRaw:
+            def run(image: Image, entry: int, callee: int, area: bytes) -> RawOutcome:
+                return self.run_raw(config, image, entry, callee, area, executor)[1]
+
+            return run
+
+        results = []
+        for key, name, sig in found:
+            if key in unsupported:
+                out = Outcome(Kind.UNSUPPORTED, detail=unsupported[key])
+                results.append(result(name, out, Verdict.UNSUPPORTED))
+                continue
+            try:
+                # (its runs count as the executors' stages)
+                checked = cabi.check_signature(image, key, sig, on(executor))
+                confirmed = ""
+                if checked.mismatches and executor == UNICORN and config.route.referee:
+                    # as for any divergence: qemu-user referees what unicorn found
+                    again = cabi.check_signature(image, key, sig, on(QEMU))
+                    if not again.mismatches and not again.abstained:
+                        out = Outcome(
+                            Kind.EMULATOR,
+                            detail=f"unicorn: c abi mismatch: {checked.mismatches[0]}; "
+                            f"qemu-user {qemu_version()}: agrees",
+                            executor=UNICORN,
+                        )
+                        results.append(result(name, out, Verdict.EMULATOR_DISAGREEMENT))
+                        continue
+                    confirmed = f"qemu-user {qemu_version()}"
+            except cabi.GlueError as err:
+                results.append(
+                    result(name, Outcome(Kind.HARNESS, detail=str(err)), Verdict.HARNESS_ERROR)
+                )
+                continue
+            if checked.abstained:
+                out = Outcome(Kind.NOT_EXECUTABLE, detail=checked.abstained)
+                results.append(result(name, out, Verdict.NOT_EXECUTABLE))
+            elif checked.mismatches:
+                out = Outcome(
+                    Kind.C_ABI,
+                    detail=str(checked.mismatches[0]),
+                    c_abi=checked.mismatches,
+                    executor=executor,
+                    confirmed_by=confirmed,
+                )
+                results.append(result(name, out, Verdict.C_ABI_MISMATCH))
+            else:
+                results.append(result(name, Outcome(Kind.RETURN), Verdict.AGREE))
+        return results
 
     def run_file(
         self,
@@ -357,6 +470,11 @@ class Runner:
                     outcomes.update(refereed)
                     judgement = judge(outcomes, run.compare, run.expected, self.nan_policy)
             results.append(RunResult(run, outcomes, judgement))
+        if self.c_abi:
+            cpu = time.thread_time()
+            for config in configs:
+                results += self.c_abi_results(ft, config)
+            self.c_abi_cpu += time.thread_time() - cpu
         return results
 
     def referee(

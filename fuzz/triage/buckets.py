@@ -101,6 +101,16 @@ def bucket_for(ft: FileTest, label: str, result: RunResult) -> Bucket:
         return Bucket(
             f"{head}|{what}", f"{target}: abi violation: {first.kind} ({first.reg_class})"
         )
+    if verdict is Verdict.C_ABI_MISMATCH and outcome.c_abi:
+        # the convention, the direction and the kind of value misplaced: one
+        # placement rule broken, whatever the random signature around it
+        misplaced = outcome.c_abi[0]
+        what = f"{misplaced.cc}|{misplaced.direction}|{misplaced.position_class}"
+        return Bucket(
+            f"{head}|{what}",
+            f"{target}: c abi mismatch ({misplaced.cc}): {misplaced.direction}: "
+            f"{misplaced.position_class}",
+        )
     if verdict is Verdict.EMULATOR_DISAGREEMENT:
         # "unicorn: wrong result: ...; qemu-user 7.2: ...": what unicorn claimed
         claimed = outcome.detail.split(": ")[1] if outcome.detail.count(": ") > 1 else "?"
@@ -168,6 +178,20 @@ def details(ft: FileTest, result: RunResult, label: str) -> FindingDetails:
         ]
     if got.pc is not None:
         out["pc"] = got.pc
+    if got.c_abi:
+        out["c_abi"] = [
+            {
+                "direction": m.direction,
+                "convention": m.cc,
+                "position": m.position,
+                "index": m.index,
+                "c_type": m.ctype,
+                "expected": m.expected.hex(" "),
+                "actual": m.actual.hex(" "),
+                "source": m.source,
+            }
+            for m in got.c_abi
+        ]
     if got.violations:
         out["violations"] = [
             {

@@ -38,6 +38,19 @@ class PanicRecord(TypedDict):
     location: str
 
 
+class CAbiRecord(TypedDict):
+    """One value the C-ABI oracle found misplaced (fuzz.cabi.mismatch.Mismatch)."""
+
+    direction: str
+    convention: str
+    position: str
+    index: int
+    c_type: str
+    expected: str  # bytes as hex pairs
+    actual: str
+    source: str
+
+
 class FindingDetails(TypedDict, total=False):
     """What a reviewer needs about one finding (stored as JSON): the run,
     every executor's outcome and verdict, the values that differ, the panic,
@@ -52,6 +65,7 @@ class FindingDetails(TypedDict, total=False):
     pc: int
     panic: PanicRecord
     violations: list[ViolationRecord]
+    c_abi: list[CAbiRecord]
     worker: int
     exit: str
     limit_seconds: float

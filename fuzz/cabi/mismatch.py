@@ -1,0 +1,41 @@
+"""What the C-ABI oracle found: a record per misplaced value (it crosses
+from a worker to the triage database, so it is typed, not a dict)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+C_CALLS_CRANELIFT = "C calls Cranelift"
+CRANELIFT_CALLS_C = "Cranelift calls C"
+# the glue's own checks: each side with itself
+CRANELIFT_CALLS_CRANELIFT = "Cranelift calls Cranelift"
+C_CALLS_C = "C calls C"
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    direction: str  # one of the four above
+    cc: str
+    position: str  # "argument", "return", "sret" (a returned struct's word) or "call"
+    index: int  # among the C parameters or returns
+    ctype: str
+    expected: bytes
+    actual: bytes
+    source: str  # where the actual bytes came from, when that can be told
+    # the C type of the argument before it: placement rules are about what
+    # came before (an i128 skipping a register, a narrow stack slot's size)
+    previous: str = ""
+
+    @property
+    def position_class(self) -> str:
+        """What the bucket key holds: the rule broken, not the random index."""
+        after = f" after {self.previous}" if self.previous else ""
+        return f"{self.position} {self.ctype}{after}".strip()
+
+    def __str__(self) -> str:
+        if self.position == "call":
+            return f"{self.direction} ({self.cc}): {self.source}"
+        return (
+            f"{self.direction} ({self.cc}): {self.position} {self.index} ({self.ctype}) "
+            f"expected {self.expected.hex(' ')}, got {self.actual.hex(' ')} ({self.source})"
+        )
