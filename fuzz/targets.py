@@ -53,12 +53,12 @@ class LibcallAbi:
 @dataclass(frozen=True)
 class CAbi:
     """The target's platform C compiler, the reference of the C-ABI oracle
-    (fuzz.cabi): how to run it and which CLIF signatures have a C counterpart
+    (fuzz.pipeline.cabi): how to run it and which CLIF signatures have a C counterpart
     (c-abi-notes: the psABI of each target, checked against gcc 12)."""
 
     compiler: str  # the driver Debian installs
     package: str  # the Debian package that has it (named in messages and .ci/run)
-    cflags: tuple[str, ...]  # on top of fuzz.cabi.build's freestanding flags
+    cflags: tuple[str, ...]  # on top of fuzz.pipeline.cabi.build's freestanding flags
     # CLIF convention -> the C attribute giving it ("" for the default one)
     conventions: Mapping[str, str]
     f16: bool  # the compiler has `_Float16` as an argument type
@@ -341,7 +341,7 @@ class Target:
     return_insn: bytes = b""
     # --- the second executor (fuzz.pipeline.qemu)
     qemu: QemuSetup | None = None
-    # --- the platform C compiler, reference of the C-ABI oracle (fuzz.cabi)
+    # --- the platform C compiler, reference of the C-ABI oracle (fuzz.pipeline.cabi)
     c_abi: CAbi | None = None
 
     @property

@@ -1,4 +1,4 @@
-"""The C-ABI oracle (fuzz.cabi): which signatures have a C counterpart, the
+"""The C-ABI oracle (fuzz.pipeline.cabi): which signatures have a C counterpart, the
 glue agreeing with itself on generated signatures, and planted faults on
 either side caught at the right position. Needs the targets' C compilers
 (Debian's gcc and gcc-{aarch64,riscv64,s390x}-linux-gnu): skipped, saying
@@ -11,17 +11,17 @@ from collections.abc import Iterator
 import pytest
 
 from fuzz import _cranelift
-from fuzz.cabi import check
-from fuzz.cabi.build import compiler_path
-from fuzz.cabi.declare import CSignature, NoCounterpart, c_signature
-from fuzz.cabi.mismatch import (
+from fuzz.gen.choices import RandomSource
+from fuzz.gen.generate import generate
+from fuzz.pipeline.cabi import check
+from fuzz.pipeline.cabi.build import compiler_path
+from fuzz.pipeline.cabi.declare import CSignature, NoCounterpart, c_signature
+from fuzz.pipeline.cabi.mismatch import (
     C_CALLS_C,
     C_CALLS_CRANELIFT,
     CRANELIFT_CALLS_C,
     CRANELIFT_CALLS_CRANELIFT,
 )
-from fuzz.gen.choices import RandomSource
-from fuzz.gen.generate import generate
 from fuzz.pipeline.emulate import Emulator, RawOutcome
 from fuzz.pipeline.filetest import parse_text
 from fuzz.pipeline.link import CompiledFunction, Image

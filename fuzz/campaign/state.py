@@ -35,7 +35,7 @@ class Options:
     fault: str | None = None  # planted test-only fault (fuzz.faults)
     # the call contract checks (fuzz.pipeline.contract); off only to measure them
     contract: bool = True
-    # the C-ABI oracle (fuzz.cabi), within a share of each worker's CPU time
+    # the C-ABI oracle (fuzz.pipeline.cabi), within a share of each worker's CPU time
     c_abi: bool = True
     executor: str = "auto"  # fuzz.pipeline.routing.ExecutorChoice
     status_every: float = 30.0  # seconds between status lines off a terminal

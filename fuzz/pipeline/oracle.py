@@ -18,7 +18,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from fuzz.cabi.mismatch import Mismatch
+from fuzz.pipeline.cabi.mismatch import Mismatch
 from fuzz.pipeline.contract import Violation
 from fuzz.values import NanPolicy, Value, format_values
 
@@ -38,7 +38,7 @@ class Kind(enum.StrEnum):
     UNDEFINED = "undefined behaviour"
     # unicorn diverged, qemu-user ran the same code and agreed with the reference
     EMULATOR = "emulator disagreement"
-    # Cranelift placed a value where the platform C compiler does not (fuzz.cabi)
+    # Cranelift placed a value where the platform C compiler does not (fuzz.pipeline.cabi)
     C_ABI = "c abi mismatch"
     # the harness itself failed (its C glue, an executor, the host): never Cranelift's
     HARNESS = "harness error"
@@ -125,7 +125,7 @@ class Outcome:
     # the executor that ran it, and the referee that reproduced it (divergences)
     executor: str = ""
     confirmed_by: str = ""
-    # values misplaced against the C compiler (fuzz.cabi), first one first
+    # values misplaced against the C compiler (fuzz.pipeline.cabi), first one first
     c_abi: tuple[Mismatch, ...] = ()
 
     def identical(self, other: Outcome) -> bool:

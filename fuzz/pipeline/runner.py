@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fuzz import _cranelift
-from fuzz.cabi import check as cabi
-from fuzz.cabi.build import CBuildError, CompilerMissing
+from fuzz.pipeline.cabi import check as cabi
+from fuzz.pipeline.cabi.build import CBuildError, CompilerMissing
 from fuzz.pipeline.contract import CallHook, CallMap, Function
 from fuzz.pipeline.emulate import DEFAULT_BUDGET, VARIANTS, Emulator, RawOutcome
 from fuzz.pipeline.filetest import BadInput, FileTest, RunCommand, Skipped, TargetLine
@@ -52,7 +52,7 @@ class FaultHooks:
 
 
 DEFAULT_FUEL = 1_000_000
-# the run command of a C-ABI check (fuzz.cabi) of a function's signature
+# the run command of a C-ABI check (fuzz.pipeline.cabi) of a function's signature
 C_ABI_RUN = "c-abi"
 # a file with this comment line asks for the C-ABI check (its reproducers do)
 C_ABI_DIRECTIVE = "; callfuzz: c-abi"
@@ -106,7 +106,7 @@ class Runner:
         c_abi: bool = False,
     ) -> None:
         self.executor = executor
-        # check every signature with a C counterpart against the C compiler (fuzz.cabi)
+        # check every signature with a C counterpart against the C compiler (fuzz.pipeline.cabi)
         self.c_abi = c_abi
         self.c_abi_cpu = 0.0  # CPU seconds the C-ABI oracle took, all stages included
         self.qemu = QemuExecutor()
@@ -351,7 +351,7 @@ class Runner:
 
     def c_abi_results(self, ft: FileTest, config: Config) -> list[RunResult]:
         """The C-ABI oracle on one prepared target line: a result per
-        signature of the file with a C counterpart (fuzz.cabi)."""
+        signature of the file with a C counterpart (fuzz.pipeline.cabi)."""
         label = config.line.label
         if config.route.executor is None:
             return []  # the line's flags need an executor this machine lacks

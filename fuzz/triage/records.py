@@ -39,7 +39,7 @@ class PanicRecord(TypedDict):
 
 
 class CAbiRecord(TypedDict):
-    """One value the C-ABI oracle found misplaced (fuzz.cabi.mismatch.Mismatch)."""
+    """One value the C-ABI oracle found misplaced (fuzz.pipeline.cabi.mismatch.Mismatch)."""
 
     direction: str
     convention: str

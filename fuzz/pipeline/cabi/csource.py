@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fuzz.cabi import layout
-from fuzz.cabi.declare import SRET_WORDS, CSignature, vector_typedef
+from fuzz.pipeline.cabi import layout
+from fuzz.pipeline.cabi.declare import SRET_WORDS, CSignature, vector_typedef
 from fuzz.values import VECTOR_TYPES
 
 PRELUDE = [

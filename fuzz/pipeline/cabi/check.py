@@ -9,10 +9,10 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from fuzz import _cranelift
-from fuzz.cabi import clif, csource, layout
-from fuzz.cabi.build import compile_unit
-from fuzz.cabi.declare import CSignature, NoCounterpart, c_signature
-from fuzz.cabi.mismatch import (
+from fuzz.pipeline.cabi import clif, csource, layout
+from fuzz.pipeline.cabi.build import compile_unit
+from fuzz.pipeline.cabi.declare import CSignature, NoCounterpart, c_signature
+from fuzz.pipeline.cabi.mismatch import (
     C_CALLS_C,
     C_CALLS_CRANELIFT,
     CRANELIFT_CALLS_C,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fuzz.cabi import layout
-from fuzz.cabi.declare import SRET_BYTES, SRET_WORDS, CSignature
+from fuzz.pipeline.cabi import layout
+from fuzz.pipeline.cabi.declare import SRET_BYTES, SRET_WORDS, CSignature
 
 
 def callee_name(key: str) -> str:
