@@ -108,7 +108,6 @@ class Runner:
         self.executor = executor
         # check every signature with a C counterpart against the C compiler (fuzz.pipeline.cabi)
         self.c_abi = c_abi
-        self.c_abi_cpu = 0.0  # CPU seconds the C-ABI oracle took, all stages included
         self.qemu = QemuExecutor()
         # runs each executor made (divergences' reruns and referee runs included)
         self.executor_runs: Counter[str] = Counter()
@@ -471,10 +470,8 @@ class Runner:
                     judgement = judge(outcomes, run.compare, run.expected, self.nan_policy)
             results.append(RunResult(run, outcomes, judgement))
         if self.c_abi:
-            cpu = time.thread_time()
             for config in configs:
                 results += self.c_abi_results(ft, config)
-            self.c_abi_cpu += time.thread_time() - cpu
         return results
 
     def referee(

@@ -38,10 +38,9 @@ class GlueError(Exception):
 
 @dataclass(frozen=True)
 class Checked:
-    """One signature's check: the function it came from, and what was found
-    (empty: C and Cranelift agree), or why it abstained."""
+    """One signature's check: what was found (empty: C and Cranelift
+    agree), or why it abstained."""
 
-    function: str
     signature: CSignature
     mismatches: tuple[Mismatch, ...] = ()
     abstained: str = ""
@@ -77,13 +76,8 @@ def build_image(
     """Compile both sides and link them into one image, and the signatures
     Cranelift does not compile (key -> its message; they abstain). Raises
     CBuildError when the C side does not build."""
-    source = csource.unit_source(signatures)
-    if c_callee_attribute is not None:  # a planted fault: C callees of another convention
-        lines = list(csource.PRELUDE)
-        for key, sig in signatures:
-            lines += csource.function_source(sig, key, c_callee_attribute)
-        source = "\n".join(lines)
-    c_code = compile_unit(target, source)
+    # c_callee_attribute: a planted fault, C callees of another convention
+    c_code = compile_unit(target, csource.unit_source(signatures, c_callee_attribute))
     functions = [CompiledFunction(name, code, [], []) for name, code in c_code.items()]
     unsupported: dict[str, str] = {}
     module = _cranelift.parse(clif.module_clif(signatures, default_cc))
@@ -105,7 +99,7 @@ def area(sig: CSignature) -> bytes:
     args, rets = _graffiti(sig)
     for base, values in ((layout.ARGS, args), (layout.RETS, rets)):
         for i, value in enumerate(values):
-            at = base + i * layout.SLOT
+            at = layout.slot(base, i)
             data[at : at + len(value)] = value
     return bytes(data)
 
@@ -145,7 +139,7 @@ def check_signature(
             continue
         raw = run(image, image.symbols[caller], image.symbols[callee], start)
         if raw.kind == "not-executable":
-            return Checked("", sig, abstained=f"{direction}: {raw.detail}")
+            return Checked(sig, abstained=f"{direction}: {raw.detail}")
         if raw.kind != "return":
             what = f"{raw.kind}: {raw.detail}".rstrip(": ")
             if raw.pc is not None:
@@ -160,7 +154,7 @@ def check_signature(
                 raise GlueError(f"C calls C on {sig.text}: {found[0]}")
         if direction == CRANELIFT_CALLS_CRANELIFT and found:
             break
-    return Checked("", sig, tuple(found))
+    return Checked(sig, tuple(found))
 
 
 def compare(sig: CSignature, direction: str, start: bytes, end: bytes) -> list[Mismatch]:
@@ -177,7 +171,7 @@ def compare(sig: CSignature, direction: str, start: bytes, end: bytes) -> list[M
         *((position, i, r.ctype, layout.SEEN_RETS, rets[i]) for i, r in enumerate(sig.returns)),
     ]
     for what, index, ctype, base, expected in checks:
-        at = base + index * layout.SLOT
+        at = layout.slot(base, index)
         actual = end[at : at + len(expected)]
         if actual != expected:
             previous = sig.params[index - 1].ctype if what == "argument" and index else ""

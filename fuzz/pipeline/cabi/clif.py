@@ -21,10 +21,6 @@ def caller_name(key: str) -> str:
     return f"%cf_cl_caller_{key}"
 
 
-def _slot(area: int, index: int) -> int:
-    return area + index * layout.SLOT
-
-
 def callee_clif(sig: CSignature, key: str) -> str:
     params = [ty for ty, _ext, _purpose in sig.clif_params]
     values = [f"v{i}" for i in range(len(params))]
@@ -38,17 +34,17 @@ def callee_clif(sig: CSignature, key: str) -> str:
     for i, (ty, _ext, purpose) in enumerate(sig.clif_params):
         if purpose == "sret":
             continue
-        lines.append(f"    store v{i}, {area}+{_slot(layout.SEEN_PARAMS, seen)}  ; {ty}")
+        lines.append(f"    store v{i}, {area}+{layout.slot(layout.SEEN_PARAMS, seen)}  ; {ty}")
         seen += 1
     results = []
     if sig.sret_index is not None:
         for w in range(SRET_WORDS):
-            lines.append(f"    v{nxt} = load.i64 {area}+{_slot(layout.RETS, w)}")
+            lines.append(f"    v{nxt} = load.i64 {area}+{layout.slot(layout.RETS, w)}")
             lines.append(f"    store v{nxt}, v{sig.sret_index}+{8 * w}")
             nxt += 1
     else:
         for i, (ty, _ext, _purpose) in enumerate(sig.clif_returns):
-            lines.append(f"    v{nxt} = load.{ty} {area}+{_slot(layout.RETS, i)}")
+            lines.append(f"    v{nxt} = load.{ty} {area}+{layout.slot(layout.RETS, i)}")
             results.append(f"v{nxt}")
             nxt += 1
     lines += [f"    return {', '.join(results)}".rstrip(), "}", ""]
@@ -67,7 +63,7 @@ def caller_clif(sig: CSignature, key: str, default_cc: str) -> str:
         if purpose == "sret":
             lines.append(f"    v{nxt} = stack_addr.i64 ss0")
         else:
-            lines.append(f"    v{nxt} = load.{ty} v0+{_slot(layout.ARGS, passed)}")
+            lines.append(f"    v{nxt} = load.{ty} v0+{layout.slot(layout.ARGS, passed)}")
             passed += 1
         args.append(f"v{nxt}")
         nxt += 1
@@ -76,14 +72,14 @@ def caller_clif(sig: CSignature, key: str, default_cc: str) -> str:
     call = f"call_indirect sig0, v1({', '.join(args)})"
     lines.append(f"    {', '.join(results)} = {call}" if results else f"    {call}")
     for i, value in enumerate(results):
-        lines.append(f"    store {value}, v0+{_slot(layout.SEEN_RETS, i)}")
+        lines.append(f"    store {value}, v0+{layout.slot(layout.SEEN_RETS, i)}")
     if sig.sret_index is not None:
         lines.append(f"    v{nxt} = stack_addr.i64 ss0")
         struct = f"v{nxt}"
         nxt += 1
         for w in range(SRET_WORDS):
             lines.append(f"    v{nxt} = load.i64 {struct}+{8 * w}")
-            lines.append(f"    store v{nxt}, v0+{_slot(layout.SEEN_RETS, w)}")
+            lines.append(f"    store v{nxt}, v0+{layout.slot(layout.SEEN_RETS, w)}")
             nxt += 1
     lines += ["    return", "}", ""]
     return "\n".join(lines)

@@ -47,10 +47,6 @@ def _return_type(sig: CSignature, key: str) -> str:
     return sig.returns[0].ctype if sig.returns else "void"
 
 
-def _slot(area: int, index: int) -> int:
-    return area + index * layout.SLOT
-
-
 def function_source(sig: CSignature, key: str, attribute: str | None = None) -> list[str]:
     """The C callee and caller of one signature. `attribute` overrides the
     convention's (a planted fault: a C callee of another convention)."""
@@ -63,41 +59,47 @@ def function_source(sig: CSignature, key: str, attribute: str | None = None) -> 
     params = ", ".join(f"{p.ctype} p{i}" for i, p in enumerate(sig.params)) or "void"
     lines.append(f"{attr} {ret} {callee_name(key)}({params}) {{".lstrip())
     for i, p in enumerate(sig.params):
-        lines.append(f"    *({p.ctype} *)CF_AREA({_slot(layout.SEEN_PARAMS, i):#x}) = p{i};")
+        lines.append(f"    *({p.ctype} *)CF_AREA({layout.slot(layout.SEEN_PARAMS, i):#x}) = p{i};")
     if sig.returns_struct:
         lines.append(f"    {ret} r;")
         for i, r in enumerate(sig.returns):
             field = f"w[{i}]" if sig.sret_index is not None else f"f{i}"
-            lines.append(f"    r.{field} = *({r.ctype} *)CF_AREA({_slot(layout.RETS, i):#x});")
+            lines.append(
+                f"    r.{field} = *({r.ctype} *)CF_AREA({layout.slot(layout.RETS, i):#x});"
+            )
         lines.append("    return r;")
     elif sig.returns:
-        lines.append(f"    return *({ret} *)CF_AREA({_slot(layout.RETS, 0):#x});")
+        lines.append(f"    return *({ret} *)CF_AREA({layout.slot(layout.RETS, 0):#x});")
     lines.append("}")
     types = ", ".join(p.ctype for p in sig.params) or "void"
     pointer = f"cf_fn_{key}"
     lines.append(f"typedef {ret} ({sig.attribute} *{pointer})({types});")
     lines.append(f"void {caller_name(key)}(char *s, void *f) {{")
     args = ", ".join(
-        f"*({p.ctype} *)(s + {_slot(layout.ARGS, i):#x})" for i, p in enumerate(sig.params)
+        f"*({p.ctype} *)(s + {layout.slot(layout.ARGS, i):#x})" for i, p in enumerate(sig.params)
     )
     call = f"(({pointer})f)({args})"
     if sig.returns_struct:
         lines.append(f"    {ret} r = {call};")
         for i, r in enumerate(sig.returns):
             field = f"w[{i}]" if sig.sret_index is not None else f"f{i}"
-            lines.append(f"    *({r.ctype} *)(s + {_slot(layout.SEEN_RETS, i):#x}) = r.{field};")
+            lines.append(
+                f"    *({r.ctype} *)(s + {layout.slot(layout.SEEN_RETS, i):#x}) = r.{field};"
+            )
     elif sig.returns:
-        lines.append(f"    *({ret} *)(s + {_slot(layout.SEEN_RETS, 0):#x}) = {call};")
+        lines.append(f"    *({ret} *)(s + {layout.slot(layout.SEEN_RETS, 0):#x}) = {call};")
     else:
         lines.append(f"    {call};")
     lines.append("}")
     return lines
 
 
-def unit_source(signatures: Sequence[tuple[str, CSignature]]) -> str:
+def unit_source(
+    signatures: Sequence[tuple[str, CSignature]], callee_attribute: str | None = None
+) -> str:
     """One C file for several signatures, each under its key."""
     lines = list(PRELUDE)
     for key, sig in signatures:
-        lines += function_source(sig, key)
+        lines += function_source(sig, key, callee_attribute)
         lines.append("")
     return "\n".join(lines)

@@ -20,6 +20,11 @@ SEEN_RETS = 0xC00  # what the caller got back
 AREA_BYTES = 0x1000
 
 
+def slot(area: int, index: int) -> int:
+    """The offset of value `index` in an area."""
+    return area + index * SLOT
+
+
 def absolute(offset: int) -> int:
     return SLOTS_BASE + offset
 
