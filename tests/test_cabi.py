@@ -13,7 +13,8 @@ import pytest
 from fuzz import _cranelift
 from fuzz.gen.choices import RandomSource
 from fuzz.gen.generate import generate
-from fuzz.pipeline.cabi import check
+from fuzz.campaign.worker import C_ABI_EVERY, C_ABI_SEEDS, c_abi_seed
+from fuzz.pipeline.cabi import build, check
 from fuzz.pipeline.cabi.build import compiler_path
 from fuzz.pipeline.cabi.declare import CSignature, NoCounterpart, c_signature
 from fuzz.pipeline.cabi.mismatch import (
@@ -203,3 +204,43 @@ def test_the_glue_checks_itself_before_the_mixed_pairings() -> None:
         C_CALLS_CRANELIFT,
         CRANELIFT_CALLS_C,
     ]
+
+
+def test_a_batch_of_files_compiles_its_c_in_one_compiler_run_per_target(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """precompile (what a campaign worker does with a seed block) runs the
+    compiler once for all its files; each file's check then finds its C
+    cached, also under other keys."""
+    target = TARGETS["aarch64"]
+    needs_compiler(target)
+    files = [
+        parse_text(generate(RandomSource(1000 + seed), target).text).functions
+        for seed in range(8)
+    ]
+    runs: list[str] = []
+    real = build.compile_unit
+
+    def counted(t: Target, source: str) -> dict[str, bytes]:
+        runs.append(t.name)
+        return real(t, source)
+
+    monkeypatch.setattr(build, "compile_unit", counted)
+    monkeypatch.setattr(build, "_signatures", type(build._signatures)())
+    check.precompile(files, [target])
+    assert runs == ["aarch64"]
+    isa = _cranelift.Isa(target.triple, list(check.C_FLAGS), [])
+    for functions in files:
+        found, _ = check.signatures_of(functions, target)
+        keyed = [(f"x{key}", sig) for key, _name, sig in found]
+        image, _ = check.build_image(keyed, target, isa, "system_v")
+        for key, _sig in keyed:
+            assert f"cf_c_callee_{key}" in image.symbols
+    assert runs == ["aarch64"], "a file's check compiled its C again"
+
+
+def test_c_abi_seeds_come_in_runs_of_a_seed_block() -> None:
+    chosen = [seed for seed in range(4096) if c_abi_seed(seed)]
+    assert len(chosen) * C_ABI_EVERY == 4096
+    runs = {seed // C_ABI_SEEDS for seed in chosen}
+    assert all(sum(1 for s in chosen if s // C_ABI_SEEDS == run) == C_ABI_SEEDS for run in runs)

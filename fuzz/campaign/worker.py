@@ -28,6 +28,7 @@ from fuzz.features import Version, parse_version
 from fuzz.gen.cells import Cell, module_cells
 from fuzz.gen.choices import ByteSource, RandomSource, Source
 from fuzz.gen.generate import generate
+from fuzz.pipeline.cabi.check import precompile
 from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_text
 from fuzz.pipeline.oracle import is_recorded
 from fuzz.pipeline.routing import ExecutorChoice
@@ -40,8 +41,11 @@ TIMINGS_EVERY = 2.0  # seconds between timing reports
 # The C-ABI oracle checks one generated case in this many: a C compiler run
 # costs as much as a few cases, so checking each would halve the campaign's
 # throughput (measured: README). A count, not a time share, so a seed's
-# result is the same in every run.
+# result is the same in every run. Checked seeds come in runs of C_ABI_SEEDS
+# consecutive ones (a seed block), so a worker compiles their C sides in one
+# compiler run per target.
 C_ABI_EVERY = 16
+C_ABI_SEEDS = 8
 BATCH = 16  # results per message at most
 BATCH_SECONDS = 0.05
 
@@ -157,13 +161,32 @@ class CaseRunner:
             return False
         if origin == "corpus":
             return C_ABI_DIRECTIVE in text
+        if seed is not None:
+            return c_abi_seed(seed)
         self.c_abi_count += 1
-        index = seed if seed is not None else self.c_abi_count
-        return index % C_ABI_EVERY == 0
+        return self.c_abi_count % C_ABI_EVERY == 0
+
+    def prepare_c_abi(self, texts: Sequence[str]) -> None:
+        """Compile the C sides of the cases about to get the C-ABI check
+        together (one compiler run per target instead of one per case)."""
+        files = []
+        for text in texts:
+            try:
+                files.append(parse_text(text).functions)
+            except Exception:  # noqa: BLE001 - the case's own run reports it
+                continue
+        with self.runner.stage("c-abi build"):
+            precompile(files, self.targets)
 
     def timings(self) -> dict[str, float]:
         """CPU seconds per stage (what the campaign's CPU split adds up)."""
         return dict(self.runner.cpu)
+
+
+def c_abi_seed(seed: int) -> bool:
+    """Whether a generated seed gets the C-ABI check: one run of C_ABI_SEEDS
+    consecutive seeds in every C_ABI_EVERY * C_ABI_SEEDS."""
+    return (seed // C_ABI_SEEDS) % C_ABI_EVERY == 0
 
 
 def corpus_lines(
@@ -275,9 +298,11 @@ def _serve(conn: Connection, cases: CaseRunner, outbox: Outbox) -> str:
                 result.path = path
                 outbox.add(result)
         elif message[0] == "seeds":
-            for seed in message[1]:
-                with cases.runner.stage("generate"):
-                    text = generated(seed, cases.targets)
+            with cases.runner.stage("generate"):
+                texts = [(seed, generated(seed, cases.targets)) for seed in message[1]]
+            if cases.config.c_abi:
+                cases.prepare_c_abi([text for seed, text in texts if c_abi_seed(seed)])
+            for seed, text in texts:
                 outbox.add(cases.run(text, "generated", seed, seed))
         outbox.flush()
         conn.send(("idle",))

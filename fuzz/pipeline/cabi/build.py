@@ -1,12 +1,14 @@
 """Compiles the C side with the target's real compiler and hands back each
 function's bytes.
 
-One compiler run per unit (all the signatures of a file, or of a batch);
-units are cached by content in memory, so a reduction or a repeated
-signature costs nothing. Functions are read from the object file's own
-sections (`-ffunction-sections`); the code must need no relocation (the C
-side takes every address from its arguments or as a constant), and one that
-does is the harness's error, named."""
+One compiler run per batch: the C sides of all the signatures not yet seen
+(a file's, or a batch of cases' as a campaign worker hands them over) are
+compiled together, and each signature's functions are cached by their
+source in memory, so a reduction or a repeated signature costs nothing.
+Functions are read from the object file's own sections
+(`-ffunction-sections`); the code must need no relocation (the C side takes
+every address from its arguments or as a constant), and one that does is
+the harness's error, named."""
 
 from __future__ import annotations
 
@@ -16,12 +18,15 @@ import shutil
 import subprocess
 import tempfile
 from collections import OrderedDict
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 
+from fuzz.pipeline.cabi import csource
+from fuzz.pipeline.cabi.declare import CSignature
 from fuzz.targets import CAbi, Target
 
 # freestanding code that touches nothing but its arguments and the areas
@@ -37,7 +42,7 @@ CFLAGS = (
     "-fno-strict-aliasing",
     "-w",
 )
-_CACHE_UNITS = 256
+_CACHED_SIGNATURES = 4096
 
 
 class CompilerMissing(Exception):
@@ -71,16 +76,43 @@ def command(target: Target) -> list[str]:
     return [c.compiler, *CFLAGS, *c.cflags, "-x", "c", "-c", "-"]
 
 
-_units: OrderedDict[str, dict[str, bytes]] = OrderedDict()
+# (compiler command, the signature's C source) -> (callee code, caller code)
+_signatures: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
+
+
+def signature_functions(
+    target: Target, signatures: Sequence[CSignature], callee_attribute: str | None = None
+) -> list[tuple[bytes, bytes]]:
+    """The (callee, caller) machine code of each signature's C side; those
+    not cached are compiled together, in one compiler run. Their code takes
+    every address from its arguments, so it is the same under any name."""
+    argv = command(target)
+    keys = [
+        hashlib.sha256(
+            "\0".join([*argv, *csource.function_source(sig, "K", callee_attribute)]).encode()
+        ).hexdigest()
+        for sig in signatures
+    ]
+    missing = dict(
+        (key, sig) for key, sig in zip(keys, signatures, strict=True) if key not in _signatures
+    )
+    if missing:
+        unit = [(str(i), sig) for i, sig in enumerate(missing.values())]
+        code = compile_unit(target, csource.unit_source(unit, callee_attribute))
+        for (i, _sig), key in zip(unit, missing, strict=True):
+            _signatures[key] = (code[csource.callee_name(i)], code[csource.caller_name(i)])
+    found = []
+    for key in keys:
+        _signatures.move_to_end(key)
+        found.append(_signatures[key])
+    while len(_signatures) > max(_CACHED_SIGNATURES, len(keys)):
+        _signatures.popitem(last=False)
+    return found
 
 
 def compile_unit(target: Target, source: str) -> dict[str, bytes]:
     """Function name -> machine code of every function `source` defines."""
     argv = command(target)
-    key = hashlib.sha256("\0".join([*argv, source]).encode()).hexdigest()
-    if key in _units:
-        _units.move_to_end(key)
-        return _units[key]
     with tempfile.TemporaryDirectory(prefix="callfuzz-cabi-") as tmp:
         obj = Path(tmp) / "unit.o"
         done = subprocess.run(
@@ -93,11 +125,7 @@ def compile_unit(target: Target, source: str) -> dict[str, bytes]:
                 if "error" in line
             ]
             raise CBuildError(f"{argv[0]} failed: {errors[0] if errors else done.returncode}")
-        functions = functions_of(obj.read_bytes())
-    _units[key] = functions
-    if len(_units) > _CACHE_UNITS:
-        _units.popitem(last=False)
-    return functions
+        return functions_of(obj.read_bytes())
 
 
 def functions_of(obj: bytes) -> dict[str, bytes]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from fuzz import _cranelift
 from fuzz.pipeline.cabi import clif, csource, layout
-from fuzz.pipeline.cabi.build import compile_unit
+from fuzz.pipeline.cabi.build import CBuildError, CompilerMissing, signature_functions
 from fuzz.pipeline.cabi.declare import CSignature, NoCounterpart, c_signature
 from fuzz.pipeline.cabi.mismatch import (
     C_CALLS_C,
@@ -77,8 +77,12 @@ def build_image(
     Cranelift does not compile (key -> its message; they abstain). Raises
     CBuildError when the C side does not build."""
     # c_callee_attribute: a planted fault, C callees of another convention
-    c_code = compile_unit(target, csource.unit_source(signatures, c_callee_attribute))
-    functions = [CompiledFunction(name, code, [], []) for name, code in c_code.items()]
+    c_code = signature_functions(target, [sig for _key, sig in signatures], c_callee_attribute)
+    functions = [
+        CompiledFunction(name, code, [], [])
+        for (key, _sig), (callee, caller) in zip(signatures, c_code, strict=True)
+        for name, code in ((csource.callee_name(key), callee), (csource.caller_name(key), caller))
+    ]
     unsupported: dict[str, str] = {}
     module = _cranelift.parse(clif.module_clif(signatures, default_cc))
     for key, _sig in signatures:
@@ -91,6 +95,24 @@ def build_image(
         except _cranelift.Unsupported as err:
             unsupported[key] = f"Cranelift: {err}"
     return link(functions, target), unsupported
+
+
+def precompile(
+    files: Iterable[Mapping[str, _cranelift.FunctionInfo]], targets: Iterable[Target]
+) -> None:
+    """Compile the C sides of several files' signatures in one compiler run
+    per target, ahead of their checks (which then find them cached). A
+    target without its compiler, or a C side that does not build, is left to
+    each file's own check to report."""
+    functions = list(files)
+    for target in targets:
+        sigs = [sig for f in functions for _key, _name, sig in signatures_of(f, target)[0]]
+        if not sigs:
+            continue
+        try:
+            signature_functions(target, sigs)
+        except (CompilerMissing, CBuildError):
+            continue
 
 
 def area(sig: CSignature) -> bytes:
