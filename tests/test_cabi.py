@@ -215,8 +215,7 @@ def test_a_batch_of_files_compiles_its_c_in_one_compiler_run_per_target(
     target = TARGETS["aarch64"]
     needs_compiler(target)
     files = [
-        parse_text(generate(RandomSource(1000 + seed), target).text).functions
-        for seed in range(8)
+        parse_text(generate(RandomSource(1000 + seed), target).text).functions for seed in range(8)
     ]
     runs: list[str] = []
     real = build.compile_unit

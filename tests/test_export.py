@@ -5,8 +5,18 @@ short text on what to expect. Each export parses in cranelift-reader."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
 from fuzz import _cranelift
-from fuzz.triage.export import filetest
+from fuzz.pipeline.cabi.build import compile_unit, compiler_path
+from fuzz.pipeline.runner import C_ABI_DIRECTIVE
+from fuzz.targets import TARGETS
+from fuzz.triage.cabi_export import c_abi_sides
+from fuzz.triage.export import filetest, target_configs
 
 CASE = """; a case as a campaign stores it
 test interpret
@@ -153,3 +163,38 @@ def test_a_run_export_with_outline_stack_probes_warns_of_the_missing_libcall() -
     assert "unknown libcall" not in filetest(inline, "x86_64: crash", "x86_64|crash|x", "v")
     compiled = filetest(probed, "x86_64: compile panic", "x86_64|compile panic|x", "v")
     assert "unknown libcall" not in compiled
+
+
+C_ABI_CASE = Path(__file__).parent.parent / "corpus" / "c-abi-x86_64-i128-last-register.clif"
+C_ABI_KEY = "x86_64|c abi mismatch|system_v|C calls Cranelift|argument integer after __int128"
+
+
+def test_a_c_abi_finding_exports_the_c_and_the_cranelift_sides(tmp_path: Path) -> None:
+    """The filetest compiles (upstream's `test run` has nothing to compare
+    with C) and `callfuzz run` reproduces it; the C file builds with the
+    target's compiler and the CLIF side compiles: both as their commands say."""
+    target = TARGETS["x86_64"]
+    assert target.c_abi is not None
+    if compiler_path(target.c_abi.compiler) is None:
+        pytest.skip(f"needs {target.c_abi.compiler}")
+    case = C_ABI_CASE.read_text()
+    text = filetest(case, "x86_64: c abi mismatch", C_ABI_KEY, "v")
+    assert config_lines(text)[0] == "test compile" and C_ABI_DIRECTIVE in text
+    path = tmp_path / "bucket-1-x86_64.clif"
+    path.write_text(text)
+    run = subprocess.run(
+        [sys.executable, "-m", "fuzz.commands.cli", "run", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 1 and "c abi mismatch" in run.stdout, run.stdout + run.stderr
+    sides = c_abi_sides(case, target, target_configs(case, "x86_64"), path.stem)
+    assert sides is not None
+    assert f"clif-util compile -D {path.stem}.cabi.clif" in sides.c_source
+    code = compile_unit(target, sides.c_source)
+    assert any(name.startswith("cf_c_callee_") for name in code)
+    module = _cranelift.parse(sides.clif_source)
+    isa = _cranelift.Isa(target.triple, ["enable_llvm_abi_extensions=true"], [])
+    for function in module.functions():
+        assert module.compile(isa, function["name"])

@@ -25,10 +25,12 @@ from rich.text import Text
 from fuzz.commands.common import fail, target_name
 from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_text
 from fuzz.pipeline.link import Image, LinkError, link
+from fuzz.pipeline.oracle import Verdict
 from fuzz.pipeline.runner import Runner
 from fuzz.targets import Target, UnknownTarget, lookup
+from fuzz.triage.cabi_export import CAbiSides, c_abi_sides
 from fuzz.triage.engine import DatabaseError
-from fuzz.triage.export import filetest, run_lines_parsed
+from fuzz.triage.export import filetest, run_lines_parsed, target_configs
 from fuzz.triage.schema import Bucket, BucketStatus, Finding
 from fuzz.triage.store import TriageDB, open_db
 
@@ -474,6 +476,16 @@ def _counts_table(title: str, counts: Iterable[tuple[str, int]]) -> Table:
 
 # --- export ----------------------------------------------------------------------
 
+C_ABI = Verdict.C_ABI_MISMATCH.value
+
+
+def _c_abi_sides(clif: str, target: str, stem: str) -> CAbiSides | None:
+    try:
+        found = lookup(target)
+    except UnknownTarget:
+        return None
+    return c_abi_sides(clif, found, target_configs(clif, target), stem)
+
 
 @triage.command()
 @click.argument("bucket")
@@ -504,6 +516,12 @@ def export(bucket: str, out: str | None, db_url: str | None) -> None:
     path = Path(out) if out else Path("crashes") / f"bucket-{bucket_id}-{info.target}.clif"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+    stem = path.with_suffix("")
+    sides = _c_abi_sides(clif, info.target, stem.name) if info.verdict == C_ABI else None
+    if sides is not None:
+        Path(f"{stem}.c").write_text(sides.c_source)
+        Path(f"{stem}.cabi.clif").write_text(sides.clif_source)
+        click.echo(f"{stem}.c, {stem}.cabi.clif: the C and Cranelift sides, with their commands")
     written, parsed = run_lines_parsed(text)
     state = "reduced" if info.reduced_case_id else "not reduced yet (callfuzz reduce ID)"
     if info.reduced_case_id:

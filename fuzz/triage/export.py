@@ -21,7 +21,7 @@ from fuzz.pipeline.oracle import (
     matches_expectation,
     same_outcome,
 )
-from fuzz.pipeline.runner import Runner, default_lines
+from fuzz.pipeline.runner import C_ABI_DIRECTIVE, Runner, default_lines
 from fuzz.targets import UnknownTarget, lookup
 from fuzz.values import NanPolicy, Value, clif_literal
 
@@ -40,7 +40,8 @@ def filetest(clif: str, title: str, key: str, version: str) -> str:
     lines = [line for line in body.splitlines() if not _is_plain_comment(line)]
     start = next((i for i, line in enumerate(lines) if line.startswith("function")), len(lines))
     header = [line.strip() for line in lines[:start] if line.strip()]
-    tests = _tests(target, verdict, interpreted or _interpreter_states_all(body))
+    c_abi = verdict == Verdict.C_ABI_MISMATCH.value
+    tests = _tests(target, verdict, not c_abi and (interpreted or _interpreter_states_all(body)))
     whose = "the compiled targets'" if interpreted else "the interpreter's"
     configs = _configs(header, target)
     notes = _LIBCALL_NOTE if "test run" in tests and _outline_probestack(configs) else []
@@ -50,8 +51,18 @@ def filetest(clif: str, title: str, key: str, version: str) -> str:
         f"; Cranelift {version}; reduced by callfuzz. Expected values are {whose}.",
         *(f"; {line}" for line in [*expectation(target, verdict), *notes]),
     ]
+    if c_abi:
+        head.append(C_ABI_DIRECTIVE)
     features = [line for line in header if line.startswith("feature")]
     return "\n".join([*head, *tests, *configs, *features, "", *lines[start:]]) + "\n"
+
+
+def target_configs(clif: str, target: str) -> list[str]:
+    """The `set` and `target` lines a filetest of `target`'s finding keeps."""
+    lines = clif.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("function")), len(lines))
+    header = [line.strip() for line in lines[:start] if line.strip() and not line.startswith(";")]
+    return _configs(header, target)
 
 
 def expectation(target: str, verdict: str) -> list[str]:
@@ -64,6 +75,13 @@ def expectation(target: str, verdict: str) -> list[str]:
             "Expect: `clif-util test FILE` fails in `test interpret`, on any host:",
             "the interpreter's result differs from the run line's (or it panics on",
             "a trap the run line does not expect).",
+        ]
+    if verdict == Verdict.C_ABI_MISMATCH.value:
+        return [
+            "Expect: `clif-util test FILE` passes: upstream does not compare Cranelift with C.",
+            "`callfuzz run FILE` reports the mismatch; the `.c` and `.cabi.clif` files next to",
+            "it hold both sides, with the commands that show where each puts every value on",
+            f"{target}.",
         ]
     if verdict == Verdict.ABI_VIOLATION.value:
         return [
@@ -104,7 +122,7 @@ def _outline_probestack(configs: list[str]) -> bool:
 
 
 def _tests(target: str, verdict: str, interpret: bool) -> list[str]:
-    if verdict in _COMPILE_TIME:
+    if verdict in _COMPILE_TIME or verdict == Verdict.C_ABI_MISMATCH.value:
         return ["test compile"]
     if target == INTERPRETER:
         return ["test interpret"]

@@ -28,9 +28,11 @@ class Mismatch:
 
     @property
     def position_class(self) -> str:
-        """What the bucket key holds: the rule broken, not the random index."""
-        after = f" after {self.previous}" if self.previous else ""
-        return f"{self.position} {self.ctype}{after}".strip()
+        """What the bucket key holds: the rule broken, not the random index
+        nor the exact types around it (placement rules are per class: the
+        integer registers, an i128's pair, the vector registers)."""
+        after = f" after {type_class(self.previous)}" if self.previous else ""
+        return f"{self.position} {type_class(self.ctype)}{after}".strip()
 
     def __str__(self) -> str:
         if self.position == "call":
@@ -39,3 +41,14 @@ class Mismatch:
             f"{self.direction} ({self.cc}): {self.position} {self.index} ({self.ctype}) "
             f"expected {self.expected.hex(' ')}, got {self.actual.hex(' ')} ({self.source})"
         )
+
+
+def type_class(ctype: str) -> str:
+    """The class of a C type that placement rules are about: integers up to
+    64 bits are one, vectors are one (`cf_i32x4`), the others are themselves."""
+    if ctype.startswith("cf_"):
+        return "vector"
+    words = ctype.removeprefix("unsigned ").removeprefix("signed ")
+    if words in ("char", "short", "int", "long"):
+        return "integer"
+    return words
