@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from fuzz import _cranelift
+from fuzz.campaign.worker import C_ABI_EVERY, C_ABI_SEEDS, c_abi_seed
 from fuzz.gen.choices import RandomSource
 from fuzz.gen.generate import generate
-from fuzz.campaign.worker import C_ABI_EVERY, C_ABI_SEEDS, c_abi_seed
 from fuzz.pipeline.cabi import build, check
 from fuzz.pipeline.cabi.build import compiler_path
 from fuzz.pipeline.cabi.declare import CSignature, NoCounterpart, c_signature
@@ -22,6 +22,7 @@ from fuzz.pipeline.cabi.mismatch import (
     C_CALLS_CRANELIFT,
     CRANELIFT_CALLS_C,
     CRANELIFT_CALLS_CRANELIFT,
+    Mismatch,
 )
 from fuzz.pipeline.emulate import Emulator, RawOutcome
 from fuzz.pipeline.filetest import parse_text
@@ -243,3 +244,19 @@ def test_c_abi_seeds_come_in_runs_of_a_seed_block() -> None:
     assert len(chosen) * C_ABI_EVERY == 4096
     runs = {seed // C_ABI_SEEDS for seed in chosen}
     assert all(sum(1 for s in chosen if s // C_ABI_SEEDS == run) == C_ABI_SEEDS for run in runs)
+
+
+@pytest.mark.parametrize(
+    ("ctype", "previous", "expected"),
+    [
+        ("unsigned int", "cf_i8x16", "argument integer after vector"),
+        ("long", "unsigned __int128", "argument integer after __int128"),
+        ("_Float16", "", "argument _Float16"),
+        ("double", "signed char", "argument double after integer"),
+    ],
+)
+def test_the_bucket_key_holds_type_classes(ctype: str, previous: str, expected: str) -> None:
+    misplaced = Mismatch(
+        C_CALLS_CRANELIFT, "system_v", "argument", 3, ctype, b"", b"", "", previous
+    )
+    assert misplaced.position_class == expected
