@@ -1,19 +1,22 @@
 """What each Cranelift release has: the settings, conventions, types and ISA
 flags the generator uses that appeared after the oldest supported release
-(fuzz.bridge.spec), each with the first release that has it. Everything not
+(fuzz.versions), each with the first release that has it. Everything not
 in the table is in every supported release. The generator asks `for_version`
-for a view of a target limited to what the Cranelift under test has."""
+for a view of a target limited to what the Cranelift under test has.
+
+A release newer than the newest callfuzz knows (fuzz.versions.NEWEST_KNOWN)
+is assumed to have what the newest known has: every entry of the table."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from fuzz.targets import Target
+from fuzz.versions import NEWEST_KNOWN, Version, parse_version
 
-Version = tuple[int, int, int]
+__all__ = ["FEATURES", "Feature", "Version", "for_version", "has", "known", "parse_version"]
 
 
 @dataclass(frozen=True)
@@ -61,15 +64,11 @@ FEATURES: dict[str, Feature] = {
     )
 }
 
-_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
-
-def parse_version(text: str) -> Version:
-    """`0.135.8`, `0.136.0-dev` (a checkout), `0.131` -> (0, 131, 0)."""
-    m = _VERSION.match(text.strip())
-    if m is None:
-        raise ValueError(f"not a Cranelift version: {text!r}")
-    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+def known(version: Version) -> Version:
+    """The release whose rules the table applies to `version`: itself, or
+    for a release newer than the newest known, the newest known."""
+    return NEWEST_KNOWN if version[:2] > NEWEST_KNOWN[:2] else version
 
 
 def has(name: str, version: Version | None, target: str = "") -> bool:
@@ -77,6 +76,7 @@ def has(name: str, version: Version | None, target: str = "") -> bool:
     it), on `target` too where the table names it for one target."""
     if version is None:
         return True
+    version = known(version)
     return all(
         feature is None or version >= feature.since
         for feature in (FEATURES.get(name), FEATURES.get(f"{target}:{name}"))

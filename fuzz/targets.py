@@ -341,8 +341,13 @@ class Target:
     return_insn: bytes = b""
     # --- the second executor (fuzz.pipeline.qemu)
     qemu: QemuSetup | None = None
-    # --- the platform C compiler, reference of the C-ABI oracle (fuzz.pipeline.cabi)
-    c_abi: CAbi | None = None
+    # --- the platform C compilers, references of the C-ABI oracle
+    # (fuzz.pipeline.cabi): one per set of conventions (Apple's arm64 one is clang's)
+    c_abis: tuple[CAbi, ...] = ()
+
+    def c_abi_for(self, cc: str) -> CAbi | None:
+        """The C compiler whose convention `cc` is, if any."""
+        return next((c for c in self.c_abis if cc in c.conventions), None)
 
     @property
     def sp_reg_info(self) -> Reg:
@@ -649,22 +654,24 @@ TARGETS: dict[str, Target] = {
             return_insn=bytes([0xC3]),  # ret
             aliases=("x86_64", "x64", "amd64"),
             # x86-64 psABI 3.2.3; Windows x64 from gcc's ms_abi
-            c_abi=CAbi(
-                compiler="gcc",
-                package="gcc",
-                cflags=("-m64", "-mno-avx"),
-                conventions={"system_v": "", "windows_fastcall": "__attribute__((ms_abi))"},
-                f16=True,
-                f128="__float128",
-                vectors=True,
-                unsigned_i32_sext=False,
-                # two eightbytes, each INTEGER (rax, rdx) or SSE (xmm0, xmm1)
-                struct_returns=_pairs("i64", "f64"),
-                decisions={
-                    ("windows_fastcall", "i128"): "Windows x64 passes __int128 by reference, "
-                    "Cranelift in a register pair (c-abi-notes: an upstream decision)",
-                    ("windows_fastcall", "f128"): "wasmtime#10678: windows_fastcall f128",
-                },
+            c_abis=(
+                CAbi(
+                    compiler="gcc",
+                    package="gcc",
+                    cflags=("-m64", "-mno-avx"),
+                    conventions={"system_v": "", "windows_fastcall": "__attribute__((ms_abi))"},
+                    f16=True,
+                    f128="__float128",
+                    vectors=True,
+                    unsigned_i32_sext=False,
+                    # two eightbytes, each INTEGER (rax, rdx) or SSE (xmm0, xmm1)
+                    struct_returns=_pairs("i64", "f64"),
+                    decisions={
+                        ("windows_fastcall", "i128"): "Windows x64 passes __int128 by reference, "
+                        "Cranelift in a register pair (c-abi-notes: an upstream decision)",
+                        ("windows_fastcall", "f128"): "wasmtime#10678: windows_fastcall f128",
+                    },
+                ),
             ),
             qemu=QemuSetup(
                 binary="qemu-x86_64",
@@ -760,16 +767,32 @@ TARGETS: dict[str, Target] = {
             return_insn=(0xD65F03C0).to_bytes(4, "little"),  # ret
             aliases=("aarch64", "arm64"),
             # AAPCS64 (Linux): HFAs of up to four members return in v0-v3
-            c_abi=CAbi(
-                compiler="aarch64-linux-gnu-gcc",
-                package="gcc-aarch64-linux-gnu",
-                cflags=(),
-                conventions={"system_v": ""},
-                f16=True,
-                f128="long double",
-                vectors=True,
-                unsigned_i32_sext=False,
-                struct_returns=frozenset({("i64", "i64")}) | _homogeneous("f32", "f64"),
+            c_abis=(
+                CAbi(
+                    compiler="aarch64-linux-gnu-gcc",
+                    package="gcc-aarch64-linux-gnu",
+                    cflags=(),
+                    conventions={"system_v": ""},
+                    f16=True,
+                    f128="long double",
+                    vectors=True,
+                    unsigned_i32_sext=False,
+                    struct_returns=frozenset({("i64", "i64")}) | _homogeneous("f32", "f64"),
+                ),
+                # Apple's arm64 convention (stack arguments packed at their own size,
+                # narrow arguments extended by the caller): clang for macOS, writing ELF
+                # (`-elf`) so the same reader takes its code; `long double` is `double`
+                CAbi(
+                    compiler="clang-14",
+                    package="clang-14",
+                    cflags=("--target=arm64-apple-macos11-elf",),
+                    conventions={"apple_aarch64": ""},
+                    f16=True,
+                    f128="",
+                    vectors=True,
+                    unsigned_i32_sext=False,
+                    struct_returns=frozenset({("i64", "i64")}) | _homogeneous("f32", "f64"),
+                ),
             ),
             qemu=QemuSetup(
                 binary="qemu-aarch64",
@@ -865,16 +888,18 @@ TARGETS: dict[str, Target] = {
             aliases=("riscv64", "riscv64gc", "rv64"),
             # RISC-V psABI (lp64d): a struct of two scalars is flattened into
             # the integer and FP argument registers
-            c_abi=CAbi(
-                compiler="riscv64-linux-gnu-gcc",
-                package="gcc-riscv64-linux-gnu",
-                cflags=("-mcmodel=medany", "-march=rv64gc", "-mabi=lp64d"),
-                conventions={"system_v": ""},
-                f16=False,
-                f128="long double",
-                vectors=False,
-                unsigned_i32_sext=True,
-                struct_returns=_pairs("i64", "f64"),
+            c_abis=(
+                CAbi(
+                    compiler="riscv64-linux-gnu-gcc",
+                    package="gcc-riscv64-linux-gnu",
+                    cflags=("-mcmodel=medany", "-march=rv64gc", "-mabi=lp64d"),
+                    conventions={"system_v": ""},
+                    f16=False,
+                    f128="long double",
+                    vectors=False,
+                    unsigned_i32_sext=True,
+                    struct_returns=_pairs("i64", "f64"),
+                ),
             ),
             qemu=QemuSetup(
                 binary="qemu-riscv64",
@@ -957,16 +982,18 @@ TARGETS: dict[str, Target] = {
             # s390x ELF ABI: structs return through a hidden pointer, i128
             # and long double pass by reference; the vector ABI needs z13
             # (unicorn lacks the z14 vector enhancements)
-            c_abi=CAbi(
-                compiler="s390x-linux-gnu-gcc",
-                package="gcc-s390x-linux-gnu",
-                cflags=("-march=z13", "-mvx"),
-                conventions={"system_v": ""},
-                f16=False,
-                f128="long double",
-                vectors=True,
-                unsigned_i32_sext=False,
-                struct_returns=frozenset(),
+            c_abis=(
+                CAbi(
+                    compiler="s390x-linux-gnu-gcc",
+                    package="gcc-s390x-linux-gnu",
+                    cflags=("-march=z13", "-mvx"),
+                    conventions={"system_v": ""},
+                    f16=False,
+                    f128="long double",
+                    vectors=True,
+                    unsigned_i32_sext=False,
+                    struct_returns=frozenset(),
+                ),
             ),
             # s390x ELF ABI 1.2.2.3: r2-r4, f0/f2/f4 (vectors in v24-, not provided)
             libcall_abi=LibcallAbi(

@@ -6,6 +6,7 @@ so, without them."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -27,13 +28,14 @@ from fuzz.pipeline.cabi.mismatch import (
 from fuzz.pipeline.emulate import Emulator, RawOutcome
 from fuzz.pipeline.filetest import parse_text
 from fuzz.pipeline.link import CompiledFunction, Image
-from fuzz.targets import TARGETS, Target
+from fuzz.targets import TARGETS, CAbi, Target
 
 
-def needs_compiler(target: Target) -> None:
-    assert target.c_abi is not None
-    if compiler_path(target.c_abi.compiler) is None:
-        pytest.skip(f"needs {target.c_abi.compiler} (Debian package {target.c_abi.package})")
+def needs_compiler(target: Target, cc: str = "system_v") -> None:
+    c = target.c_abi_for(cc)
+    assert c is not None
+    if compiler_path(c.compiler) is None:
+        pytest.skip(f"needs {c.compiler} (Debian package {c.package})")
 
 
 def signature_of(text: str, target: Target) -> CSignature:
@@ -112,7 +114,8 @@ def test_the_glue_agrees_with_itself_on_generated_signatures(name: str) -> None:
     assert len(signatures) >= 10, "too few generated signatures have a C counterpart"
     keyed = [(str(i), sig) for i, sig in enumerate(signatures)]
     isa = _cranelift.Isa(target.triple, list(check.C_FLAGS), [])
-    image, unsupported = check.build_image(keyed, target, isa, "system_v")
+    built = check.build_image(keyed, target, isa, "system_v")
+    image, unsupported = built.image, built.unsupported | built.missing
     run = runner(target)
     checked = 0
     for key, sig in keyed:
@@ -159,7 +162,7 @@ def test_a_callee_with_swapped_argument_registers_is_caught(
 
     monkeypatch.setattr(check, "link", planted)
     isa = _cranelift.Isa(target.triple, [], [])
-    image, _ = check.build_image([("0", sig)], target, isa, "system_v")
+    image = check.build_image([("0", sig)], target, isa, "system_v").image
     result = check.check_signature(image, "0", sig, runner(target))
     seen = {(m.direction, m.position, m.index, m.source) for m in result.mismatches}
     assert (CRANELIFT_CALLS_CRANELIFT, "argument", 0, "the bytes of argument 1") in seen
@@ -186,9 +189,9 @@ def test_a_c_callee_of_another_convention_is_caught() -> None:
         target,
     )
     isa = _cranelift.Isa(target.triple, [], [])
-    image, _ = check.build_image(
+    image = check.build_image(
         [("0", sig)], target, isa, "system_v", c_callee_attribute="__attribute__((ms_abi))"
-    )
+    ).image
     # C calling that callee disagrees too: the glue's own check reports it
     with pytest.raises(check.GlueError, match="C calls C"):
         check.check_signature(image, "0", sig, runner(target))
@@ -221,22 +224,23 @@ def test_a_batch_of_files_compiles_its_c_in_one_compiler_run_per_target(
     runs: list[str] = []
     real = build.compile_unit
 
-    def counted(t: Target, source: str) -> dict[str, bytes]:
-        runs.append(t.name)
-        return real(t, source)
+    def counted(c: CAbi, source: str) -> dict[str, bytes]:
+        runs.append(c.compiler)
+        return real(c, source)
 
     monkeypatch.setattr(build, "compile_unit", counted)
     monkeypatch.setattr(build, "_signatures", type(build._signatures)())
     check.precompile(files, [target])
-    assert runs == ["aarch64"]
+    assert "aarch64-linux-gnu-gcc" in runs and len(runs) == len(set(runs)), runs
+    compiled = list(runs)
     isa = _cranelift.Isa(target.triple, list(check.C_FLAGS), [])
     for functions in files:
         found, _ = check.signatures_of(functions, target)
         keyed = [(f"x{key}", sig) for key, _name, sig in found]
-        image, _ = check.build_image(keyed, target, isa, "system_v")
+        image = check.build_image(keyed, target, isa, "system_v").image
         for key, _sig in keyed:
             assert f"cf_c_callee_{key}" in image.symbols
-    assert runs == ["aarch64"], "a file's check compiled its C again"
+    assert runs == compiled, "a file's check compiled its C again"
 
 
 def test_c_abi_seeds_come_in_runs_of_a_seed_block() -> None:
@@ -260,3 +264,37 @@ def test_the_bucket_key_holds_type_classes(ctype: str, previous: str, expected: 
         C_CALLS_CRANELIFT, "system_v", "argument", 3, ctype, b"", b"", "", previous
     )
     assert misplaced.position_class == expected
+
+
+APPLE_STACK = (
+    "function %f(i64, i64, i64, i64, i64, i64, i64, i64, i8 sext, i16 sext) apple_aarch64 {\n"
+    "block0(v0: i64, v1: i64, v2: i64, v3: i64, v4: i64, v5: i64, v6: i64, v7: i64,"
+    " v8: i8, v9: i16):\n    return\n}\n"
+)
+
+
+def test_apples_convention_is_checked_against_clang_for_macos(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Apple packs stack arguments at their own size: clang for macOS and
+    Cranelift agree on it; a C side compiled with Linux's convention (a
+    planted fault) puts the i16 at the next 8-byte slot, and the check
+    names that argument."""
+    target = TARGETS["aarch64"]
+    needs_compiler(target, "apple_aarch64")
+    sig = signature_of(APPLE_STACK, target)
+    isa = _cranelift.Isa(target.triple, list(check.C_FLAGS), [])
+    mixed = {C_CALLS_CRANELIFT, CRANELIFT_CALLS_C}
+    image = check.build_image([("0", sig)], target, isa, "system_v").image
+    assert check.check_signature(image, "0", sig, runner(target)).mismatches == ()
+    apple = target.c_abi_for("apple_aarch64")
+    assert apple is not None
+    linux = dataclasses.replace(apple, cflags=("--target=aarch64-linux-gnu",))
+    planted = dataclasses.replace(target, c_abis=(target.c_abis[0], linux))
+    monkeypatch.setattr(build, "_signatures", type(build._signatures)())
+    image = check.build_image([("0", sig)], planted, isa, "system_v").image
+    found = check.check_signature(image, "0", sig, runner(target), mixed).mismatches
+    assert {(m.direction, m.position, m.index) for m in found} == {
+        (C_CALLS_CRANELIFT, "argument", 9),
+        (CRANELIFT_CALLS_C, "argument", 9),
+    }

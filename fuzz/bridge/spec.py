@@ -20,12 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fuzz.bridge import cache
-
-# The Cranelift releases this bridge source builds against: 0.OLDEST to
-# 0.NEWEST (every x.y.z of those lines). The one place the range is written.
-OLDEST_MINOR = 105
-NEWEST_MINOR = 137
-SUPPORTED = f"0.{OLDEST_MINOR} to 0.{NEWEST_MINOR}"
+from fuzz.versions import SUPPORTED, is_supported, parse_release, parse_version
 
 INDEX_URL = "https://index.crates.io/cr/an/cranelift-codegen"
 # Overrides INDEX_URL (any URL urllib reads, `file://` included): the tests
@@ -41,8 +36,6 @@ CRATES = {
     "cranelift-interpreter": "cranelift/interpreter",
     "cranelift-control": "cranelift/control",
 }
-
-_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+|x))?")
 
 
 class BridgeError(Exception):
@@ -88,24 +81,14 @@ class Checkout:
 Choice = Release | Checkout
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.split("."))
-
-
-def looks_like_version(text: str) -> bool:
-    return _VERSION.fullmatch(text.strip()) is not None
-
-
 def resolve(text: str) -> Choice:
     """Read a choice: a release line or version, or a checkout's path."""
     text = text.strip()
     if not text:
         raise BridgeError("empty Cranelift choice (give a release such as 0.131 or a path)")
-    match = _VERSION.fullmatch(text)
-    if match:
-        major, minor = int(match[1]), int(match[2])
-        patch = None if match[3] in (None, "x") else int(match[3])
-        return Release(resolve_release(major, minor, patch))
+    release = parse_release(text)
+    if release is not None:
+        return Release(resolve_release(*release))
     return inspect_checkout(Path(text))
 
 
@@ -121,9 +104,10 @@ def _unsupported(text: str) -> BridgeError:
 
 def resolve_release(major: int, minor: int, patch: int | None) -> str:
     """The exact version a release choice names: itself, or the newest
-    published, not yanked version of the line."""
+    published, not yanked version of the line. A line newer than the newest
+    callfuzz knows is resolved like any other: it is attempted, not refused."""
     wanted = f"{major}.{minor}" + ("" if patch is None else f".{patch}")
-    if major != 0 or not OLDEST_MINOR <= minor <= NEWEST_MINOR:
+    if not is_supported((major, minor, patch or 0)):
         raise _unsupported(wanted)
     index = Index.load()
     if patch is not None and wanted in index.published:
@@ -131,7 +115,7 @@ def resolve_release(major: int, minor: int, patch: int | None) -> str:
     if not index.fresh():
         index = index.refresh()
     line = sorted(
-        (v for v in index.published if v.startswith(f"{major}.{minor}.")), key=_version_tuple
+        (v for v in index.published if v.startswith(f"{major}.{minor}.")), key=parse_version
     )
     if patch is not None:
         if wanted in index.published:
@@ -160,10 +144,10 @@ def _built_releases(major: int, minor: int, patch: int | None) -> list[str]:
     for entry in cache.entries():
         v = entry.version
         if entry.kind == "release" and re.fullmatch(r"\d+\.\d+\.\d+", v):
-            got = _version_tuple(v)
+            got = parse_version(v)
             if got[:2] == (major, minor) and patch in (None, got[2]):
                 found.append(v)
-    return sorted(found, key=_version_tuple)
+    return sorted(found, key=parse_version)
 
 
 def fetch_index() -> str:
@@ -283,13 +267,15 @@ def inspect_checkout(path: Path) -> Checkout:
     if missing:
         raise BridgeError(f"not a wasmtime checkout: {root} has no {missing[0]}/Cargo.toml")
     version = checkout_version(root)
-    if not looks_like_version(version.split("-")[0]):
-        raise BridgeError(f"cranelift-codegen in {root} has an unreadable version {version!r}")
-    numbers = _version_tuple(version.split("-")[0])
-    if numbers[0] != 0 or numbers[1] < OLDEST_MINOR:
+    try:
+        numbers = parse_version(version)
+    except ValueError:
         raise BridgeError(
-            f"the checkout {root} has Cranelift {version}; callfuzz supports "
-            f"0.{OLDEST_MINOR} and newer"
+            f"cranelift-codegen in {root} has an unreadable version {version!r}"
+        ) from None
+    if not is_supported(numbers):
+        raise BridgeError(
+            f"the checkout {root} has Cranelift {version}; callfuzz supports {SUPPORTED}"
         )
     commit = _git(root, "rev-parse", "--verify", "HEAD").decode().strip()
     status = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")

@@ -24,7 +24,6 @@ from fuzz import _cranelift
 from fuzz.bridge.load import under_test
 from fuzz.campaign.state import CaseResult, WorkerConfig
 from fuzz.faults import hooks
-from fuzz.features import Version, parse_version
 from fuzz.gen.cells import Cell, module_cells
 from fuzz.gen.choices import ByteSource, RandomSource, Source
 from fuzz.gen.generate import generate
@@ -36,6 +35,7 @@ from fuzz.pipeline.runner import C_ABI_DIRECTIVE, C_ABI_RUN, Runner, default_lin
 from fuzz.targets import TARGETS, Target
 from fuzz.triage.buckets import bucket_for, details
 from fuzz.triage.records import FindingRecord
+from fuzz.versions import Version, parse_version
 
 TIMINGS_EVERY = 2.0  # seconds between timing reports
 # The C-ABI oracle checks one generated case in this many: a C compiler run

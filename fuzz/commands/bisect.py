@@ -49,20 +49,21 @@ def _panic_message(detail: str) -> str:
 def releases(first: str, last: str) -> list[str]:
     """The newest published patch of every release line from `first` to
     `last` (both resolved), oldest first."""
-    from fuzz.bridge.spec import Index, _version_tuple
+    from fuzz.bridge.spec import Index
+    from fuzz.versions import parse_version
 
     index = Index.load()
     if not index.fresh():
         index = index.refresh()
-    lo, hi = _version_tuple(first), _version_tuple(last)
+    lo, hi = parse_version(first), parse_version(last)
     newest: dict[tuple[int, int], str] = {}
     for v in index.published:
-        t = _version_tuple(v)
+        t = parse_version(v)
         if lo[:2] <= t[:2] <= hi[:2]:
             if t[:2] == lo[:2] and t < lo or t[:2] == hi[:2] and t > hi:
                 continue
             key = (t[0], t[1])
-            if key not in newest or _version_tuple(newest[key]) < t:
+            if key not in newest or parse_version(newest[key]) < t:
                 newest[key] = v
     return [newest[k] for k in sorted(newest)]
 
@@ -161,7 +162,8 @@ def bisect(
     --target, and the last where it does not: a binary search over the
     published releases, each step built into the bridge cache and run in a
     child process."""
-    from fuzz.bridge.spec import OLDEST_MINOR, BridgeError, resolve
+    from fuzz.bridge.spec import BridgeError, resolve
+    from fuzz.versions import OLDEST_MINOR, parse_version
 
     target = target_name(target_text)
     bucket_id: int | None = None
@@ -205,9 +207,7 @@ def bisect(
             index = Index.load()
             if not index.fresh():
                 index = index.refresh()
-            from fuzz.bridge.spec import _version_tuple
-
-            last = max(index.published, key=_version_tuple)
+            last = max(index.published, key=parse_version)
         else:
             last = getattr(newest, "version", "")
             if not last:

@@ -8,7 +8,6 @@ bridge on first use; `build` builds ahead of time."""
 from __future__ import annotations
 
 import datetime
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +15,12 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+import fuzz
 from fuzz.bridge import cache
-from fuzz.bridge.load import ENV_CHOICE, ENV_PINNED, choice_from_env
-from fuzz.bridge.spec import SUPPORTED, BridgeError, looks_like_version
+from fuzz.bridge.load import ENV_CHOICE, choice_from_env
+from fuzz.bridge.spec import BridgeError
 from fuzz.commands.common import console, fail
+from fuzz.versions import SUPPORTED, looks_like_version
 
 
 @click.group(
@@ -30,18 +31,49 @@ def cranelift() -> None:
     pass
 
 
-def _installed_version() -> str:
-    """The version of the bridge pip installed (in a child process when this
-    one has another bridge chosen: a process loads one bridge)."""
-    env = {k: v for k, v in os.environ.items() if k not in (ENV_CHOICE, ENV_PINNED)}
+def installed_library() -> Path | None:
+    """The bridge pip installed: the `_cranelift` extension module in the fuzz
+    package this process runs (an editable install builds it there), found
+    as Python's path finder finds it, past the bridge cache's finder."""
+    import importlib.machinery
+
+    found = importlib.machinery.PathFinder.find_spec("fuzz._cranelift", list(fuzz.__path__))
+    if found is None or found.origin is None:
+        return None
+    return Path(found.origin)
+
+
+# Loads an extension module by its path and prints the version it reports.
+_VERSION_OF = """
+import importlib.machinery, importlib.util, sys
+loader = importlib.machinery.ExtensionFileLoader("_cranelift", sys.argv[1])
+spec = importlib.util.spec_from_file_location("_cranelift", sys.argv[1], loader=loader)
+bridge = importlib.util.module_from_spec(spec)
+loader.exec_module(bridge)
+print(bridge.version())
+"""
+
+
+def installed_version() -> str:
+    """The Cranelift version the bridge pip installed reports, or why there
+    is none. Loaded by its path in an isolated child process (a process loads
+    one bridge, and this one may have another chosen), so neither the current
+    directory nor the environment can put another `fuzz` in its place."""
+    library = installed_library()
+    if library is None:
+        where = ", ".join(str(p) for p in fuzz.__path__)
+        return f"not built (no _cranelift extension module in {where}: pip install -e .)"
     done = subprocess.run(
-        [sys.executable, "-c", "from fuzz import _cranelift; print(_cranelift.version())"],
+        [sys.executable, "-I", "-c", _VERSION_OF, str(library)],
         capture_output=True,
         text=True,
-        env=env,
         check=False,
     )
-    return done.stdout.strip() if done.returncode == 0 else "not built"
+    version = done.stdout.strip()
+    if done.returncode == 0 and version:
+        return version
+    reason = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    return f"unusable ({library}: {reason})"
 
 
 def _when(entry: cache.Entry) -> str:
@@ -57,7 +89,7 @@ def list_bridges() -> None:
     """The cached bridges, and the one pip installed."""
     source = cache.source_hash()
     console.print(f"bridge cache: {cache.bridges_dir()}")
-    console.print(f"pip-installed bridge: Cranelift {_installed_version()}")
+    console.print(f"pip-installed bridge: Cranelift {installed_version()}", highlight=False)
     chosen = choice_from_env()
     if chosen:
         console.print(f"chosen now: {chosen} (${ENV_CHOICE} or --cranelift)")

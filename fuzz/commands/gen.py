@@ -15,13 +15,13 @@ from rich.table import Table
 from fuzz import _cranelift
 from fuzz.commands.common import console as default_console
 from fuzz.commands.common import parse_target_option
-from fuzz.features import parse_version
 from fuzz.gen.cells import CALL_FORMS, Cell, supported_cells
 from fuzz.gen.choices import RandomSource
 from fuzz.gen.expect import with_expectations
 from fuzz.gen.generate import Case, generate
 from fuzz.pipeline.runner import Runner
 from fuzz.targets import TARGETS, Target
+from fuzz.versions import parse_version
 
 
 def check_case(case: Case, isas: dict[tuple[str, ...], _cranelift.Isa]) -> str | None:

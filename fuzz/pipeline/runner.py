@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from fuzz import _cranelift
 from fuzz.pipeline.cabi import check as cabi
-from fuzz.pipeline.cabi.build import CBuildError, CompilerMissing
+from fuzz.pipeline.cabi.build import CBuildError
 from fuzz.pipeline.contract import CallHook, CallMap, Function
 from fuzz.pipeline.emulate import DEFAULT_BUDGET, VARIANTS, Emulator, RawOutcome
 from fuzz.pipeline.filetest import BadInput, FileTest, RunCommand, Skipped, TargetLine
@@ -369,10 +369,7 @@ class Runner:
         try:
             with self.stage(f"c-abi build {target.name}"):
                 isa = self.isa(config.line, [*config.shared, *cabi.C_FLAGS])
-                image, unsupported = cabi.build_image(keyed, target, isa, DEFAULT_CC)
-        except CompilerMissing as err:
-            out = Outcome(Kind.NOT_EXECUTABLE, detail=str(err))
-            return [result(found[0][1], out, Verdict.NOT_EXECUTABLE)]
+                built = cabi.build_image(keyed, target, isa, DEFAULT_CC)
         except (CBuildError, LinkError, BadInput, _cranelift.CraneliftError) as err:
             # the recorders are plain code: Cranelift rejecting them, or the C
             # side not building, is the oracle's failure, not a finding
@@ -386,10 +383,15 @@ class Runner:
 
             return run
 
+        image = built.image
         results = []
         for key, name, sig in found:
-            if key in unsupported:
-                out = Outcome(Kind.UNSUPPORTED, detail=unsupported[key])
+            if key in built.missing:
+                out = Outcome(Kind.NOT_EXECUTABLE, detail=built.missing[key])
+                results.append(result(name, out, Verdict.NOT_EXECUTABLE))
+                continue
+            if key in built.unsupported:
+                out = Outcome(Kind.UNSUPPORTED, detail=built.unsupported[key])
                 results.append(result(name, out, Verdict.UNSUPPORTED))
                 continue
             try:

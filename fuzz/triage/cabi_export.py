@@ -34,16 +34,21 @@ def c_abi_sides(case: str, target: Target, configs: list[str], stem: str) -> CAb
         found, _reasons = signatures_of(parse_text(case).functions, target)
     except Exception:  # noqa: BLE001 - an unreadable case has no sides to show
         return None
-    if not found or target.c_abi is None:
+    compilers = {
+        c.compiler: c for _key, _name, sig in found if (c := target.c_abi_for(sig.cc)) is not None
+    }
+    if not found or not compilers:
         return None
     keyed = [(key, sig) for key, _name, sig in found]
-    compiler = " ".join(
-        shlex.quote(word)
-        for word in [target.c_abi.compiler, *CFLAGS, *target.c_abi.cflags, "-S", "-o", "-"]
-    )
-    how = [
-        f"Where {target.c_abi.compiler} puts each value ({target.c_abi.package}):",
-        f"  {compiler} {stem}.c",
+    how = []
+    for c in compilers.values():
+        argv = [c.compiler, *CFLAGS, *c.cflags, "-S", "-o", "-"]
+        how += [
+            f"Where {c.compiler} puts each value ({', '.join(c.conventions)}; "
+            f"Debian package {c.package}):",
+            f"  {' '.join(shlex.quote(word) for word in argv)} {stem}.c",
+        ]
+    how += [
         "Where Cranelift puts them (the same callee and caller in CLIF):",
         f"  clif-util compile -D {stem}.cabi.clif",
         "Both sides run against each other (C calls Cranelift, Cranelift calls C):",

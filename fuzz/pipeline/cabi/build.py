@@ -58,21 +58,22 @@ def compiler_path(compiler: str) -> str | None:
     return shutil.which(compiler)
 
 
-def require_compiler(target: Target) -> CAbi:
-    c = target.c_abi
+def require_compiler(target: Target, cc: str) -> CAbi:
+    """The C compiler of `cc` on `target`; CompilerMissing when it has none
+    or it is not installed."""
+    c = target.c_abi_for(cc)
     if c is None:
-        raise CompilerMissing(f"no C compiler is set up for {target.name}")
+        raise CompilerMissing(f"no C compiler is set up for {cc} on {target.name}")
     if compiler_path(c.compiler) is None:
         raise CompilerMissing(
             f"{c.compiler} is not installed (Debian package {c.package}): "
-            f"the C-ABI check of {target.name} abstains"
+            f"the C-ABI check of {cc} on {target.name} abstains"
         )
     return c
 
 
-def command(target: Target) -> list[str]:
+def command(c: CAbi) -> list[str]:
     """The compiler command line (reading C from stdin; `-o FILE` is added)."""
-    c = require_compiler(target)
     return [c.compiler, *CFLAGS, *c.cflags, "-x", "c", "-c", "-"]
 
 
@@ -84,35 +85,46 @@ def signature_functions(
     target: Target, signatures: Sequence[CSignature], callee_attribute: str | None = None
 ) -> list[tuple[bytes, bytes]]:
     """The (callee, caller) machine code of each signature's C side; those
-    not cached are compiled together, in one compiler run. Their code takes
-    every address from its arguments, so it is the same under any name."""
-    argv = command(target)
-    keys = [
-        hashlib.sha256(
-            "\0".join([*argv, *csource.function_source(sig, "K", callee_attribute)]).encode()
-        ).hexdigest()
-        for sig in signatures
-    ]
-    missing = dict(
-        (key, sig) for key, sig in zip(keys, signatures, strict=True) if key not in _signatures
-    )
-    if missing:
-        unit = [(str(i), sig) for i, sig in enumerate(missing.values())]
-        code = compile_unit(target, csource.unit_source(unit, callee_attribute))
-        for (i, _sig), key in zip(unit, missing, strict=True):
-            _signatures[key] = (code[csource.callee_name(i)], code[csource.caller_name(i)])
+    not cached are compiled together, in one compiler run per compiler.
+    Their code takes every address from its arguments, so it is the same
+    under any name. CompilerMissing when a signature's compiler is."""
+    compilers = {sig.cc: require_compiler(target, sig.cc) for sig in signatures}
+    for c in {id(c): c for c in compilers.values()}.values():
+        mine = [sig for sig in signatures if compilers[sig.cc] is c]
+        _compile_missing(c, mine, callee_attribute)
     found = []
-    for key in keys:
+    for sig in signatures:
+        key = _cache_key(compilers[sig.cc], sig, callee_attribute)
         _signatures.move_to_end(key)
         found.append(_signatures[key])
-    while len(_signatures) > max(_CACHED_SIGNATURES, len(keys)):
+    while len(_signatures) > max(_CACHED_SIGNATURES, len(signatures)):
         _signatures.popitem(last=False)
     return found
 
 
-def compile_unit(target: Target, source: str) -> dict[str, bytes]:
+def _cache_key(c: CAbi, sig: CSignature, callee_attribute: str | None) -> str:
+    source = csource.function_source(sig, "K", callee_attribute)
+    return hashlib.sha256("\0".join([*command(c), *source]).encode()).hexdigest()
+
+
+def _compile_missing(
+    c: CAbi, signatures: Sequence[CSignature], callee_attribute: str | None
+) -> None:
+    missing: dict[str, CSignature] = {}
+    for sig in signatures:
+        key = _cache_key(c, sig, callee_attribute)
+        if key not in _signatures:
+            missing[key] = sig
+    if missing:
+        unit = [(str(i), sig) for i, sig in enumerate(missing.values())]
+        code = compile_unit(c, csource.unit_source(unit, callee_attribute))
+        for (i, _sig), key in zip(unit, missing, strict=True):
+            _signatures[key] = (code[csource.callee_name(i)], code[csource.caller_name(i)])
+
+
+def compile_unit(c: CAbi, source: str) -> dict[str, bytes]:
     """Function name -> machine code of every function `source` defines."""
-    argv = command(target)
+    argv = command(c)
     with tempfile.TemporaryDirectory(prefix="callfuzz-cabi-") as tmp:
         obj = Path(tmp) / "unit.o"
         done = subprocess.run(

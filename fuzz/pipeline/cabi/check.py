@@ -10,7 +10,12 @@ from dataclasses import dataclass
 
 from fuzz import _cranelift
 from fuzz.pipeline.cabi import clif, csource, layout
-from fuzz.pipeline.cabi.build import CBuildError, CompilerMissing, signature_functions
+from fuzz.pipeline.cabi.build import (
+    CBuildError,
+    CompilerMissing,
+    require_compiler,
+    signature_functions,
+)
 from fuzz.pipeline.cabi.declare import CSignature, NoCounterpart, c_signature
 from fuzz.pipeline.cabi.mismatch import (
     C_CALLS_C,
@@ -66,26 +71,44 @@ def signatures_of(
     return found, reasons
 
 
+@dataclass(frozen=True)
+class Built:
+    """The image of a file's signatures, and those left out (key -> why)."""
+
+    image: Image
+    unsupported: dict[str, str]  # Cranelift does not compile them
+    missing: dict[str, str]  # their C compiler is not installed
+
+
 def build_image(
     signatures: Sequence[tuple[str, CSignature]],
     target: Target,
     isa: _cranelift.Isa,
     default_cc: str,
     c_callee_attribute: str | None = None,
-) -> tuple[Image, dict[str, str]]:
-    """Compile both sides and link them into one image, and the signatures
-    Cranelift does not compile (key -> its message; they abstain). Raises
-    CBuildError when the C side does not build."""
+) -> Built:
+    """Compile both sides and link them into one image. Raises CBuildError
+    when the C side does not build."""
     # c_callee_attribute: a planted fault, C callees of another convention
-    c_code = signature_functions(target, [sig for _key, sig in signatures], c_callee_attribute)
+    missing: dict[str, str] = {}
+    built: list[tuple[str, CSignature]] = []
+    for cc in dict.fromkeys(sig.cc for _key, sig in signatures):
+        mine = [(key, sig) for key, sig in signatures if sig.cc == cc]
+        try:
+            require_compiler(target, cc)
+        except CompilerMissing as err:
+            missing.update((key, str(err)) for key, _sig in mine)
+            continue
+        built += mine
+    c_code = signature_functions(target, [sig for _key, sig in built], c_callee_attribute)
     functions = [
         CompiledFunction(name, code, [], [])
-        for (key, _sig), (callee, caller) in zip(signatures, c_code, strict=True)
+        for (key, _sig), (callee, caller) in zip(built, c_code, strict=True)
         for name, code in ((csource.callee_name(key), callee), (csource.caller_name(key), caller))
     ]
     unsupported: dict[str, str] = {}
-    module = _cranelift.parse(clif.module_clif(signatures, default_cc))
-    for key, _sig in signatures:
+    module = _cranelift.parse(clif.module_clif(built, default_cc))
+    for key, _sig in built:
         try:
             functions += [
                 CompiledFunction.from_bridge(f)
@@ -94,7 +117,7 @@ def build_image(
             ]
         except _cranelift.Unsupported as err:
             unsupported[key] = f"Cranelift: {err}"
-    return link(functions, target), unsupported
+    return Built(link(functions, target), unsupported, missing)
 
 
 def precompile(

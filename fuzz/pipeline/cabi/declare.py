@@ -108,11 +108,9 @@ def _ctype(c: CAbi, cc: str, ty: str, ext: str) -> str:
 
 def c_signature(signature: SignatureInfo, target: Target) -> CSignature:
     """The C counterpart of `signature` on `target`; NoCounterpart says why not."""
-    c = target.c_abi
-    if c is None:
-        raise NoCounterpart(f"no C compiler is set up for {target.name}")
     cc = signature["call_conv"]
-    if cc not in c.conventions:
+    c = target.c_abi_for(cc)
+    if c is None:
         raise NoCounterpart(f"{cc} is not a C convention on {target.name}")
     params: list[CValue] = []
     sret: int | None = None
