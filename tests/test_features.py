@@ -4,9 +4,13 @@ tests/test_bridge.py; here the table and the generator's use of it."""
 
 from __future__ import annotations
 
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
 import pytest
 
-from fuzz.features import FEATURES, for_version, has, parse_version
+from fuzz.features import FEATURES, Version, for_version, has, parse_version
 from fuzz.gen.choices import RandomSource
 from fuzz.gen.generate import generate
 from fuzz.targets import TARGETS
@@ -37,22 +41,132 @@ def test_an_old_release_sees_a_target_without_its_newer_features() -> None:
     assert for_version(TARGETS["s390x"], None) is TARGETS["s390x"]
 
 
+# --- reading back what a generated case uses ----------------------------------
+
+_TYPE = r"(?:i8|i16|i32|i64|i128|f16|f32|f64|f128)(?:x\d+)?"
+# a type anywhere: a signature, a block parameter, an opcode's `.type`
+# (not `%f16`, a function's name, nor `has_fp16`, an ISA flag)
+_TYPE_USE = re.compile(rf"(?<![%\w]){_TYPE}(?!\w)")
+_IS_TYPE = re.compile(_TYPE)
+_SETTING = re.compile(r"^set (\w+)=", re.M)
+_TARGET = re.compile(r"^target (.*)$", re.M)
+# `function %f1(i64, f32) -> i8 uext fast {` (system_v left out), `sig0 = (...) -> ... cc`
+_SIGNATURE = re.compile(r"^function %\w+(\(.*\).*?) \{$|^ +sig\d+ = (\(.*\).*)$", re.M)
+# `v3 = iadd.i64 v1, v2`, `v4, v5 = isplit v0`, `store v1, v2`, `return_call fn0(v1)`,
+# not the preamble's declarations (`ss0 = explicit_slot 8`, `sig0 = ...`, `fn0 = ...`)
+_INSTRUCTION = re.compile(r"^ +(?:v\d+(?:, v\d+)* = )?(?!(?:ss|sig|fn)\d+ = )([a-z_]+)\b", re.M)
+# syntax features: how a case would use each
+SYNTAX = {"slot_align": re.compile(r"explicit_slot \d+, align = \d+")}
+# every kind of feature the table may hold, each read back from cases below
+KINDS = {"setting", "convention", "type", "isa flag", "syntax", "instruction"}
+
+
+def _convention(signature: str) -> str:
+    """The convention a signature names (a function header leaves system_v out)."""
+    last = signature.rsplit(None, 1)[-1]
+    if last.endswith(")") or _IS_TYPE.fullmatch(last) or last in ("uext", "sext", "sret"):
+        return "system_v"
+    return last
+
+
+@dataclass
+class Uses:
+    """What one generated case uses, by kind of feature, as the table names it
+    (`f16` anywhere, `f16:abi` in a signature)."""
+
+    target: str
+    names: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+
+def uses(text: str) -> Uses:
+    (target_line,) = _TARGET.findall(text)
+    target, *isa_flags = target_line.split()
+    out = Uses(target)
+    out.names["setting"].update(_SETTING.findall(text))
+    out.names["isa flag"].update(isa_flags)
+    out.names["type"].update(_TYPE_USE.findall(text))
+    signatures = [a or b for a, b in _SIGNATURE.findall(text)]
+    assert signatures, "no signature read"
+    for signature in signatures:
+        out.names["convention"].add(_convention(signature))
+        out.names["type"].update(f"{t}:abi" for t in _TYPE_USE.findall(signature))
+    out.names["instruction"].update(_INSTRUCTION.findall(text))
+    out.names["syntax"].update(name for name, used in SYNTAX.items() if used.search(text))
+    return out
+
+
+def test_the_case_reader_reads_what_a_case_uses() -> None:
+    text = """test run
+set opt_level=none
+set regalloc_algorithm=backtracking
+target s390x has_mie3
+
+function %f16(f16, i8 uext) -> f128, i8x16 tail {
+    ss0 = explicit_slot 16, align = 16
+    sig0 = (i64 sret) preserve_all
+    sig1 = () -> i128 uext
+    fn0 = colocated %f2 sig0
+block0(v0: f16, v1: i8):
+    v2, v3 = isplit v9
+    v4 = bitcast.i64x2 little v0
+    store v4, v2
+    return_call fn0(v1)
+}
+
+function %main(i64) -> i64 {
+block0(v0: i64):
+    return v0
+}
+"""
+    read = uses(text)
+    assert read.target == "s390x"
+    assert read.names == {
+        "setting": {"opt_level", "regalloc_algorithm"},
+        "isa flag": {"has_mie3"},
+        "type": {
+            *("f16", "i8", "f128", "i8x16", "i64", "i128", "i64x2"),
+            *("f16:abi", "i8:abi", "f128:abi", "i8x16:abi", "i64:abi", "i128:abi"),
+        },
+        "convention": {"tail", "preserve_all", "system_v"},
+        "instruction": {"isplit", "bitcast", "store", "return_call", "return"},
+        "syntax": {"slot_align"},
+    }
+
+
+def _lacking(read: Uses, version: Version | None) -> list[tuple[str, str]]:
+    return [
+        (kind, name)
+        for kind, names in read.names.items()
+        for name in sorted(names)
+        if not has(name, version, read.target)
+    ]
+
+
+def test_every_kind_of_feature_in_the_table_is_read_back_from_cases() -> None:
+    assert {f.kind for f in FEATURES.values()} <= KINDS
+    assert {f.name for f in FEATURES.values() if f.kind == "syntax"} <= set(SYNTAX)
+
+
+def test_the_newest_release_generates_every_feature_in_the_table() -> None:
+    """The reader sees each table entry in cases that may use it: the check
+    below cannot pass by reading nothing."""
+    seen: set[tuple[str, str]] = set()
+    for seed in range(80):
+        target = list(TARGETS.values())[seed % len(TARGETS)]
+        read = uses(generate(RandomSource(seed), target).text)
+        assert not _lacking(read, None)
+        for kind, names in read.names.items():
+            seen |= {(kind, n) for n in names} | {(kind, f"{read.target}:{n}") for n in names}
+    missing = [f.name for f in FEATURES.values() if (f.kind, f.name) not in seen]
+    assert not missing, missing
+
+
 @pytest.mark.parametrize("version", [(0, 105, 4), (0, 110, 0), (0, 115, 1)])
-def test_generated_cases_use_nothing_their_release_lacks(version: tuple[int, int, int]) -> None:
+def test_generated_cases_use_nothing_their_release_lacks(version: Version) -> None:
     missing = [f for f in FEATURES.values() if version < f.since]
     assert missing
     for seed in range(80):
-        target = list(TARGETS.values())[seed % 4]
+        target = list(TARGETS.values())[seed % len(TARGETS)]
         text = generate(RandomSource(seed), target, version=version).text
-        for feature in missing:
-            head, _, tail = feature.name.partition(":")
-            only = head if head in TARGETS else ""  # a feature of one target
-            name = tail if only else head
-            if only not in ("", target.name):
-                continue
-            if feature.kind == "setting":
-                assert f"set {name}" not in text
-            elif feature.kind in ("convention", "isa flag"):
-                assert f" {name} " not in text and not text.count(f" {name}\n"), (seed, name)
-        if version < FEATURES["slot_align"].since:
-            assert "align =" not in text
+        lacking = _lacking(uses(text), version)
+        assert not lacking, (seed, target.name, lacking)
