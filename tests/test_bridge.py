@@ -135,15 +135,15 @@ def test_a_known_exact_version_needs_no_fresh_index(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("0.50", "Cranelift 0.50 is not supported: callfuzz builds against releases 0.105 to"),
+        ("0.50", "Cranelift 0.50 is not supported: callfuzz builds against releases 0.105 and"),
         ("9.9", "Cranelift 9.9 is not supported"),
         ("0.104", "Cranelift 0.104 is not supported"),
-        (f"0.{spec.NEWEST_MINOR + 1}", "is not supported"),
+        ("0.150", "cranelift-codegen 0.150 is not published on crates.io (0.150 has no release)"),
         ("0.131.99", "cranelift-codegen 0.131.99 is not published on crates.io (0.131 has "),
         ("0.131.4", "cranelift-codegen 0.131.4 is yanked"),
         ("0.106", "cranelift-codegen 0.106 is not published on crates.io (0.106 has no release)"),
         ("", "empty Cranelift choice"),
-        ("no/such/dir", "not a Cranelift release (0.105 to"),
+        ("no/such/dir", "not a Cranelift release (0.105 and newer, e.g. 0.131"),
     ],
 )
 def test_bad_choices_are_one_line_errors(
@@ -313,7 +313,9 @@ with open(log, "a") as f:
     f.write(open("Cargo.toml").read() + "\\n=====\\n")
 if os.environ.get("FAKE_CARGO_FAIL"):
     print("   Compiling callfuzz-native v0.1.0", file=sys.stderr)
-    print("error[E0425]: cannot find value `F16` in module `types`", file=sys.stderr)
+    print(os.environ.get("FAKE_CARGO_ERROR",
+                         "error[E0425]: cannot find value `F16` in module `types`"),
+          file=sys.stderr)
     sys.exit(101)
 out = os.path.join(os.environ["CARGO_TARGET_DIR"], "release")
 os.makedirs(out, exist_ok=True)
@@ -629,3 +631,133 @@ def test_remove_all_empties_the_cache(cache_dir: Path) -> None:
         "removed the shared build directory (1 MiB)",
     ]
     assert cache.entries() == [] and not (cache_dir / "target").exists()
+
+
+# --- releases newer than the newest callfuzz knows (issue 22) -------------------
+
+INDEX_FIXTURE = Path(__file__).parent / "data" / "crates-index" / "cranelift-codegen"
+# the fixture index (0.138.0 is newer than the newest known) and a made-up 0.150
+NEWER_INDEX = INDEX_FIXTURE.read_text() + "\n" + json.dumps({"vers": "0.150.2"}) + "\n"
+
+
+@pytest.mark.parametrize(("line", "version"), [("0.138", "0.138.0"), ("0.150", "0.150.2")])
+def test_a_release_newer_than_the_newest_known_is_resolved_and_built(
+    cache_dir: Path,
+    fake_cargo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    line: str,
+    version: str,
+) -> None:
+    serve_index(monkeypatch, NEWER_INDEX)
+    choice = spec.resolve(line)
+    assert choice == Release(version)
+    # the fake cargo hands back the installed bridge: let its check report the release
+    monkeypatch.setattr(build, "_check", lambda library, log: version)
+    lines: list[str] = []
+    entry = build.ensure(choice, progress=lines.append)
+    (manifest,) = cargo_calls(fake_cargo)
+    assert f'cranelift-codegen = {{ version = "={version}", default-features' in manifest
+    assert f'cranelift-interpreter = {{ version = "={version}" }}' in manifest
+    assert (entry.key, entry.version) == (f"release-{version}", version)
+    assert (
+        f"Cranelift {version} is newer than the newest release callfuzz knows: "
+        "attempted with 0.137's cfg flags and feature table"
+    ) in lines
+
+
+def test_a_newer_release_that_does_not_build_fails_with_its_build_log(
+    cache_dir: Path, fake_cargo: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in CHOICE_VARS}
+    env |= {"FAKE_CARGO_FAIL": "1", spec.ENV_INDEX_URL: INDEX_FIXTURE.as_uri()}
+    done = callfuzz("--cranelift", "0.138", "run", "x.clif", env=env)
+    assert done.returncode == 2, done.stderr
+    log = cache_dir / "logs" / "release-0.138.0.log"
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("callfuzz: error: ")]
+    assert line == (
+        "callfuzz: error: building the bridge for Cranelift 0.138.0 failed: error[E0425]: "
+        f"cannot find value `F16` in module `types`; log: {log}"
+    )
+    assert "cargo exited with 101" in log.read_text()
+    (manifest,) = cargo_calls(fake_cargo)
+    assert 'cranelift-reader = { version = "=0.138.0" }' in manifest
+    assert cache.entries() == []
+
+
+def test_a_crate_missing_from_crates_io_is_named(
+    cache_dir: Path, fake_cargo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_CARGO_FAIL", "1")
+    cargo_says = (
+        'error: failed to select a version for the requirement `cranelift-interpreter = "=0.138.0"`'
+    )
+    monkeypatch.setenv("FAKE_CARGO_ERROR", cargo_says)
+    with pytest.raises(BridgeError) as err:
+        build.ensure(Release("0.138.0"), progress=quiet)
+    log = cache_dir / "logs" / "release-0.138.0.log"
+    assert str(err.value) == (
+        "building the bridge for Cranelift 0.138.0 failed: cranelift-interpreter 0.138.0 is "
+        "not published on crates.io, though cranelift-codegen 0.138.0 is (cargo: failed to "
+        'select a version for the requirement `cranelift-interpreter = "=0.138.0"`); use a '
+        f"wasmtime checkout of that release instead: --cranelift PATH; log: {log}"
+    )
+
+
+@pytest.mark.parametrize("text", ["0.104", "0.104.3", "0.50", "0.0.1"])
+def test_a_release_older_than_0_105_is_still_refused_in_one_line(
+    cache_dir: Path, fake_cargo: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    serve_index(monkeypatch, NEWER_INDEX)
+    with pytest.raises(BridgeError) as err:
+        spec.resolve(text)
+    assert str(err.value) == (
+        f"Cranelift {text} is not supported: callfuzz builds against releases 0.105 and "
+        "newer or a wasmtime checkout"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in CHOICE_VARS}
+    done = callfuzz("--cranelift", text, "run", "x.clif", env=env)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"callfuzz: error: {err.value}"]
+    assert cargo_calls(fake_cargo) == []
+
+
+# --- `cranelift list`: the bridge pip installed ---------------------------------
+
+
+def test_list_reports_the_installed_bridge_whatever_the_current_directory(
+    tmp_path: Path,
+) -> None:
+    # a `fuzz` package in the current directory (another checkout, say) must
+    # not stand in for the installed one when the installed bridge is asked
+    shadow = tmp_path / "elsewhere"
+    (shadow / "fuzz").mkdir(parents=True)
+    (shadow / "fuzz" / "__init__.py").write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in CHOICE_VARS}
+    done = subprocess.run(
+        # -P: this process finds the installed callfuzz, as its script would
+        [sys.executable, "-P", "-m", "fuzz.commands.cli", "cranelift", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=shadow,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"pip-installed bridge: Cranelift {INSTALLED_VERSION}\n" in done.stdout
+
+
+def test_list_says_why_there_is_no_installed_bridge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fuzz.commands import cranelift
+
+    monkeypatch.setattr(cranelift, "installed_library", lambda: None)
+    assert cranelift.installed_version().startswith("not built (no _cranelift extension module in ")
+    broken = tmp_path / "_cranelift.abi3.so"
+    broken.write_text("not a library")
+    monkeypatch.setattr(cranelift, "installed_library", lambda: broken)
+    said = cranelift.installed_version()
+    assert said.startswith(f"unusable ({broken}: ImportError: ") and said.endswith(")")
+    monkeypatch.undo()
+    assert cranelift.installed_library() == installed_library()
+    assert cranelift.installed_version() == INSTALLED_VERSION

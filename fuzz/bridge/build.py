@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from fuzz.bridge import cache
 from fuzz.bridge.spec import CRATES, BridgeError, Checkout, Choice, Release
+from fuzz.versions import NEWEST_KNOWN_MINOR, is_newer_than_known, parse_version
 
 Progress = Callable[[str], None]
 
@@ -147,6 +148,11 @@ def _build_in(
     staged.mkdir()
     log_path = cache.logs_dir() / f"{choice.key}.log"
     progress(f"building the bridge for {choice.describe()} (log: {log_path})")
+    if is_newer_than_known(parse_version(choice.version)):
+        progress(
+            f"Cranelift {choice.version} is newer than the newest release callfuzz knows: "
+            f"attempted with 0.{NEWEST_KNOWN_MINOR}'s cfg flags and feature table"
+        )
     started = time.monotonic()
     library = _cargo_build(choice, src, log_path, progress)
     seconds = time.monotonic() - started
@@ -271,11 +277,33 @@ def _cargo_build(choice: Choice, src: Path, log_path: Path, progress: Progress) 
             reader.join(timeout=10)
         note(f"# cargo exited with {code}")
     if code != 0 or library is None or not library.is_file():
-        first = f": {errors[0]}" if errors else ""
+        first = f": {_explain(errors[0])}" if errors else ""
         raise BridgeError(
             f"building the bridge for {choice.describe()} failed{first}; log: {log_path}"
         )
     return library
+
+
+# cargo's words for a pinned dependency that the registry does not have
+_UNRESOLVED = re.compile(
+    r"failed to select a version for the requirement `([\w-]+) = \"=([^\"]+)\"`"
+)
+
+
+def _explain(error: str) -> str:
+    """cargo's first error line, with what it means when a crate of the
+    Cranelift family is not published at the release (then only a wasmtime
+    checkout of that release has it)."""
+    match = _UNRESOLVED.search(error)
+    if match is None or match[1] not in CRATES:
+        return error
+    crate, version = match[1], match[2]
+    though = "" if crate == "cranelift-codegen" else f", though cranelift-codegen {version} is"
+    return (
+        f"{crate} {version} is not published on crates.io{though} "
+        f"(cargo: {error.removeprefix('error: ')}); use a wasmtime checkout of that "
+        "release instead: --cranelift PATH"
+    )
 
 
 # Loaded in a fresh interpreter: the built module must import, parse, verify
