@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from fuzz import scratch
 from fuzz.bridge.load import under_test
 from fuzz.campaign.progress import Display
 from fuzz.campaign.state import CaseResult, Options, Stats, WorkerConfig
@@ -267,6 +268,7 @@ class Campaign:
         if hung:
             slot.process.kill()
         slot.process.join(5)
+        scratch.remove_stale()  # what a killed worker left in the temporary directory
         self._drain(slot)  # results it sent before it died still count
         code = slot.process.exitcode
         if code == 0 and not started:
@@ -393,6 +395,7 @@ class Campaign:
             if slot.process.is_alive():
                 slot.process.kill()  # stuck: drop its in-flight case
             slot.process.join(5)
+        scratch.remove_stale()  # workers leave through os._exit: no exit handlers ran
 
 
 def _death(code: int | None) -> str:

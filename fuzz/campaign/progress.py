@@ -13,6 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from fuzz.campaign.state import Options, Stats
+from fuzz.pipeline.oracle import Verdict
 from fuzz.triage.known import Registry
 from fuzz.triage.schema import Bucket
 
@@ -81,7 +82,9 @@ class Display:
             "verdicts", "  ".join(f"{v} {n:,}" for v, n in s.verdicts.most_common()) or "-"
         )
         table.add_row(
-            "findings", f"{self.findings()}; {s.hard_crashes} hard crashes, {s.hangs} hangs"
+            "findings",
+            f"{self.findings()}; {s.hard_crashes} hard crashes, {s.hangs} hangs; "
+            f"{self.harness_errors():,} harness errors (callfuzz's own, not findings)",
         )
         table.add_row("elapsed / remaining", f"{_clock(self.elapsed())} / {self.remaining()}")
         return table
@@ -93,8 +96,12 @@ class Display:
             f"({s.rate():,.1f}/s) | "
             + " ".join(f"{t} {n:,}" for t, n in sorted(s.executions.items()))
             + f" | findings {self.findings()}, "
-            f"crashes {s.hard_crashes}, hangs {s.hangs} | remaining {self.remaining()}"
+            f"crashes {s.hard_crashes}, hangs {s.hangs}, harness errors {self.harness_errors()} "
+            f"| remaining {self.remaining()}"
         )
+
+    def harness_errors(self) -> int:
+        return self.stats.verdicts.get(Verdict.HARNESS_ERROR.value, 0)
 
     def findings(self) -> str:
         """`24 in 0 new buckets, 15 known`: new buckets (opened by this run and

@@ -143,7 +143,7 @@ def result_json(r: RunResult) -> dict[str, Any]:
 
 
 # Verdicts that say an executor did not take part, for a stated reason.
-ABSTAINED = BENIGN - {Verdict.AGREE, Verdict.NO_REFERENCE}
+ABSTAINED = BENIGN - {Verdict.AGREE, Verdict.NO_REFERENCE, Verdict.HARNESS_ERROR}
 
 _QUOTED = re.compile(r"`[^`]*`|'[^']*'")
 _NUMBER = re.compile(r"0x[0-9a-fA-F]+|\b\d+\b")
@@ -164,6 +164,9 @@ class Tally:
     executed: int = 0  # ran, and nothing diverged
     divergent: int = 0
     abstained: Counter[str] = field(default_factory=Counter)  # reason -> run commands
+    # callfuzz's own failures (an executor, the C-ABI glue): counted apart,
+    # never a finding, never an abstention that hides them
+    harness: Counter[str] = field(default_factory=Counter)  # reason -> run commands
     on: Counter[str] = field(default_factory=Counter)  # executor -> runs it made
 
     def json(self) -> dict[str, Any]:
@@ -174,6 +177,8 @@ class Tally:
             "divergent": self.divergent,
             "abstained": sum(self.abstained.values()),
             "abstained_by_reason": dict(self.abstained.most_common()),
+            "harness_errors": sum(self.harness.values()),
+            "harness_errors_by_reason": dict(self.harness.most_common()),
         }
 
 
@@ -197,6 +202,8 @@ class Summary:
                     tally.on[r.outcomes[label].executor] += 1
                 if is_finding(verdict, label in r.judgement.blame):
                     tally.divergent += 1
+                elif verdict is Verdict.HARNESS_ERROR:
+                    tally.harness[abstention_reason(verdict, r.outcomes[label])] += 1
                 elif verdict in ABSTAINED:
                     tally.abstained[abstention_reason(verdict, r.outcomes[label])] += 1
                 else:
@@ -218,11 +225,16 @@ class Summary:
     def divergent(self) -> bool:
         return any(t.divergent for t in self.executors.values())
 
+    @property
+    def harness_errors(self) -> int:
+        return sum(sum(t.harness.values()) for t in self.executors.values())
+
     def exit_code(self) -> int:
-        """1 on any divergence, else 2 if a file was bad input, else 0."""
+        """1 on any divergence, else 2 if a file was bad input or callfuzz
+        itself failed (a harness error), else 0."""
         if self.divergent:
             return EXIT_DIVERGENCE
-        return EXIT_BAD_INPUT if self.bad else EXIT_AGREE
+        return EXIT_BAD_INPUT if self.bad or self.harness_errors else EXIT_AGREE
 
     def headline(self) -> str:
         files = f"{self.files} files"
@@ -239,7 +251,10 @@ class Summary:
         if per:
             line += f"; executed/divergent/abstained: {per}"
         configs = sum(self.skipped.values())
-        return line + (f"; {configs} configurations skipped" if configs else "")
+        if configs:
+            line += f"; {configs} configurations skipped"
+        harness = self.harness_errors
+        return line + (f"; {harness} harness errors (callfuzz's own failures)" if harness else "")
 
     def json(self) -> dict[str, Any]:
         return {
@@ -256,6 +271,9 @@ class Summary:
             self._print_table()
         for reason, n in self.skipped.most_common():
             console.print(f"  skipped {n} x {reason}", highlight=False, markup=False)
+        for name, t in self.ordered():
+            for reason, n in t.harness.most_common():
+                console.print(f"  {name}: {n} x {reason}", highlight=False, markup=False)
         console.print(self.headline(), highlight=False, markup=False, soft_wrap=True)
 
     def _print_table(self) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from fuzz.pipeline.qemu import qemu_version
+from fuzz.pipeline.qemu import missing_reason, qemu_installed
 from fuzz.targets import Target
 
 UNICORN = "unicorn"
@@ -38,7 +38,7 @@ def route(
     unicorn_ok = not lacking and not unicorn_gap
     setup = target.qemu
     qemu_lacking = sorted(flags_on & setup.lacks) if setup is not None else []
-    installed = qemu_version() is not None
+    installed = qemu_installed(target)
     qemu_ok = setup is not None and not qemu_lacking and installed
 
     def why_not_qemu() -> str:
@@ -46,7 +46,7 @@ def route(
             return "qemu-user does not run this target"
         if qemu_lacking:
             return f"qemu-user lacks {', '.join(qemu_lacking)}"
-        return "needs qemu-user"
+        return missing_reason(target)
 
     unicorn_why = unicorn_gap or f"unicorn lacks {', '.join(lacking)}"
     if choice is ExecutorChoice.UNICORN:

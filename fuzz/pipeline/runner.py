@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from fuzz import _cranelift
 from fuzz.pipeline.cabi import check as cabi
 from fuzz.pipeline.cabi.build import CBuildError
+from fuzz.pipeline.cabi.declare import CSignature
 from fuzz.pipeline.contract import CallHook, CallMap, Function
 from fuzz.pipeline.emulate import DEFAULT_BUDGET, VARIANTS, Emulator, RawOutcome
 from fuzz.pipeline.filetest import BadInput, FileTest, RunCommand, Skipped, TargetLine
@@ -400,8 +401,8 @@ class Runner:
                 confirmed = ""
                 if checked.mismatches and executor == UNICORN and config.route.referee:
                     # as for any divergence: qemu-user referees what unicorn found
-                    again = cabi.check_signature(image, key, sig, on(QEMU))
-                    if not again.mismatches and not again.abstained:
+                    again = _refereed(image, key, sig, on(QEMU))
+                    if again is not None and not again.mismatches and not again.abstained:
                         out = Outcome(
                             Kind.EMULATOR,
                             detail=f"unicorn: c abi mismatch: {checked.mismatches[0]}; "
@@ -410,7 +411,8 @@ class Runner:
                         )
                         results.append(result(name, out, Verdict.EMULATOR_DISAGREEMENT))
                         continue
-                    confirmed = f"qemu-user {qemu_version()}"
+                    if again is not None and again.mismatches:
+                        confirmed = f"qemu-user {qemu_version()}"
             except cabi.GlueError as err:
                 results.append(
                     result(name, Outcome(Kind.HARNESS, detail=str(err)), Verdict.HARNESS_ERROR)
@@ -503,6 +505,8 @@ class Runner:
             if not divergent and self.executor is not ExecutorChoice.BOTH:
                 continue
             other = self.execute(ft, config, run, executor=QEMU)
+            if other.kind is Kind.HARNESS:
+                continue  # the referee failed: it neither confirms nor refutes
             again = judge({**outcomes, label: other}, run.compare, run.expected, self.nan_policy)
             refuted = not is_finding(again.verdicts[label], label in again.blame)
             version = f"qemu-user {qemu_version()}"
@@ -604,7 +608,17 @@ _RAW_KINDS = {
     "crash": "crash",
     "timeout": "timeout",
     "not-executable": "not executable here",
+    "harness": "harness error",
 }
+
+
+def _refereed(image: Image, key: str, sig: CSignature, run: cabi.RunRaw) -> cabi.Checked | None:
+    """qemu-user's C-ABI check of a signature unicorn found misplaced; None
+    when qemu-user failed: it neither confirms nor refutes."""
+    try:
+        return cabi.check_signature(image, key, sig, run)
+    except cabi.GlueError:
+        return None
 
 
 def _returned(pairs: Sequence[Pair], types: Sequence[str]) -> tuple[Value, ...]:

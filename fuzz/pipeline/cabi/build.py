@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
 import subprocess
-import tempfile
 from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cache
-from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 
+from fuzz import scratch
 from fuzz.pipeline.cabi import csource
 from fuzz.pipeline.cabi.declare import CSignature
 from fuzz.targets import CAbi, Target
@@ -125,19 +125,26 @@ def _compile_missing(
 def compile_unit(c: CAbi, source: str) -> dict[str, bytes]:
     """Function name -> machine code of every function `source` defines."""
     argv = command(c)
-    with tempfile.TemporaryDirectory(prefix="callfuzz-cabi-") as tmp:
-        obj = Path(tmp) / "unit.o"
-        done = subprocess.run(
-            [*argv, "-o", str(obj)], input=source.encode(), capture_output=True, check=False
-        )
-        if done.returncode != 0:
-            errors = [
-                line
-                for line in done.stderr.decode(errors="replace").splitlines()
-                if "error" in line
-            ]
-            raise CBuildError(f"{argv[0]} failed: {errors[0] if errors else done.returncode}")
+    # the compiler's own temporary files go there too: nothing is left
+    # behind by a worker killed mid-compile (fuzz.scratch)
+    directory = scratch.process_dir("cabi")
+    obj = directory / "unit.o"
+    done = subprocess.run(
+        [*argv, "-o", str(obj)],
+        input=source.encode(),
+        capture_output=True,
+        check=False,
+        env={**os.environ, "TMPDIR": str(directory)},
+    )
+    if done.returncode != 0:
+        errors = [
+            line for line in done.stderr.decode(errors="replace").splitlines() if "error" in line
+        ]
+        raise CBuildError(f"{argv[0]} failed: {errors[0] if errors else done.returncode}")
+    try:
         return functions_of(obj.read_bytes())
+    finally:
+        obj.unlink(missing_ok=True)
 
 
 def functions_of(obj: bytes) -> dict[str, bytes]:

@@ -38,7 +38,8 @@ RunRaw = Callable[[Image, int, int, bytes], RawOutcome]
 
 
 class GlueError(Exception):
-    """The oracle's own glue failed (C calling C went wrong): a harness error."""
+    """The oracle's own glue failed (C calling C went wrong), or the executor
+    did: a harness error."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,8 @@ def check_signature(
         raw = run(image, image.symbols[caller], image.symbols[callee], start)
         if raw.kind == "not-executable":
             return Checked(sig, abstained=f"{direction}: {raw.detail}")
+        if raw.kind == "harness":
+            raise GlueError(f"{direction} on {sig.text}: {raw.detail}")
         if raw.kind != "return":
             what = f"{raw.kind}: {raw.detail}".rstrip(": ")
             if raw.pc is not None:

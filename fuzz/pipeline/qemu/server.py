@@ -1,22 +1,16 @@
-"""The second executor: qemu-user runs the same linked image, from the same
-initial machine state, where unicorn cannot (ISA extensions it lacks) and
-referees every divergence unicorn reports.
-
-One server per target and CPU configuration: qemu-user started once on a
-tiny static program callfuzz writes itself (`server_elf`) and driven through
-its gdbstub (fuzz.pipeline.gdbremote). The program is three stops:
-
-- FILL: loads the float/vector canaries from memory, then `readv`s the
-  stack top and the slot area from its stdin, a pipe the harness fills;
-- SYSCALL: one system call (mprotect and read to load code, sigaction);
-- HANDLER: the SIGSEGV/SIGBUS handler, which stops with the siginfo.
+"""One qemu-user server per target and CPU configuration, reused across
+runs and driven through its gdbstub (fuzz.pipeline.gdbremote): it loads
+images into the server program's code space, runs them from the
+executors' initial state and tells what happened.
 
 A run: FILL, then the trampoline with every integer register set from the
 `g` packet template of the variant (the canaries of fuzz.pipeline.emulate),
 until the sentinel return address faults. Libcall stubs are breakpoints,
 computed in Python as on unicorn. A run that takes longer than its deadline
-gets SIGALRM; a server that dies is started again at the next run, and the
-run that killed it is a crash. Call contract checks are unicorn's only.
+gets SIGALRM; the connection's timeout is always longer than the deadline.
+A server that fails (it died, the gdbstub refused a request, the image does
+not fit) is the harness's failure, a `harness error`, never Cranelift's; it
+is started again at the next run. Call contract checks are unicorn's only.
 """
 
 from __future__ import annotations
@@ -24,16 +18,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import signal
-import socket
-import struct
-import subprocess
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from typing import Literal
 
 from fuzz.pipeline import libcalls
@@ -50,26 +38,28 @@ from fuzz.pipeline.emulate import (
     RawOutcome,
     canary,
 )
-from fuzz.pipeline.gdbremote import RegisterInfo, Remote, RemoteClosed, RemoteError
+from fuzz.pipeline.gdbremote import RegisterInfo, Remote, RemoteClosed, RemoteError, Stop
 from fuzz.pipeline.link import CODE_BASE, Image
-from fuzz.targets import QemuSetup, Reg, Target
-
-CODE_SPACE = 64 << 20  # the most code an image may hold
-STUB_BASE = 0x4000_0000  # the ELF headers' page
-FILL_AT = STUB_BASE + 0x1000
-SYSCALL_AT = STUB_BASE + 0x1800
-HANDLER_AT = STUB_BASE + 0x1C00
-DATA_AT = STUB_BASE + 0x2000  # iovecs, sigaction, the float canary blocks
-ALT_STACK = STUB_BASE + 0x10000  # the signal handler's stack
-ALT_STACK_SIZE = 0x10000
-_IOV_AT = DATA_AT
-_SIGACTION_AT = DATA_AT + 0x100
-_STACK_T_AT = DATA_AT + 0x200
-_FP_BLOCKS_AT = DATA_AT + 0x400  # one 0x400-byte block per variant
+from fuzz.pipeline.qemu.elf import (
+    ALT_STACK,
+    ALT_STACK_SIZE,
+    CODE_SPACE,
+    FILL_AT,
+    FP_BLOCKS_AT,
+    HANDLER_AT,
+    IOV_AT,
+    SIGACTION_AT,
+    STACK_T_AT,
+    SYSCALL_AT,
+    server_elf,
+)
+from fuzz.pipeline.qemu.libcall import QemuMemory, QemuRegisters
+from fuzz.pipeline.qemu.process import QemuProcess, QemuUnavailable, start
+from fuzz.pipeline.qemu.signals import SIGALRM, SIGSEGV, SIGTRAP, classify
+from fuzz.targets import QemuSetup, Target
 
 _PROT_NONE, _PROT_RW, _PROT_RX = 0, 3, 5
 _SA_SIGINFO, _SA_ONSTACK, _SA_RESTORER, _SA_NODEFER = 4, 0x0800_0000, 0x0400_0000, 0x4000_0000
-_SIGNALS = {4: "SIGILL", 5: "SIGTRAP", 7: "SIGBUS", 8: "SIGFPE", 11: "SIGSEGV", 14: "SIGALRM"}
 _F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20
 # Wall-clock seconds per instruction of the budget: qemu counts no
@@ -78,98 +68,19 @@ PIPE_SIZE = 1 << 20
 # second; 20 M/s leaves room for a loaded machine).
 QEMU_MIN_RATE = 20_000_000
 MIN_DEADLINE = 1.0
+# the connection waits this much longer than a run's deadline, so a run
+# past its deadline is always a timeout, never a lost connection
+SOCKET_SLACK = 30.0
 
 
-class QemuUnavailable(RuntimeError):
-    """qemu-user is not installed (Debian package `qemu-user`)."""
-
-
-@cache
-def qemu_version() -> str | None:
-    """qemu-user's version ("7.2.22"), None when it is not installed."""
-    path = shutil.which("qemu-x86_64")
-    if path is None:
-        return None
-    try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    words = out.stdout.split()
-    return words[2] if len(words) > 2 and words[1] == "version" else "unknown"
+class ServerFailure(Exception):
+    """The server, not the code it ran, went wrong: a harness error."""
 
 
 def cpu_option(setup: QemuSetup, flags_on: frozenset[str]) -> str:
     """The -cpu argument for a target line whose ISA flags `flags_on` are set."""
     props = [setup.properties[f] for f in sorted(flags_on) if f in setup.properties]
     return ",".join([setup.cpu, *props])
-
-
-# --- the server program ---------------------------------------------------------
-
-
-def server_elf(target: Target) -> bytes:
-    """A static ELF for `target`: the stub page, its data, the alternate
-    signal stack, and (as zero-filled segments) the code space, the slot
-    area and the stack at the addresses unicorn uses."""
-    setup = target.qemu
-    assert setup is not None
-    endian = ">" if target.big_endian else "<"
-    page = bytearray(0x1000)
-    fill = setup.fp_restore + setup.syscall_insn
-    page[0 : len(fill)] = fill
-    page[len(fill) : len(fill) + len(setup.loop_insn)] = setup.loop_insn
-    at = SYSCALL_AT - FILL_AT
-    page[at : at + len(setup.syscall_insn)] = setup.syscall_insn
-    at += len(setup.syscall_insn)
-    page[at : at + len(setup.loop_insn)] = setup.loop_insn
-    at = HANDLER_AT - FILL_AT
-    page[at : at + len(setup.loop_insn)] = setup.loop_insn
-    # (vaddr, file bytes, memory size, flags) in address order; the first
-    # holds the headers (qemu 7.2 wants the first segment at file offset 0)
-    text = bytes(0x1000) + bytes(page)
-    segments = [
-        (CODE_BASE, 0, CODE_SPACE, 7),
-        (STUB_BASE, len(text), len(text), 5),
-        (DATA_AT, 0, 0x1000, 6),
-        (ALT_STACK, 0, ALT_STACK_SIZE, 6),
-        (SLOTS_BASE, 0, SLOTS_SIZE, 6),
-        (STACK_BASE, 0, STACK_SIZE, 6),
-    ]
-    headers = b"\x7fELF" + bytes([2, 2 if target.big_endian else 1, 1, 0]) + bytes(8)
-    headers += struct.pack(
-        endian + "HHIQQQIHHHHHH",
-        2,  # ET_EXEC
-        setup.elf_machine,
-        1,
-        SYSCALL_AT + len(setup.syscall_insn),  # the entry: SYSCALL's loop
-        64,
-        0,
-        setup.elf_flags,
-        64,
-        56,
-        len(segments),
-        64,
-        0,
-        0,
-    )
-    for vaddr, filesz, memsz, flags in segments:
-        offset = 0 if filesz else len(text)
-        headers += struct.pack(
-            endian + "IIQQQQQQ", 1, flags, offset, vaddr, vaddr, filesz, memsz, 0x1000
-        )
-    return headers + text[len(headers) :]
-
-
-@cache
-def _server_path(target_name: str, elf: bytes) -> str:
-    """The server program written once per process (qemu-user reads a file)."""
-    directory = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"callfuzz-{os.getuid()}")
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"server-{target_name}-{os.getpid()}")
-    with open(path, "wb") as out:
-        out.write(elf)
-    os.chmod(path, 0o700)
-    return path
 
 
 # --- one server ------------------------------------------------------------------
@@ -192,15 +103,13 @@ class QemuServer:
     """qemu-user for one target and CPU configuration, reused across runs."""
 
     def __init__(self, target: Target, cpu: str) -> None:
-        if qemu_version() is None:
-            raise QemuUnavailable("needs qemu-user (Debian package qemu-user)")
         assert target.qemu is not None
         self.target = target
         self.setup = target.qemu
         self.cpu = cpu
         self._order: Literal["little", "big"] = "big" if target.big_endian else "little"
         self._writer: threading.Thread | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._process: QemuProcess | None = None
         self._remote: Remote | None = None
         self._loaded: Image | None = None
         self._mapped = (CODE_BASE, CODE_BASE)
@@ -209,41 +118,14 @@ class QemuServer:
     # --- process ---------------------------------------------------------------
 
     def _start(self) -> Remote:
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        port = listener.getsockname()[1]
-        listener.close()
-        path = _server_path(self.target.name, server_elf(self.target))
-        self._proc = subprocess.Popen(
-            [
-                self.setup.binary,
-                *os.environ.get("CALLFUZZ_QEMU_EXTRA", "").split(),
-                "-g",
-                str(port),
-                "-cpu",
-                self.cpu,
-                path,
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=None if os.environ.get("CALLFUZZ_QEMU_EXTRA") else subprocess.DEVNULL,
-        )
-        assert self._proc.stdin is not None
+        extra = os.environ.get("CALLFUZZ_QEMU_EXTRA", "").split()
+        self._process = start(self.setup.binary, self.cpu, server_elf(self.target), extra)
+        stdin = self._process.proc.stdin
+        assert stdin is not None
         with contextlib.suppress(OSError):  # a smaller pipe: more, smaller writes
-            fcntl.fcntl(self._proc.stdin.fileno(), _F_SETPIPE_SZ, PIPE_SIZE)
-        sock = None
-        for _ in range(500):
-            try:
-                sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-                break
-            except OSError:
-                if self._proc.poll() is not None:
-                    break
-                time.sleep(0.01)
-        if sock is None:
-            self.stop()
-            raise QemuUnavailable(f"{self.setup.binary} -cpu {self.cpu} did not start")
-        remote = Remote(sock)
+            fcntl.fcntl(stdin.fileno(), _F_SETPIPE_SZ, PIPE_SIZE)
+        self._process.sock.settimeout(SOCKET_SLACK)
+        remote = Remote(self._process.sock)
         self._remote = remote
         t = self.target
         setup = self.setup
@@ -268,18 +150,18 @@ class QemuServer:
         return remote
 
     def stop(self) -> None:
-        if self._remote is not None:
-            self._remote.close()
-            self._remote = None
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()
-            self._proc = None
+        self._remote = None
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
 
     def __del__(self) -> None:
         self.stop()
+
+    @property
+    def pid(self) -> int | None:
+        """qemu-user's process id while the server runs."""
+        return self._process.pid if self._process is not None else None
 
     @property
     def _fp_only(self) -> frozenset[str]:
@@ -312,7 +194,7 @@ class QemuServer:
                     continue  # the fill loads it
                 info = self._gdb_reg(reg.name)
                 if info.offset is None:
-                    raise RuntimeError(f"{t.name}: qemu cannot set {reg.name}")
+                    raise ServerFailure(f"{t.name}: qemu cannot set {reg.name}")
                 self._put(raw, info.name, canary(variant, index, reg.bits))
             self._templates.append(bytes(raw))
         index_of = {reg.name: i for i, reg in enumerate(t.registers)}
@@ -324,10 +206,10 @@ class QemuServer:
                 for k, name in enumerate(self.setup.fp_pieces)
             )
             if block:
-                remote.write_memory(_FP_BLOCKS_AT + variant * 0x400, block)
+                remote.write_memory(FP_BLOCKS_AT + variant * 0x400, block)
         top = STACK_BASE + STACK_SIZE - STACK_REFILL
         remote.write_memory(
-            _IOV_AT,
+            IOV_AT,
             self._word(top)
             + self._word(STACK_REFILL)
             + self._word(SLOTS_BASE)
@@ -339,8 +221,8 @@ class QemuServer:
         remote.set_breakpoint(SYSCALL_AT + len(self.setup.syscall_insn), len(self.setup.loop_insn))
         remote.set_breakpoint(HANDLER_AT, len(self.setup.loop_insn))
         stack_t = self._word(ALT_STACK) + bytes(8) + self._word(ALT_STACK_SIZE)
-        remote.write_memory(_STACK_T_AT, stack_t)
-        self._syscall(self.setup.sigaltstack, _STACK_T_AT, 0)
+        remote.write_memory(STACK_T_AT, stack_t)
+        self._syscall(self.setup.sigaltstack, STACK_T_AT, 0)
         flags = _SA_SIGINFO | _SA_ONSTACK | _SA_NODEFER
         act = self._word(HANDLER_AT)
         if self.setup.sigaction_restorer:
@@ -348,9 +230,9 @@ class QemuServer:
         else:
             act += self._word(flags)
         act += bytes(8)  # no signal blocked
-        remote.write_memory(_SIGACTION_AT, act)
+        remote.write_memory(SIGACTION_AT, act)
         for signo in (7, 11):  # SIGBUS, SIGSEGV
-            self._syscall(self.setup.rt_sigaction, signo, _SIGACTION_AT, 0, 8)
+            self._syscall(self.setup.rt_sigaction, signo, SIGACTION_AT, 0, 8)
         self._syscall(self.setup.mprotect, CODE_BASE, CODE_SPACE, _PROT_NONE)
         # the whole stack holds variant 0's fill (runs refill its top)
         self._feed(bytes([FILL_BYTES[0]]) * STACK_SIZE)
@@ -365,13 +247,23 @@ class QemuServer:
             self._put(raw, self._regs_name(name), value)
         self._put(raw, self._pc.name, SYSCALL_AT)
         remote.write_registers(bytes(raw))
-        stop = remote.resume()
-        if stop.exited or stop.signal != 5:
-            raise RemoteError(f"system call {number} stopped with signal {stop.signal}")
+        stop = self._resume_to_breakpoint()
+        if stop.exited or stop.signal != SIGTRAP:
+            raise ServerFailure(f"system call {number} stopped with signal {stop.signal}")
         result = self._read(self._regs_name(self.setup.syscall_result))
         if result >= 1 << 63:
-            raise RemoteError(f"system call {number} failed: errno {(1 << 64) - result}")
+            raise ServerFailure(f"system call {number} failed: errno {(1 << 64) - result}")
         return result
+
+    def _resume_to_breakpoint(self) -> Stop:
+        """Resume up to the next stop that is not a late SIGALRM: the alarm
+        of a run that had finished when it rang stays pending until then."""
+        remote = self._remote
+        assert remote is not None
+        while True:
+            stop = remote.resume()
+            if stop.exited or stop.signal != SIGALRM:
+                return stop
 
     def _regs_name(self, name: str) -> str:
         return self.setup.gdb_names.get(name, name)
@@ -391,8 +283,8 @@ class QemuServer:
     def _feed(self, data: bytes) -> None:
         """Bytes the next read or readv of stdin gets: written from a thread
         when they exceed the pipe."""
-        assert self._proc is not None and self._proc.stdin is not None
-        pipe = self._proc.stdin
+        assert self._process is not None and self._process.proc.stdin is not None
+        pipe = self._process.proc.stdin
         if len(data) <= PIPE_SIZE // 2:
             pipe.write(data)
             pipe.flush()
@@ -419,7 +311,7 @@ class QemuServer:
         lo = image.base // 4096 * 4096
         hi = (image.base + len(image.data) + 4095) // 4096 * 4096
         if hi - CODE_BASE > CODE_SPACE or lo < CODE_BASE:
-            raise RemoteError(f"image of {len(image.data)} bytes does not fit the code space")
+            raise ServerFailure(f"an image of {len(image.data)} bytes does not fit the code space")
         self._syscall(self.setup.mprotect, lo, hi - lo, _PROT_RW)
         data = bytes(image.base - lo) + bytes(image.data)
         self._feed(data + bytes(hi - lo - len(data)))
@@ -457,11 +349,12 @@ class QemuServer:
             return self._run(image, entry, callee, slots, budget, variant)
         except QemuUnavailable as err:
             return RawOutcome("not-executable", detail=str(err))
-        except (RemoteClosed, RemoteError, OSError) as err:
-            died = self._proc is not None and self._proc.poll() is not None
+        except (ServerFailure, RemoteClosed, RemoteError, OSError) as err:
+            # the server's failure, not the code's: started afresh next run
+            died = self._process is not None and self._process.died()
             self.stop()
             what = "qemu-user died" if died else "qemu-user failed"
-            return RawOutcome("crash", detail=f"{what}: {err}")
+            return RawOutcome("harness", detail=f"{what}: {err}")
 
     def _run(
         self, image: Image, entry: int, callee: int, slots: bytes, budget: int, variant: int
@@ -480,16 +373,16 @@ class QemuServer:
         self._feed(bytes(stack) + slots + fill * (SLOTS_SIZE - len(slots)))
         raw = bytearray(self._template)
         self._put(raw, self._regs_name(self.setup.syscall_number), self.setup.readv)
-        args = (0, _IOV_AT, 2)
+        args = (0, IOV_AT, 2)
         for name, value in zip(self.setup.syscall_args, args, strict=False):
             self._put(raw, self._regs_name(name), value)
         if self.setup.fp_base:
-            self._put(raw, self._regs_name(self.setup.fp_base), _FP_BLOCKS_AT + variant * 0x400)
+            self._put(raw, self._regs_name(self.setup.fp_base), FP_BLOCKS_AT + variant * 0x400)
         self._put(raw, self._pc.name, FILL_AT)
         remote.write_registers(bytes(raw))
-        stop = remote.resume()
-        if stop.exited or stop.signal != 5:
-            raise RemoteError(f"the fill stopped with signal {stop.signal}")
+        stop = self._resume_to_breakpoint()
+        if stop.exited or stop.signal != SIGTRAP:
+            raise ServerFailure(f"the fill stopped with signal {stop.signal}")
         raw = bytearray(self._templates[variant])
         self._put(raw, self._regs_name(self._uc_name(t.sp_reg)), sp)
         if t.link_reg is not None:
@@ -498,8 +391,11 @@ class QemuServer:
         self._put(raw, self._regs_name(self._uc_name(t.arg_regs[1])), callee)
         self._put(raw, self._pc.name, entry)
         remote.write_registers(bytes(raw))
-        alarm = _Alarm(self._pid)
-        WATCHDOG.arm(alarm.ring, alarm_seconds(budget))
+        assert self._process is not None
+        alarm = _Alarm(self._process.pid)
+        deadline = alarm_seconds(budget)
+        self._process.sock.settimeout(deadline + SOCKET_SLACK)
+        WATCHDOG.arm(alarm.ring, deadline)
         try:
             while True:
                 stop = remote.resume()
@@ -507,7 +403,7 @@ class QemuServer:
                     raise RemoteClosed(f"the program exited with status {stop.signal}")
                 regs = remote.read_registers()
                 pc = self._read(self._pc.name, regs)
-                if stop.signal == 14:  # SIGALRM
+                if stop.signal == SIGALRM:
                     if alarm.fired:
                         return RawOutcome(
                             "timeout",
@@ -515,7 +411,7 @@ class QemuServer:
                             pc=pc,
                         )
                     continue  # a late alarm of an earlier run
-                if stop.signal == 5 and pc in image.libcalls:
+                if stop.signal == SIGTRAP and pc in image.libcalls:
                     fault = self._libcall(image.libcalls[pc], pc, regs)
                     if fault is not None:
                         return fault
@@ -523,14 +419,10 @@ class QemuServer:
                 break
         finally:
             WATCHDOG.disarm()
-        if stop.signal == 11 and pc == SENTINEL:
+            self._process.sock.settimeout(SOCKET_SLACK)
+        if stop.signal == SIGSEGV and pc == SENTINEL:
             return RawOutcome("return", slots=remote.read_memory(SLOTS_BASE, len(slots)))
-        return self._classify(image, stop.signal, pc)
-
-    @property
-    def _pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
+        return classify(t, image, stop.signal, pc, self._fault_address)
 
     def _uc_name(self, uc_id: int) -> str:
         """The register name (Target.registers) of a unicorn id."""
@@ -538,36 +430,13 @@ class QemuServer:
             return self.setup.sp
         return next(r.name for r in self.target.registers if r.uc == uc_id)
 
-    def _classify(self, image: Image, signo: int, pc: int) -> RawOutcome:
-        name = _SIGNALS.get(signo, f"signal {signo}")
-        if signo in (7, 11):
-            return RawOutcome("crash", detail=f"{name} {self._fault_address()}", pc=pc)
-        if signo in (4, 5, 8):
-            for delta in self.setup.trap_site_deltas:
-                if pc + delta in image.trap_sites:
-                    return RawOutcome("trap", detail=image.trap_sites[pc + delta], pc=pc + delta)
-            if image.function_at(pc) is None:
-                return RawOutcome("crash", detail=f"{name} outside any function", pc=pc)
-            at = pc - image.base
-            foreign = self.target.foreign_insn(bytes(image.data[at : at + 4]))
-            if foreign:
-                return RawOutcome("crash", detail=f"illegal instruction: {foreign}", pc=pc)
-            if signo == 4:
-                return RawOutcome(
-                    "not-executable", detail=f"qemu-user cannot run the instruction ({name})", pc=pc
-                )
-        return RawOutcome("crash", detail=name, pc=pc)
-
     def _fault_address(self) -> str:
         """Deliver the pending SIGSEGV/SIGBUS to the handler, which stops with
         the siginfo: the faulting address and whether it was mapped."""
         remote = self._remote
         assert remote is not None
-        try:
-            stop = remote.resume(11)
-        except RemoteClosed:
-            raise
-        if stop.exited or stop.signal != 5:
+        stop = remote.resume(SIGSEGV)
+        if stop.exited or stop.signal != SIGTRAP:
             return "(no siginfo)"
         info_at = self._read(self._regs_name(self.setup.handler_siginfo))
         info = remote.read_memory(info_at, 24)
@@ -584,9 +453,10 @@ class QemuServer:
         assert self.target.libcall_abi is not None
         remote = self._remote
         assert remote is not None
-        machine = libcalls.Machine(self._reg_get, self._reg_set, self.target)
+        registers = QemuRegisters(remote, self._gdb_reg, self._order)
+        machine = libcalls.Machine(registers.get, registers.set, self.target)
         try:
-            libcalls.call(name, machine, _QemuMemory(self))
+            libcalls.call(name, machine, QemuMemory(remote))
         except libcalls.LibcallFault as err:
             return RawOutcome("crash", detail=f"in libcall {name}: {err}", pc=pc)
         raw = bytearray(remote.read_registers())
@@ -602,28 +472,6 @@ class QemuServer:
         remote.write_registers(bytes(raw))
         return None
 
-    def _reg_get(self, reg: Reg) -> int:
-        remote = self._remote
-        assert remote is not None
-        info = self._gdb_reg(reg.name)
-        data = remote.read_register(info.number)
-        value = int.from_bytes(data, self._order)
-        if info.bits > reg.bits:  # an SVE register holding a vector register
-            value &= (1 << reg.bits) - 1
-        return value
-
-    def _reg_set(self, reg: Reg, value: int) -> None:
-        remote = self._remote
-        assert remote is not None
-        info = self._gdb_reg(reg.name)
-        if info.bits > reg.bits:
-            old = int.from_bytes(remote.read_register(info.number), self._order)
-            value = (old & ~((1 << reg.bits) - 1)) | value
-        size = info.bits // 8
-        remote.write_register(
-            info.number, (value & ((1 << info.bits) - 1)).to_bytes(size, self._order)
-        )
-
 
 def alarm_seconds(budget: int) -> float:
     return max(MIN_DEADLINE, budget / QEMU_MIN_RATE)
@@ -635,36 +483,6 @@ def _write_all(pipe: object, data: bytes) -> None:
         pipe.flush()  # type: ignore[attr-defined]
     except OSError:
         pass  # the server died; its run reports that
-
-
-class _QemuMemory:
-    """Guest memory as a libcall sees it: stores only into the stack and the slots."""
-
-    def __init__(self, server: QemuServer) -> None:
-        self._server = server
-
-    def read(self, address: int, size: int) -> bytes:
-        if size == 0:
-            return b""
-        remote = self._server._remote  # noqa: SLF001 - the server's own helper
-        assert remote is not None
-        try:
-            return remote.read_memory(address, size)
-        except RemoteError:
-            raise libcalls.LibcallFault(f"read of unmapped memory at {address:#x}") from None
-
-    def write(self, address: int, data: bytes) -> None:
-        if not data:
-            return
-        end = address + len(data)
-        if not any(
-            lo <= address and end <= lo + length
-            for lo, length in ((STACK_BASE, STACK_SIZE), (SLOTS_BASE, SLOTS_SIZE))
-        ):
-            raise libcalls.LibcallFault(f"write to protected memory at {address:#x}")
-        remote = self._server._remote  # noqa: SLF001
-        assert remote is not None
-        remote.write_memory(address, data)
 
 
 class QemuExecutor:
