@@ -319,6 +319,8 @@ def test_a_directory_run_in_json_has_the_summary() -> None:
         "divergent": 0,
         "abstained": 0,
         "abstained_by_reason": {},
+        "harness_errors": 0,
+        "harness_errors_by_reason": {},
     }
     skipped = summary["skipped_configurations"]
     assert sum(skipped.values()) == 8 and all("pulley" in reason for reason in skipped)

@@ -50,6 +50,17 @@ STACK_REFILL = 64 << 10
 SLOTS_BASE = 0x6000_0000
 SLOTS_SIZE = 1 << 16
 VARIANTS = 2
+# where a libcall may store, on either executor: the stack and the slots
+# (code is read+execute, and unicorn's mem_write would ignore that)
+LIBCALL_WRITABLE = ((STACK_BASE, STACK_SIZE), (SLOTS_BASE, SLOTS_SIZE))
+
+
+def libcall_writable(address: int, size: int) -> bool:
+    """Whether a libcall may store `size` bytes at `address`."""
+    end = address + size
+    return any(lo <= address and end <= lo + length for lo, length in LIBCALL_WRITABLE)
+
+
 # the harness's own frame: the top of the stack, above the trampoline's entry SP
 HARNESS_FRAME = 4096
 FILL_BYTES = (0xA5, 0x3C)  # per variant: every byte differs
@@ -290,13 +301,7 @@ class Emulator:
             mu.emu_stop()
 
     def writable(self, address: int, size: int) -> bool:
-        """Whether a libcall may store there: the stack or the slot area (code
-        is read+execute, and unicorn's mem_write would ignore that)."""
-        end = address + size
-        return any(
-            lo <= address and end <= lo + length
-            for lo, length in ((STACK_BASE, STACK_SIZE), (SLOTS_BASE, SLOTS_SIZE))
-        )
+        return libcall_writable(address, size)
 
     def is_mapped(self, address: int) -> bool:
         return any(lo <= address < hi for lo, hi in self._mapped)

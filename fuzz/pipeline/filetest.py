@@ -4,6 +4,7 @@ the functions and `; run:` lines parsed by the real cranelift-reader."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -145,13 +146,20 @@ def _parse_header(text: str) -> _Header:
     return head
 
 
-def _settings(words: tuple[str, ...]) -> dict[str, str]:
-    """`set` words as name -> value, the last word winning (`name` is `name=true`)."""
+def settings(words: Sequence[str]) -> dict[str, str]:
+    """Shared-flag words (`set` lines, `--set`) as name -> value, as
+    Cranelift reads them: the last word wins, a bare `name` is `name=true`.
+    The one reading of flags: everything that asks a flag's value asks here."""
     out: dict[str, str] = {}
     for word in words:
         name, _, value = word.partition("=")
         out[name] = value or "true"
     return out
+
+
+def flag_on(words: Sequence[str], name: str) -> bool:
+    """Whether boolean shared flag `name` is on (`true`, `on`, `yes`, `1`)."""
+    return settings(words).get(name, "false").lower() in ("true", "on", "yes", "1")
 
 
 def _distinct(numbered: list[tuple[int, TargetLine]]) -> tuple[list[TargetLine], list[Skipped]]:
@@ -161,19 +169,19 @@ def _distinct(numbered: list[tuple[int, TargetLine]]) -> tuple[list[TargetLine],
     groups: dict[str, list[tuple[int, TargetLine, dict[str, str]]]] = {}
     skipped: list[Skipped] = []
     for number, line in numbered:
-        settings = _settings(line.flags or ())
+        own = settings(line.flags or ())
         group = groups.setdefault(line.label, [])
-        same = next((n for n, _line, s in group if s == settings), None)
+        same = next((n for n, _line, s in group if s == own), None)
         if same is None:
-            group.append((number, line, settings))
+            group.append((number, line, own))
         else:
             skipped.append(Skipped(line.label, f"the same configuration as line {same}"))
     lines: list[tuple[int, TargetLine]] = []
     for group in groups.values():
         names = sorted({name for _n, _line, s in group for name in s})
         differing = [k for k in names if len({s.get(k, "default") for _n, _l, s in group}) > 1]
-        for number, line, settings in group:
-            tag = " ".join(f"{k}={settings.get(k, 'default')}" for k in differing)
+        for number, line, own in group:
+            tag = " ".join(f"{k}={own.get(k, 'default')}" for k in differing)
             lines.append((number, dataclasses.replace(line, tag=tag)))
     return [line for _number, line in sorted(lines, key=lambda pair: pair[0])], skipped
 

@@ -17,7 +17,15 @@ from fuzz.pipeline.cabi.build import CBuildError
 from fuzz.pipeline.cabi.declare import CSignature
 from fuzz.pipeline.contract import CallHook, CallMap, Function
 from fuzz.pipeline.emulate import DEFAULT_BUDGET, VARIANTS, Emulator, RawOutcome
-from fuzz.pipeline.filetest import BadInput, FileTest, RunCommand, Skipped, TargetLine
+from fuzz.pipeline.filetest import (
+    BadInput,
+    FileTest,
+    RunCommand,
+    Skipped,
+    TargetLine,
+    flag_on,
+    settings,
+)
 from fuzz.pipeline.link import CompiledFunction, Image, LinkError, NeedsLibcall, link
 from fuzz.pipeline.oracle import (
     INTERPRETER,
@@ -228,9 +236,7 @@ class Runner:
             config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=f"link: {err}")
             return config
         image = config.image
-        libcall_cc = next(
-            (f.partition("=")[2] for f in shared if f.startswith("libcall_call_conv=")), ""
-        )
+        libcall_cc = settings(shared).get("libcall_call_conv", "")
         if image.libcalls and libcall_cc not in ("", "isa_default", DEFAULT_CC):
             # the stubs read and write registers by the target's default convention
             config.failure = Outcome(
@@ -564,17 +570,6 @@ class Runner:
         return found
 
 
-def _flag_on(shared: Sequence[str], name: str) -> bool:
-    """A boolean shared flag as Cranelift reads it: the last setting wins, and
-    a bare name, `true`, `on`, `yes` and `1` all mean on."""
-    on = False
-    for word in shared:
-        key, _, value = word.partition("=")
-        if key == name:
-            on = value.lower() in ("", "true", "on", "yes", "1")
-    return on
-
-
 def call_map(
     ft: FileTest,
     functions: Sequence[CompiledFunction],
@@ -595,7 +590,7 @@ def call_map(
             function = Function(f.name, DEFAULT_CC)
         entries[image.symbols[f.name]] = function
     returns = {image.symbols[f.name] + at: f.name for f in functions for at in f.call_returns}
-    pinned = _flag_on(shared, "enable_pinned_reg")
+    pinned = flag_on(shared, "enable_pinned_reg")
     unchecked = frozenset({target.pinned_reg} if pinned and target.pinned_reg else ())
     return CallMap(entries, returns, unchecked)
 

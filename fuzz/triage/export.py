@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fuzz import _cranelift
 from fuzz.gen.expect import restated
-from fuzz.pipeline.filetest import FileTest, RunCommand, parse_text
+from fuzz.pipeline.filetest import FileTest, RunCommand, flag_on, parse_text, settings
 from fuzz.pipeline.oracle import (
     INTERPRETER,
     Kind,
@@ -108,16 +108,11 @@ _LIBCALL_NOTE = [
 
 def _outline_probestack(configs: list[str]) -> bool:
     """Whether the `set` lines enable stack probes called out of line (the
-    default strategy); the last setting of a flag wins, as upstream reads them."""
-    flags: dict[str, str] = {}
-    for line in configs:
-        if line.startswith("set"):
-            for word in line.split()[1:]:
-                name, _, value = word.partition("=")
-                flags[name] = value or "true"
+    default strategy), read as upstream reads them."""
+    words = [word for line in configs if line.startswith("set") for word in line.split()[1:]]
     return (
-        flags.get("enable_probestack") == "true"
-        and flags.get("probestack_strategy", "outline") == "outline"
+        flag_on(words, "enable_probestack")
+        and settings(words).get("probestack_strategy", "outline") == "outline"
     )
 
 

@@ -8,12 +8,9 @@ from collections.abc import Callable
 from typing import Literal
 
 from fuzz.pipeline import libcalls
-from fuzz.pipeline.emulate import SLOTS_BASE, SLOTS_SIZE, STACK_BASE, STACK_SIZE
+from fuzz.pipeline.emulate import libcall_writable
 from fuzz.pipeline.gdbremote import RegisterInfo, Remote, RemoteError
 from fuzz.targets import Reg
-
-# where a libcall may store: the stack and the slots, nothing else
-WRITABLE = ((STACK_BASE, STACK_SIZE), (SLOTS_BASE, SLOTS_SIZE))
 
 
 class QemuMemory:
@@ -33,8 +30,7 @@ class QemuMemory:
     def write(self, address: int, data: bytes) -> None:
         if not data:
             return
-        end = address + len(data)
-        if not any(lo <= address and end <= lo + length for lo, length in WRITABLE):
+        if not libcall_writable(address, len(data)):
             raise libcalls.LibcallFault(f"write to protected memory at {address:#x}")
         self._remote.write_memory(address, data)
 
