@@ -253,10 +253,11 @@ def test_c_abi_seeds_come_in_runs_of_a_seed_block() -> None:
 @pytest.mark.parametrize(
     ("ctype", "previous", "expected"),
     [
-        ("unsigned int", "cf_i8x16", "argument integer after vector"),
-        ("long", "unsigned __int128", "argument integer after __int128"),
+        ("unsigned int", "cf_i8x16", "argument integer"),
+        ("long", "unsigned __int128", "argument integer"),
+        ("unsigned __int128", "long", "argument __int128"),
         ("_Float16", "", "argument _Float16"),
-        ("double", "signed char", "argument double after integer"),
+        ("cf_f64x2", "double", "argument vector"),
     ],
 )
 def test_the_bucket_key_holds_type_classes(ctype: str, previous: str, expected: str) -> None:
