@@ -2,15 +2,21 @@
 explores), and a hermetic environment for every test and every child process
 it starts: the crates.io index is a fixture file (never the live registry,
 whose next release would change what a release line resolves to) and the
-bridge cache is a fresh directory (never the user's)."""
+bridge cache is a fresh directory (never the user's). Builds of the bridge
+use a fake cargo (`fake_cargo`)."""
 
 import atexit
+import importlib.machinery
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
+
+import fuzz
 
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("dev", deadline=None)
@@ -24,3 +30,25 @@ if os.environ.get("CALLFUZZ_TEST_CACHE"):
 else:
     os.environ["CALLFUZZ_CACHE"] = tempfile.mkdtemp(prefix="callfuzz-test-cache-")
     atexit.register(shutil.rmtree, os.environ["CALLFUZZ_CACHE"], ignore_errors=True)
+
+
+FAKE_CARGO = Path(__file__).parent / "data" / "fake_cargo.py"
+
+
+@pytest.fixture
+def fake_cargo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put the fake cargo (tests/data/fake_cargo.py) first on PATH, in
+    `tmp_path/bin`; returns the file it logs its calls to."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    cargo = bin_dir / "cargo"
+    cargo.write_text(f"#!{sys.executable}\n" + FAKE_CARGO.read_text())
+    cargo.chmod(0o755)
+    log = tmp_path / "cargo-calls.txt"
+    # it hands back the bridge pip installed (not whatever a finder would choose)
+    found = importlib.machinery.PathFinder.find_spec("fuzz._cranelift", list(fuzz.__path__))
+    assert found is not None and found.origin is not None
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_CARGO_LOG", str(log))
+    monkeypatch.setenv("FAKE_CARGO_LIB", found.origin)
+    return log

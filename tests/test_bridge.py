@@ -15,6 +15,7 @@ import textwrap
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -302,50 +303,17 @@ def test_the_manifest_is_pinned_to_the_choice(tmp_path: Path) -> None:
         )
 
 
-# --- building into the cache (with a fake cargo) -------------------------------
-
-FAKE_CARGO = """#!{python}
-# A fake cargo: records its manifest, then fails or "builds" by handing back
-# a copy of the bridge pip installed, as cargo's JSON messages name artifacts.
-import json, os, shutil, sys
-log = os.environ["FAKE_CARGO_LOG"]
-with open(log, "a") as f:
-    f.write(open("Cargo.toml").read() + "\\n=====\\n")
-if os.environ.get("FAKE_CARGO_FAIL"):
-    print("   Compiling callfuzz-native v0.1.0", file=sys.stderr)
-    print(os.environ.get("FAKE_CARGO_ERROR",
-                         "error[E0425]: cannot find value `F16` in module `types`"),
-          file=sys.stderr)
-    sys.exit(101)
-out = os.path.join(os.environ["CARGO_TARGET_DIR"], "release")
-os.makedirs(out, exist_ok=True)
-lib = os.path.join(out, "lib_cranelift.so")
-shutil.copy(os.environ["FAKE_CARGO_LIB"], lib)
-print("   Compiling callfuzz-native v0.1.0", file=sys.stderr)
-print(json.dumps({{"reason": "compiler-artifact",
-                  "target": {{"kind": ["cdylib"], "name": "_cranelift"}},
-                  "filenames": [lib]}}))
-print("    Finished `release` profile", file=sys.stderr)
-"""
-
-
-@pytest.fixture
-def fake_cargo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Put the fake cargo first on PATH; returns the file it logs manifests to."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    cargo = bin_dir / "cargo"
-    cargo.write_text(FAKE_CARGO.format(python=sys.executable))
-    cargo.chmod(0o755)
-    log = tmp_path / "cargo-calls.txt"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_CARGO_LOG", str(log))
-    monkeypatch.setenv("FAKE_CARGO_LIB", str(installed_library()))
-    return log
+# --- building into the cache (with a fake cargo: tests/conftest.py) -----------
 
 
 def cargo_calls(log: Path) -> list[str]:
     return [c for c in log.read_text().split("\n=====\n") if c] if log.exists() else []
+
+
+def cargo_run(call: str) -> dict[str, Any]:
+    """How the fake cargo was run: argv and the environment the builder set."""
+    run: dict[str, Any] = json.loads(call.partition("\n")[0])
+    return run
 
 
 def quiet(_line: str) -> None:
@@ -386,6 +354,43 @@ def test_a_build_lands_whole_in_the_cache(cache_dir: Path, fake_cargo: Path) -> 
     build.ensure(Release(INSTALLED_VERSION), progress=quiet, force=True)
     assert len(cargo_calls(fake_cargo)) == 3
     assert [e.key for e in cache.entries()] == [entry.key]
+
+
+def test_cargo_is_run_for_the_release_into_the_shared_target_directory(
+    cache_dir: Path, fake_cargo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUSTFLAGS", "-Cdebug-assertions")  # the user's, passed on untouched
+    entry = build.ensure(Release(INSTALLED_VERSION), progress=quiet)
+    (call,) = cargo_calls(fake_cargo)
+    command = [
+        "build",
+        "--release",
+        "--lib",
+        "--ignore-rust-version",
+        "--color=never",
+        "--message-format=json-render-diagnostics",
+    ]
+    assert cargo_run(call) == {
+        "argv": command,
+        "env": {
+            "CARGO_TARGET_DIR": str(cache_dir / "target"),
+            "CALLFUZZ_CRANELIFT_VERSION": INSTALLED_VERSION,
+            "PYO3_PYTHON": sys.executable,
+            "RUSTFLAGS": "-Cdebug-assertions",
+            "CARGO_PROFILE_RELEASE_DEBUG": None,
+            "CARGO_PROFILE_RELEASE_STRIP": None,
+        },
+    }
+    work = entry.log.read_text().splitlines()[1].removeprefix("# in ")
+    assert entry.log.read_text().splitlines()[:4] == [
+        f"# Cranelift {INSTALLED_VERSION}",
+        f"# in {work}",
+        f"# cargo {' '.join(command)}",
+        f"# CARGO_TARGET_DIR={cache_dir / 'target'}",
+    ]
+    assert Path(work).parent.parent == cache_dir / "bridges"  # a work directory, now gone
+    assert not Path(work).exists()
+    assert (cache_dir / "logs" / f"{entry.key}.log").read_text() == entry.log.read_text()
 
 
 def test_a_failed_build_caches_nothing_and_names_its_log(

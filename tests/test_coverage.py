@@ -1,6 +1,7 @@
 """Coverage over Cranelift's own code (fuzz.coverage).
 
-The fast tests need nothing but the normal bridge. The slow ones need the
+The fast tests need nothing but the normal bridge (the build's use a fake
+cargo and rustc that hand it back, tests/conftest.py). The slow ones need the
 instrumented bridge: they run when it is built already (`callfuzz coverage
 build`) or, with CALLFUZZ_SLOW=1, build it first (minutes); otherwise they
 skip, saying why."""
@@ -10,15 +11,19 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fuzz.bridge.cache import read_entry
+from fuzz.bridge.cache import LIBRARY, read_entry, source_hash
 from fuzz.bridge.load import ENV_CHOICE, ENV_PINNED
+from fuzz.bridge.spec import BridgeError
 from fuzz.coverage import build, counters, elf, live, preload, report, symbols
 from fuzz.coverage.counters import Bitmap, CoverageError, Recorder
 
@@ -240,6 +245,183 @@ def test_libfuzzer_keeps_its_corpus_and_leaves_signals_to_the_campaign(
 def test_instrumented_builds_are_keyed_by_choice_and_variant() -> None:
     assert build.Wanted(None).key == "default-edges"
     assert build.Wanted(None, trace_compares=True).key == "default-cmp"
+
+
+# -- building the instrumented bridge (fake cargo and rustc) --------------------------
+
+FAKE_RUSTC = """#!/bin/sh
+echo "rustc 1.99.0 (fake)"
+if [ "$1" = -vV ]; then echo "host: x86_64-fake-linux-gnu"; fi
+"""
+COMMAND = [
+    "build",
+    "--release",
+    "--lib",
+    "--target",
+    "x86_64-fake-linux-gnu",
+    "--ignore-rust-version",
+    "--color=never",
+    "--message-format=json-render-diagnostics",
+]
+TABLE = {"counters": 1234, "functions": [[0, 3, "f", "cranelift-codegen/src/x.rs"]]}
+
+
+@dataclass
+class FakeBuild:
+    """What the fake cargo ran (tests/data/fake_cargo.py logs it) and what
+    the faked check of the staged module was given."""
+
+    cargo_log: Path
+    probed: list[tuple[Path, str, Path]] = field(default_factory=list)
+
+    def cargo_calls(self) -> list[dict[str, Any]]:
+        runs = self.cargo_log.read_text().split("\n=====\n") if self.cargo_log.exists() else []
+        return [
+            json.loads(run) | {"manifest": manifest}
+            for run, _, manifest in (r.partition("\n") for r in runs if r)
+        ]
+
+    def probe(self, staged: Path, key: str, log_path: Path) -> dict[str, Any]:
+        self.probed.append((staged, key, log_path))
+        assert (staged / LIBRARY).read_bytes() == _normal_bridge().read_bytes()
+        return {"version": "0.135.8", "counters": 1234, "functions": 2, "reached": 7}
+
+
+@pytest.fixture
+def fake_build(tmp_path: Path, fake_cargo: Path, monkeypatch: pytest.MonkeyPatch) -> FakeBuild:
+    """An empty cache, no choice made, fake cargo and rustc, and the staged
+    module's check and symbolizing faked (they need a really instrumented
+    module), so a build takes a second and needs neither atheris nor binutils."""
+    rustc = tmp_path / "bin" / "rustc"  # beside the fake cargo
+    rustc.write_text(FAKE_RUSTC)
+    rustc.chmod(0o755)
+    monkeypatch.setenv("CALLFUZZ_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(ENV_CHOICE, raising=False)
+    monkeypatch.setattr(preload, "runtime", lambda: tmp_path / preload.RUNTIME)
+    fake = FakeBuild(fake_cargo)
+    monkeypatch.setattr(build, "_probe", fake.probe)
+    monkeypatch.setattr(symbols, "symbolize", lambda library, pcs: TABLE)
+    return fake
+
+
+def test_the_instrumented_bridge_is_built_for_the_host_target_with_sancov(
+    tmp_path: Path, fake_build: FakeBuild, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUSTFLAGS", "-Cdebug-assertions")  # the user's, kept last
+    monkeypatch.setattr(build, "HEARTBEAT", 0.02)
+    monkeypatch.setenv("FAKE_CARGO_SLEEP", "0.3")
+    lines: list[str] = []
+    entry = build.ensure(build.wanted(), progress=lines.append)
+    root = tmp_path / "cache" / "coverage"
+    log = root / "logs" / "default-edges.log"
+    assert entry.path == root / "default-edges"
+    (call,) = fake_build.cargo_calls()
+    rustflags = " ".join([*build.SANCOV, "-Cdebug-assertions"])
+    assert call["argv"] == COMMAND
+    assert call["env"] == {
+        "CARGO_TARGET_DIR": str(root / "target-edges"),  # one per variant
+        "CALLFUZZ_CRANELIFT_VERSION": None,  # native/ pins it
+        "PYO3_PYTHON": sys.executable,
+        "RUSTFLAGS": rustflags,
+        "CARGO_PROFILE_RELEASE_DEBUG": "line-tables-only",
+        "CARGO_PROFILE_RELEASE_STRIP": "none",
+    }
+    assert call["manifest"] == (ROOT / "native" / "Cargo.toml").read_text()  # not pinned
+    work = log.read_text().splitlines()[1].removeprefix("# in ")
+    assert log.read_text().splitlines()[:5] == [
+        "# the Cranelift native/ pins, edge counters",
+        f"# in {work}",
+        f"# cargo {' '.join(COMMAND)}",
+        f"# RUSTFLAGS={rustflags}",
+        f"# CARGO_TARGET_DIR={root / 'target-edges'}",
+    ]
+    assert "# cargo exited with 0" in log.read_text()
+    assert entry.log.read_text() == log.read_text()
+    assert Path(work).parent.parent == root and not Path(work).exists()
+    ((staged, key, probe_log),) = fake_build.probed
+    assert (staged.parent, key, probe_log) == (Path(work).parent, "default-edges", log)
+    # the progress: crates compiling, a heartbeat naming them while cargo is quiet
+    assert "  ... 0m00s, compiling callfuzz-native" in lines
+    said = [line for line in lines if not line.startswith("  ... ")]
+    assert (
+        said[0] == f"building the instrumented bridge for {build.wanted().describe()} (log: {log})"
+    )
+    assert said[1:3] == ["  Compiling callfuzz-native v0.1.0", "  Finished `release` profile"]
+    assert re.fullmatch(r"compiled in \d+ s; checking it and reading its PC table", said[3])
+    assert said[4:] == [
+        "symbolizing 2 functions (1234 counters)",
+        f"built: {entry.path} (1,234 counters)",
+    ]
+    # the entry: a whole bridge cache entry, with its function table
+    assert entry.library.read_bytes() == _normal_bridge().read_bytes()
+    assert json.loads((entry.path / build.FUNCTIONS).read_text()) == TABLE
+    record = dict(entry.record)
+    assert isinstance(record.pop("built_at"), str) and record.pop("build_seconds") >= 0.3
+    assert record == {
+        "format": 1,
+        "kind": "release",
+        "version": "0.135.8",
+        "bridge_source": source_hash(),
+        "toolchain": "rustc 1.99.0 (fake)",
+        "coverage": {
+            "rustflags": build.SANCOV,
+            "trace_compares": False,
+            "counters": 1234,
+            "functions": 2,
+            "reached_by_check": 7,
+        },
+    }
+    assert sorted(p.name for p in root.iterdir()) == [
+        ".build.lock",
+        "default-edges",
+        "logs",
+        "target-edges",
+    ]
+    # built once: found again until the bridge source changes or --force
+    assert build.ensure(build.wanted(), progress=lines.append) == entry
+    assert build.build(build.wanted(), progress=lines.append) == entry
+    assert len(fake_build.cargo_calls()) == 1
+    build.build(build.wanted(), progress=lines.append, force=True)
+    assert len(fake_build.cargo_calls()) == 2
+    assert sorted(p.name for p in root.iterdir())[1:] == ["default-edges", "logs", "target-edges"]
+
+
+def test_a_chosen_cranelift_is_pinned_and_traced_compares_build_apart(
+    tmp_path: Path, fake_build: FakeBuild, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_CHOICE, "0.131.3")
+    entry = build.ensure(build.wanted(trace_compares=True), progress=lambda line: None)
+    root = tmp_path / "cache" / "coverage"
+    assert entry.path == root / "release-0.131.3-cmp"
+    (call,) = fake_build.cargo_calls()
+    rustflags = [*build.SANCOV, build.TRACE_COMPARES]
+    assert call["argv"] == COMMAND
+    assert call["env"]["CARGO_TARGET_DIR"] == str(root / "target-cmp")
+    assert call["env"]["CALLFUZZ_CRANELIFT_VERSION"] == "0.131.3"
+    assert call["env"]["RUSTFLAGS"] == " ".join(rustflags)
+    assert 'cranelift-reader = { version = "=0.131.3" }' in call["manifest"]
+    assert entry.record["coverage"]["rustflags"] == rustflags
+    assert entry.record["coverage"]["trace_compares"] is True
+    log = root / "logs" / "release-0.131.3-cmp.log"
+    assert log.read_text().startswith("# Cranelift 0.131.3, edges and comparisons\n")
+
+
+def test_a_failed_instrumented_build_caches_nothing_and_names_its_log(
+    tmp_path: Path, fake_build: FakeBuild, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_CARGO_FAIL", "1")
+    with pytest.raises(BridgeError) as err:
+        build.ensure(build.wanted(), progress=lambda line: None)
+    root = tmp_path / "cache" / "coverage"
+    log = root / "logs" / "default-edges.log"
+    assert str(err.value) == (
+        "building the instrumented bridge failed: error[E0425]: cannot find value `F16` in "
+        f"module `types`; log: {log}"
+    )
+    assert "# cargo exited with 101" in log.read_text()
+    assert fake_build.probed == []
+    assert build.entry_for(build.wanted()) is None
+    assert sorted(p.name for p in root.iterdir()) == [".build.lock", "logs"]
 
 
 def _callfuzz(

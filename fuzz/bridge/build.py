@@ -1,12 +1,15 @@
-"""Builds the bridge source `native/` against a chosen Cranelift into the cache.
+"""Builds the bridge source `native/` into a cache entry: the bridge for a
+chosen Cranelift here, and its instrumented twin (`fuzz.coverage.build`)
+through the same `build_entry`; they differ in a `Job`.
 
-The source is copied to a work directory under the cache, its manifest's
+The source is copied to a work directory beside the entries, its manifest's
 Cranelift dependencies pinned (`=X.Y.Z` for a release, path dependencies into
-a checkout's `cranelift/` crates), built by cargo in a target directory shared
-by every build (so only what differs is compiled again), checked by loading it
-in a fresh interpreter and compiling a function for every target, and only
-then renamed into place with its record and build log. A failed or
-interrupted build leaves its log under `logs/` and nothing in `bridges/`."""
+a checkout's `cranelift/` crates), built by cargo (`fuzz.bridge.cargo`) in a
+target directory shared by every build of its kind (so only what differs is
+compiled again), checked (the bridge: loaded in a fresh interpreter, it
+compiles a function for every target), and only then renamed into place with
+its record and build log. A failed or interrupted build leaves its log under
+`logs/` and nothing in `bridges/`."""
 
 from __future__ import annotations
 
@@ -20,32 +23,170 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from fuzz.bridge import cache
+from fuzz.bridge.cargo import Cargo, run, rustc
+from fuzz.bridge.cargo import Progress as Progress  # re-exported: callers pass one
 from fuzz.bridge.spec import CRATES, BridgeError, Checkout, Choice, Release
 from fuzz.versions import NEWEST_KNOWN_MINOR, is_newer_than_known, parse_version
 
-Progress = Callable[[str], None]
+
+@dataclass(frozen=True)
+class BuildLock:
+    """One build at a time per target directory (the builds that share it)."""
+
+    path: Path
+    kind: str  # "bridge": "waiting for another bridge build to finish"
+
+    @contextlib.contextmanager
+    def held(self, progress: Progress) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                progress(f"waiting for another {self.kind} build to finish ({self.path})")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def stderr_progress(line: str) -> None:
-    print(f"callfuzz: {line}", file=sys.stderr, flush=True)
+@dataclass(frozen=True)
+class Checked:
+    """What a staged entry's check found: the Cranelift version its module
+    reports, fields of the record of its own kind, and the last progress line."""
+
+    version: str
+    record: dict[str, Any]
+    done: str
 
 
-def ensure(
-    choice: Choice, progress: Progress = stderr_progress, force: bool = False
-) -> cache.Entry:
-    """The cached bridge for `choice`, built first when it is missing, built
-    from another bridge source, or `force`d."""
-    entry = cache.entry_for(choice.key)
-    if entry is not None and entry.current(cache.source_hash()) and not force:
-        return entry
-    return build(choice, progress, force=force)
+# the staged entry (its module at LIBRARY), the build log, cargo's seconds
+Check = Callable[[Path, Path, float, Progress], Checked]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One build of `native/` into the cache entry `entries/KEY`."""
+
+    key: str  # the entry's directory and its log's name
+    choice: Choice | None  # pins native/Cargo.toml's Cranelift (None: as it pins it)
+    noun: str  # "bridge": "building the bridge for DESCRIBE (log: …)"
+    describe: str  # what is built, for progress and the log's first line
+    failure: str  # what a failed cargo run says first
+    entries: Path
+    logs: Path
+    lock: BuildLock
+    cargo: Cargo
+    cached: Callable[[], cache.Entry | None]  # a current entry, built by another process
+    check: Check  # the staged entry works (BridgeError if not)
+    notes: tuple[str, ...] = ()  # progress lines before cargo starts
+
+
+def native_source(cannot: str, cargo_hint: str = "") -> Path:
+    """`native/`, once it and cargo are found; BridgeError saying what
+    `cannot` be done otherwise."""
+    native = cache.source_dir()
+    if native is None:
+        raise BridgeError(
+            f"{cannot}: its source native/ is not next to the fuzz package "
+            "(install callfuzz from a source checkout)"
+        )
+    if shutil.which("cargo") is None:
+        raise BridgeError(f"{cannot}: cargo is not on PATH{cargo_hint}")
+    return native
+
+
+def build_entry(job: Job, native: Path, progress: Progress, force: bool) -> cache.Entry:
+    """Build `job` from `native` and rename it into place whole; its entry."""
+    with job.lock.held(progress):
+        # another process may have built it while this one waited
+        entry = job.cached()
+        if entry is not None and not force:
+            return entry
+        job.entries.mkdir(parents=True, exist_ok=True)
+        job.logs.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".build-{job.key}-", dir=job.entries))
+        try:
+            return _build_in(job, native, work, progress)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _build_in(job: Job, native: Path, work: Path, progress: Progress) -> cache.Entry:
+    src, staged = work / "src", work / "entry"
+    source = cache.source_hash(native)
+    for path in cache.source_files(native):
+        target = src / path.relative_to(native)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    if job.choice is not None:
+        manifest = src / "Cargo.toml"
+        manifest.write_text(pin_manifest(manifest.read_text(), dependencies(job.choice)))
+    staged.mkdir()
+    log_path = job.logs / f"{job.key}.log"
+    progress(f"building the {job.noun} for {job.describe} (log: {log_path})")
+    for note in job.notes:
+        progress(note)
+    started = time.monotonic()
+    library = run(job.cargo, src, log_path, job.describe, job.failure, progress)
+    seconds = time.monotonic() - started
+    shutil.copy2(library, staged / cache.LIBRARY)
+    checked = job.check(staged, log_path, seconds, progress)
+    record: dict[str, Any] = {
+        "format": cache.RECORD_FORMAT,
+        "kind": "checkout" if isinstance(job.choice, Checkout) else "release",
+        "version": checked.version,
+        "bridge_source": source,
+        "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "build_seconds": round(seconds, 1),
+        "toolchain": rustc("--version"),
+        **checked.record,
+    }
+    if isinstance(job.choice, Checkout):
+        choice = job.choice
+        record |= {
+            "path": str(choice.path),
+            "commit": choice.commit,
+            "dirty": choice.dirty,
+            "diff_hash": choice.diff_hash,
+        }
+    (staged / cache.RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    shutil.copy2(log_path, staged / cache.LOG)
+    final = job.entries / job.key
+    if final.exists():
+        os.rename(final, work / "replaced")  # a stale entry: gone whole, replaced whole
+    os.rename(staged, final)
+    progress(checked.done)
+    entry = cache.read_entry(final)
+    if entry is None:  # only if something removed it in between
+        raise BridgeError(f"the {job.noun} built into {final} vanished")
+    return entry
+
+
+def check_in_child(
+    args: list[str], log_path: Path, what: str, env: Mapping[str, str] | None = None
+) -> str:
+    """Run `python ARGS` (a staged module's check: a crash must not take this
+    process with it), its output appended to the log; its stdout stripped, or
+    BridgeError saying `what` does not work."""
+    done = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=env, check=False
+    )
+    with open(log_path, "a") as log:
+        log.write(f"# check: exit {done.returncode}\n{done.stdout}{done.stderr}")
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BridgeError(f"{what} does not work: {last}; log: {log_path}")
+    return done.stdout.strip()
 
 
 _VERSION_KEY = re.compile(r'\bversion\s*=\s*"[^"]*"')
@@ -81,229 +222,80 @@ def dependencies(choice: Choice) -> dict[str, str]:
     return {crate: f"path = {json.dumps(str(choice.path / d))}" for crate, d in CRATES.items()}
 
 
-@contextlib.contextmanager
-def _build_lock(progress: Progress) -> Iterator[None]:
-    """One bridge build at a time per cache (they share a target directory)."""
-    path = cache.cache_root() / ".build.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress(f"waiting for another bridge build to finish ({path})")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+# --- the bridge ---------------------------------------------------------------
 
 
-def clean_target(progress: Progress = stderr_progress) -> int:
-    """Remove the target directory builds share (waiting for a running build);
-    the bytes freed."""
-    target = cache.cache_root() / "target"
-    if not target.is_dir():
-        return 0
-    with _build_lock(progress):
-        freed = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
-        shutil.rmtree(target, ignore_errors=True)
-    return freed
+def stderr_progress(line: str) -> None:
+    print(f"callfuzz: {line}", file=sys.stderr, flush=True)
+
+
+def ensure(
+    choice: Choice, progress: Progress = stderr_progress, force: bool = False
+) -> cache.Entry:
+    """The cached bridge for `choice`, built first when it is missing, built
+    from another bridge source, or `force`d."""
+    entry = _cached(choice)
+    if entry is not None and not force:
+        return entry
+    return build(choice, progress, force=force)
+
+
+def _cached(choice: Choice) -> cache.Entry | None:
+    entry = cache.entry_for(choice.key)
+    return entry if entry is not None and entry.current(cache.source_hash()) else None
 
 
 def build(choice: Choice, progress: Progress = stderr_progress, force: bool = False) -> cache.Entry:
     """Build the bridge for `choice` into the cache and return its entry."""
-    native = cache.source_dir()
-    if native is None:
-        raise BridgeError(
-            "cannot build a bridge: its source native/ is not next to the fuzz package "
-            "(install callfuzz from a source checkout)"
-        )
-    if shutil.which("cargo") is None:
-        raise BridgeError("cannot build a bridge: cargo is not on PATH (install Rust)")
-    source = cache.source_hash(native)
-    with _build_lock(progress):
-        # another process may have built it while this one waited
-        entry = cache.entry_for(choice.key)
-        if entry is not None and entry.current(source) and not force:
-            return entry
-        cache.bridges_dir().mkdir(parents=True, exist_ok=True)
-        cache.logs_dir().mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".build-{choice.key}-", dir=cache.bridges_dir()))
-        try:
-            return _build_in(choice, native, source, work, progress)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-
-
-def _build_in(
-    choice: Choice, native: Path, source: str | None, work: Path, progress: Progress
-) -> cache.Entry:
-    src, staged = work / "src", work / "entry"
-    for path in cache.source_files(native):
-        target = src / path.relative_to(native)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
-    manifest = src / "Cargo.toml"
-    manifest.write_text(pin_manifest(manifest.read_text(), dependencies(choice)))
-    staged.mkdir()
-    log_path = cache.logs_dir() / f"{choice.key}.log"
-    progress(f"building the bridge for {choice.describe()} (log: {log_path})")
+    native = native_source("cannot build a bridge", " (install Rust)")
+    notes: tuple[str, ...] = ()
     if is_newer_than_known(parse_version(choice.version)):
-        progress(
+        notes = (
             f"Cranelift {choice.version} is newer than the newest release callfuzz knows: "
-            f"attempted with 0.{NEWEST_KNOWN_MINOR}'s cfg flags and feature table"
+            f"attempted with 0.{NEWEST_KNOWN_MINOR}'s cfg flags and feature table",
         )
-    started = time.monotonic()
-    library = _cargo_build(choice, src, log_path, progress)
-    seconds = time.monotonic() - started
-    shutil.copy2(library, staged / cache.LIBRARY)
+    job = Job(
+        key=choice.key,
+        choice=choice,
+        noun="bridge",
+        describe=choice.describe(),
+        failure=f"building the bridge for {choice.describe()} failed",
+        entries=cache.bridges_dir(),
+        logs=cache.logs_dir(),
+        lock=_bridge_lock(),
+        cargo=Cargo(cache.cache_root() / "target", {"CALLFUZZ_CRANELIFT_VERSION": choice.version}),
+        cached=lambda: _cached(choice),
+        check=partial(_checked, choice),
+        notes=notes,
+    )
+    return build_entry(job, native, progress, force)
+
+
+def _checked(
+    choice: Choice, staged: Path, log_path: Path, seconds: float, _progress: Progress
+) -> Checked:
     version = _check(staged / cache.LIBRARY, log_path)
     if isinstance(choice, Release) and version != choice.version:
         raise BridgeError(
             f"the bridge built for {choice.version} reports Cranelift {version}; log: {log_path}"
         )
-    record: dict[str, Any] = {
-        "format": cache.RECORD_FORMAT,
-        "kind": "release" if isinstance(choice, Release) else "checkout",
-        "version": version,
-        "bridge_source": source,
-        "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "build_seconds": round(seconds, 1),
-        "toolchain": _rustc_version(),
-    }
-    if isinstance(choice, Checkout):
-        record |= {
-            "path": str(choice.path),
-            "commit": choice.commit,
-            "dirty": choice.dirty,
-            "diff_hash": choice.diff_hash,
-        }
-    (staged / cache.RECORD).write_text(json.dumps(record, indent=2) + "\n")
-    shutil.copy2(log_path, staged / cache.LOG)
-    final = cache.bridges_dir() / choice.key
-    old = work / "replaced"
-    if final.exists():
-        os.rename(final, old)  # a stale entry: gone whole, replaced whole
-    os.rename(staged, final)
-    progress(f"built in {seconds:.0f} s: {final}")
-    entry = cache.read_entry(final)
-    if entry is None:  # only if something removed it in between
-        raise BridgeError(f"the bridge built into {final} vanished")
-    return entry
+    return Checked(version, {}, f"built in {seconds:.0f} s: {cache.bridges_dir() / choice.key}")
 
 
-def _rustc_version() -> str:
-    try:
-        done = subprocess.run(["rustc", "--version"], capture_output=True, text=True, check=False)
-    except OSError:
-        return "?"
-    return done.stdout.strip()
+def _bridge_lock() -> BuildLock:
+    return BuildLock(cache.cache_root() / ".build.lock", "bridge")
 
 
-_PROGRESS = re.compile(r"\s*(Compiling|Finished|Locking|Updating|Downloaded) ")
-
-
-def _cargo_build(choice: Choice, src: Path, log_path: Path, progress: Progress) -> Path:
-    """Run cargo; the built cdylib's path, or BridgeError naming the log."""
-    command = [
-        "cargo",
-        "build",
-        "--release",
-        "--lib",
-        "--ignore-rust-version",
-        "--color=never",
-        "--message-format=json-render-diagnostics",
-    ]
-    version = choice.version
-    env = {
-        **os.environ,
-        "CARGO_TARGET_DIR": str(cache.cache_root() / "target"),
-        "CALLFUZZ_CRANELIFT_VERSION": version,
-        "PYO3_PYTHON": sys.executable,
-    }
-    lock = threading.Lock()
-    errors: list[str] = []
-    with open(log_path, "w") as log:
-        log.write(f"# {choice.describe()}\n# in {src}\n# {' '.join(command)}\n")
-        log.write(f"# CARGO_TARGET_DIR={env['CARGO_TARGET_DIR']}\n")
-        log.flush()
-
-        def note(line: str) -> None:
-            with lock:
-                log.write(line + "\n")
-                log.flush()
-
-        def read_stderr(stream: IO[str]) -> None:
-            for raw in stream:
-                line = raw.rstrip("\n")
-                note(line)
-                if _PROGRESS.match(line):
-                    progress("  " + line.strip())
-                elif line.startswith("error") and not errors:
-                    errors.append(line)
-
-        proc = subprocess.Popen(
-            command,
-            cwd=src,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-        )
-        assert proc.stdout is not None and proc.stderr is not None
-        reader = threading.Thread(target=read_stderr, args=(proc.stderr,), daemon=True)
-        reader.start()
-        library = None
-        try:
-            for raw in proc.stdout:
-                try:
-                    message = json.loads(raw)
-                except ValueError:
-                    note(raw.rstrip("\n"))
-                    continue
-                target = message.get("target") or {}
-                if message.get("reason") == "compiler-artifact" and "cdylib" in target.get(
-                    "kind", []
-                ):
-                    for name in message.get("filenames", []):
-                        if name.endswith((".so", ".dylib", ".pyd", ".dll")):
-                            library = Path(name)
-            code = proc.wait()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            reader.join(timeout=10)
-        note(f"# cargo exited with {code}")
-    if code != 0 or library is None or not library.is_file():
-        first = f": {_explain(errors[0])}" if errors else ""
-        raise BridgeError(
-            f"building the bridge for {choice.describe()} failed{first}; log: {log_path}"
-        )
-    return library
-
-
-# cargo's words for a pinned dependency that the registry does not have
-_UNRESOLVED = re.compile(
-    r"failed to select a version for the requirement `([\w-]+) = \"=([^\"]+)\"`"
-)
-
-
-def _explain(error: str) -> str:
-    """cargo's first error line, with what it means when a crate of the
-    Cranelift family is not published at the release (then only a wasmtime
-    checkout of that release has it)."""
-    match = _UNRESOLVED.search(error)
-    if match is None or match[1] not in CRATES:
-        return error
-    crate, version = match[1], match[2]
-    though = "" if crate == "cranelift-codegen" else f", though cranelift-codegen {version} is"
-    return (
-        f"{crate} {version} is not published on crates.io{though} "
-        f"(cargo: {error.removeprefix('error: ')}); use a wasmtime checkout of that "
-        "release instead: --cranelift PATH"
-    )
+def clean_target(progress: Progress = stderr_progress) -> int:
+    """Remove the target directory bridge builds share (waiting for a running
+    build); the bytes freed."""
+    target = cache.cache_root() / "target"
+    if not target.is_dir():
+        return 0
+    with _bridge_lock().held(progress):
+        freed = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+        shutil.rmtree(target, ignore_errors=True)
+    return freed
 
 
 # Loaded in a fresh interpreter: the built module must import, parse, verify
@@ -328,15 +320,4 @@ def _check(library: Path, log_path: Path) -> str:
     from fuzz.targets import TARGETS
 
     triples = [t.triple for t in TARGETS.values()]
-    done = subprocess.run(
-        [sys.executable, "-c", _CHECK, str(library), *triples],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    with open(log_path, "a") as log:
-        log.write(f"# check: exit {done.returncode}\n{done.stdout}{done.stderr}")
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BridgeError(f"the built bridge does not work: {last}; log: {log_path}")
-    return done.stdout.strip()
+    return check_in_child(["-c", _CHECK, str(library), *triples], log_path, "the built bridge")
