@@ -76,6 +76,10 @@ def _abort(outcome: Outcome) -> Outcome:
     return outcome
 
 
+def _harness_failure(outcome: Outcome) -> Outcome:
+    return Outcome(Kind.HARNESS, detail="qemu-user died: planted", executor=outcome.executor)
+
+
 def _hang(outcome: Outcome) -> Outcome:
     while True:  # a worker stuck for good: only the wall-clock limit ends it
         time.sleep(1)
@@ -233,6 +237,13 @@ FAULTS: dict[str, Fault] = {
             indirect_tail_call,
             _abort,
             "x86_64: a module with return_call_indirect aborts the process",
+        ),
+        Fault(
+            "riscv64-harness-call",
+            "riscv64",
+            any_call,
+            _harness_failure,
+            "riscv64: a run with a call fails in the harness (callfuzz's own failure)",
         ),
         Fault(
             "s390x-hang-call",

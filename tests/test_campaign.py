@@ -366,3 +366,22 @@ def test_a_malformed_registry_is_one_line_and_exit_2(tmp_path: Path, empty_corpu
     missing = fuzz(tmp_path, "--cases", "1", "--known", str(tmp_path / "nope.toml"), check=False)
     assert missing.returncode == 2 and "cannot read" in missing.stderr
     assert not (tmp_path / "triage.sqlite").exists()  # refused before anything ran
+
+
+def test_harness_errors_are_counted_and_kept_apart_never_findings(
+    tmp_path: Path, empty_corpus: Path
+) -> None:
+    """callfuzz's own failures (a planted one: every riscv64 run with a call
+    fails in the harness) open no bucket; the summary counts them and the
+    campaign directory keeps each with its seed."""
+    proc = fuzz(
+        tmp_path,
+        *("--cases", "24", "--seed", "0", "--targets", "riscv64"),
+        *("--corpus", str(empty_corpus), "--plant-fault", "riscv64-harness-call"),
+    )
+    assert not query(tmp_path, "select id from findings where verdict = 'harness error'")
+    assert not query(tmp_path, "select id from buckets where verdict = 'harness error'")
+    [log] = list(tmp_path.glob("**/harness-errors.log"))
+    lines = log.read_text().splitlines()
+    assert lines and all(line.startswith("seed ") and "planted" in line for line in lines)
+    assert f"{len(lines):,} harness errors" in proc.stdout

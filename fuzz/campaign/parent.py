@@ -39,6 +39,7 @@ from fuzz.triage.store import TriageDB
 # Findings stored per bucket per campaign run; further hits only count (and
 # a smaller reproducer is stored anyway).
 KEPT_PER_BUCKET = 20
+HARNESS_LOG = "harness-errors.log"
 SEED_BLOCK = 8  # seeds handed out at once: small, so a dead worker loses little
 FLUSH_EVERY = 1.0  # seconds between database transactions
 CORPUS_CHUNK = 4
@@ -178,6 +179,8 @@ class Campaign:
         self.stats.executions.update(result.executions)
         self.stats.executor_runs.update(result.executor_runs)
         self.stats.verdicts.update(result.verdicts)
+        if result.harness_errors:
+            self._log_harness_errors(result)
         for finding in result.findings:
             self.pending.append(self._record(finding))
         cells = set(result.cells)
@@ -257,6 +260,19 @@ class Campaign:
                 if record.origin != "corpus":  # a corpus case is in the corpus already
                     self._add_to_corpus(record.clif, "bucket")
         self.pending = []
+
+    def _log_harness_errors(self, result: CaseResult) -> None:
+        """callfuzz's own failures: kept with the case's seed in the campaign
+        directory (never in the triage database: they are not findings)."""
+        path = self.workdir / HARNESS_LOG
+        first = not path.exists()
+        with path.open("a") as log:
+            for line in result.harness_errors:
+                log.write(f"seed {result.seed} ({result.origin}): {line}\n")
+        if first:
+            self.display.note(
+                f"harness error (callfuzz's own; all in {path}): {result.harness_errors[0][:160]}"
+            )
 
     # -- deaths and hangs -----------------------------------------------------
 

@@ -121,6 +121,9 @@ class CaseResult:
     # referee runs included
     executor_runs: dict[str, int] = field(default_factory=dict)
     verdicts: dict[str, int] = field(default_factory=dict)
+    # callfuzz's own failures (harness errors): "target: detail", kept for
+    # diagnosis in the campaign directory, never findings
+    harness_errors: list[str] = field(default_factory=list)
     findings: list[FindingRecord] = field(default_factory=list)  # one per bucket
     cells: list[Cell] = field(default_factory=list)
     # the case's text when its cells are new to the worker (the parent may add

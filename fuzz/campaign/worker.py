@@ -29,7 +29,7 @@ from fuzz.gen.choices import ByteSource, RandomSource, Source
 from fuzz.gen.generate import generate
 from fuzz.pipeline.cabi.check import precompile
 from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_text
-from fuzz.pipeline.oracle import is_recorded
+from fuzz.pipeline.oracle import Verdict, is_recorded
 from fuzz.pipeline.routing import ExecutorChoice
 from fuzz.pipeline.runner import C_ABI_DIRECTIVE, C_ABI_RUN, Runner, default_lines, line_flags
 from fuzz.targets import TARGETS, Target
@@ -119,6 +119,9 @@ class CaseRunner:
         for result in results:
             for label, verdict in result.judgement.verdicts.items():
                 verdicts[verdict.value] += 1
+                if verdict is Verdict.HARNESS_ERROR:
+                    detail = result.outcomes[label].detail
+                    out.harness_errors.append(f"{label}: {result.command.text}: {detail}")
                 if not result.command.text.startswith(C_ABI_RUN):
                     executions[label.split()[0]] += 1
                 if not is_recorded(verdict, label in result.judgement.blame):
