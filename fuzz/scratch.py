@@ -24,9 +24,16 @@ def make_dir(kind: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{kind}-{os.getpid()}-"))
 
 
-@cache
 def process_dir(kind: str) -> Path:
-    """This process's private directory of `kind`, removed at its normal exit."""
+    """This process's private directory of `kind`, removed at its normal
+    exit; made again if something removed it meanwhile."""
+    path = _process_dir(kind)
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+@cache
+def _process_dir(kind: str) -> Path:
     path = make_dir(kind)
     owner = os.getpid()
 
