@@ -147,6 +147,10 @@ file = "cranelift-codegen/src/x.rs"
         (GOOD.replace('"compile panic"', '"agree"'), "'agree' is not a finding's verdict"),
         (GOOD.replace('"case.clif"', '"gone.clif"'), "cannot read corpus file "),
         (GOOD + 'message = "(unclosed"\n', "'message' is not a regular expression: "),
+        (
+            GOOD.replace('versions = ["0.135.8"]', 'versions = ["0.135.8"]\nfixed_in = "soon"'),
+            "'fixed_in' must be a release",
+        ),
         (GOOD.replace('versions = ["0.135.8"]', "versions = []"), "'versions' must be a non-"),
         (GOOD.replace('id = "thing"', 'id = "Thing One"'), "id 'Thing One' must be lower-case"),
         (GOOD + "reproducer = 1\n", "'reproducer' must be true or false"),
@@ -181,3 +185,33 @@ def test_a_good_registry_loads(tmp_path: Path) -> None:
         ("s390x",),
     )
     assert entry.reference() == "no upstream issue"
+
+
+def preserve_all_violation(version: str) -> FindingRecord:
+    return FindingRecord(
+        clif="",
+        target="aarch64",
+        flags=[],
+        verdict="abi violation",
+        details={
+            "violations": [{"kind": "callee-saved register", "where": "v3", "class": "vector"}]
+        },
+        blame=["aarch64"],
+        bucket_key="aarch64|abi violation|callee-saved register|vector",
+        bucket_title="aarch64: abi violation: callee-saved register (vector)",
+        cranelift_version=version,
+    )
+
+
+def test_a_known_bug_after_its_fix_is_a_regression_in_a_new_bucket() -> None:
+    """`fixed_in` is read: the preserve_all bug of 0.128-0.130 (fixed in
+    0.131.3) seen on 0.128.4 is known; seen on 0.135.8 it is a regression,
+    new, in a bucket of its own that names the entry."""
+    before = REGISTRY.apply(preserve_all_violation("0.128.4"))
+    assert before.known_ref == "aarch64-preserve-all-vector-low-half"
+    after = REGISTRY.apply(preserve_all_violation("0.135.8"))
+    assert after.known_ref is None and not after.known_note
+    assert after.bucket_key.endswith("|regression:aarch64-preserve-all-vector-low-half")
+    assert "fixed in 0.131.3, seen again on Cranelift 0.135.8" in after.regression_note
+    checkout = REGISTRY.apply(preserve_all_violation("0.136.0-dev"))
+    assert checkout.bucket_key.endswith("|regression:aarch64-preserve-all-vector-low-half")

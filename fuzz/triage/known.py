@@ -19,7 +19,10 @@ the pattern a finding must match:
   (the conventions and call forms its case uses, `preserve_all:call,...`);
 - `key`: a regular expression the whole bucket key must match;
 - `reproducer = true`: only the corpus files themselves match (their text,
-  comment lines and blank lines aside), not another case with the symptom.
+  comment lines and blank lines aside), not another case with the symptom;
+- `fixed_in`: the first release without the bug. A match on that release or
+  a later one is not the known bug but a regression of it: a new bucket
+  (`...|regression:ID`) whose note names the entry.
 
 Every entry needs a fingerprint (`file`, `message`, `key` or `reproducer`),
 and a wrong-result entry needs `reproducer = true`: a wrong result's key says
@@ -47,6 +50,7 @@ from fuzz.pipeline.oracle import BENIGN, INTERPRETER, Verdict
 from fuzz.targets import TARGETS
 from fuzz.triage.buckets import panic_location
 from fuzz.triage.records import FindingRecord
+from fuzz.versions import Version, parse_version
 
 KINDS = (
     "bug",
@@ -61,7 +65,17 @@ KNOWN_SUFFIX = "|known:"
 
 _ID = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _REQUIRED = {"id", "kind", "summary", "versions", "corpus", "targets", "verdict"}
-_OPTIONAL = {"upstream", "fixed_by", "file", "message", "call_shape", "key", "reproducer"}
+_OPTIONAL = {
+    "upstream",
+    "fixed_by",
+    "fixed_in",
+    "file",
+    "message",
+    "call_shape",
+    "key",
+    "reproducer",
+}
+REGRESSION_SUFFIX = "|regression:"
 _DIRECTIVE = re.compile(r";\s*(run|print)\s*:")
 
 
@@ -80,6 +94,7 @@ class KnownFinding:
     verdict: str
     upstream: str = ""
     fixed_by: str = ""
+    fixed_in: Version | None = None  # the first release without it
     file: str | None = None
     message: re.Pattern[str] | None = None
     call_shape: re.Pattern[str] | None = None
@@ -100,6 +115,16 @@ class KnownFinding:
         if self.key is not None and not self.key.fullmatch(record.bucket_key):
             return False
         return self.reproducer is None or essential_text(record.clif) in self.reproducer
+
+    def regressed_on(self, version: str) -> bool:
+        """Whether a finding on `version` comes after the fix: a regression,
+        not the known bug (a version callfuzz cannot read is not)."""
+        if self.fixed_in is None:
+            return False
+        try:
+            return parse_version(version) >= self.fixed_in
+        except ValueError:
+            return False
 
     def reference(self) -> str:
         """Where to read about it: `wasmtime#13959`, or that no issue exists."""
@@ -135,10 +160,23 @@ class Registry:
 
     def apply(self, record: FindingRecord) -> FindingRecord:
         """The finding as a campaign records it: in its entry's own bucket,
-        with the status and note the bucket opens with, if it is known."""
+        with the status and note the bucket opens with, if it is known; in a
+        bucket of its own, new, if it is a known bug seen again after its fix."""
         entry = self.match(record)
         if entry is None:
             return record
+        if entry.regressed_on(record.cranelift_version):
+            fixed = ".".join(map(str, entry.fixed_in or ()))
+            return dataclasses.replace(
+                record,
+                bucket_key=f"{record.bucket_key}{REGRESSION_SUFFIX}{entry.id}",
+                bucket_title=f"regression of {entry.id}: {record.bucket_title}",
+                known_note="",
+                regression_note=(
+                    f"regression of known finding {entry.id} ({entry.reference()}): "
+                    f"fixed in {fixed}, seen again on Cranelift {record.cranelift_version}"
+                ),
+            )
         return dataclasses.replace(
             record,
             bucket_key=known_key(record.bucket_key, entry.id),
@@ -283,6 +321,14 @@ def _entry(path: Path, number: int, raw: dict[str, Any]) -> KnownFinding:
         except (OSError, UnicodeDecodeError) as err:
             why = err.strerror if isinstance(err, OSError) and err.strerror else err
             raise bad(f"cannot read corpus file {file}: {why}") from None
+    fixed_in: Version | None = None
+    if "fixed_in" in raw:
+        try:
+            fixed_in = parse_version(text("fixed_in"))
+        except ValueError:
+            raise bad(
+                f"'fixed_in' must be a release such as 0.131.3, not {raw['fixed_in']!r}"
+            ) from None
     reproducer = raw.get("reproducer", False)
     if not isinstance(reproducer, bool):
         raise bad("'reproducer' must be true or false")
@@ -297,6 +343,7 @@ def _entry(path: Path, number: int, raw: dict[str, Any]) -> KnownFinding:
         verdict=verdict,
         upstream=text("upstream"),
         fixed_by=text("fixed_by"),
+        fixed_in=fixed_in,
         file=text("file") if "file" in raw else None,
         message=pattern("message"),
         call_shape=pattern("call_shape"),

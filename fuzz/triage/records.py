@@ -99,6 +99,8 @@ class FindingRecord(FindingFields):
     # its bucket opens with status `known`, this reference and this note
     known_ref: str | None = None
     known_note: str = ""
+    # a known bug seen after its fix (fuzz.triage.known): the new bucket's note
+    regression_note: str = ""
 
 
 @dataclass

@@ -310,6 +310,17 @@ _EMULATOR = "emulator disagreement"  # fuzz.pipeline.oracle.Verdict.EMULATOR_DIS
 _REFUTED = "unicorn's divergence; qemu-user agrees with the reference: not Cranelift's"
 
 
+def _opening_note(record: FindingRecord, now: datetime) -> str:
+    """What a bucket opens with: the registry's note of a known finding, or
+    of the known bug a regression repeats; why an emulator's divergence is
+    not Cranelift's."""
+    if record.known_note:
+        return _note(now, BucketStatus.KNOWN, record.known_note)
+    if record.regression_note:
+        return _note(now, BucketStatus.NEW, record.regression_note)
+    return _note(now, BucketStatus.INVALID, _REFUTED) if record.verdict == _EMULATOR else ""
+
+
 def _opening_status(record: FindingRecord) -> BucketStatus:
     if record.known_ref:
         return BucketStatus.KNOWN
@@ -399,9 +410,7 @@ def _bucket(
         # known; unicorn's divergence that qemu-user refuted, as invalid (not
         # Cranelift's), kept for reference
         "status": _opening_status(record).value,
-        "notes": _note(now, BucketStatus.KNOWN, record.known_note)
-        if record.known_note
-        else (_note(now, BucketStatus.INVALID, _REFUTED) if record.verdict == _EMULATOR else ""),
+        "notes": _opening_note(record, now),
         "known_ref": record.known_ref,
     }
     # a hit-only record (no case of its own) always finds its bucket in place
