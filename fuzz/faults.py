@@ -113,17 +113,31 @@ JUNK = 0x0BAD_0BAD_0BAD_0BAD
 
 def _clobber(cls: str) -> CallHook:
     """A callee that does not save the first callee-saved register of class
-    `cls` its convention preserves: the register is overwritten at its entry."""
+    `cls` its convention preserves: the register is flipped at its entry
+    (flipped, not overwritten: a callee entered with the junk its caller's
+    entry left there changes it too)."""
 
     def hook(event: str, mu: uc.Uc, target: Target, frame: Frame) -> None:
         if event != "entry" or frame.caller == "harness":
             return  # the trampoline itself is the harness's, not a callee under test
         for reg, _bits in target.preserved(frame.callee.cc):
             if reg.cls == cls:
-                mu.reg_write(reg.uc, JUNK if reg.bits <= 64 else JUNK | (JUNK << 64))
+                junk = JUNK if reg.bits <= 64 else JUNK | (JUNK << 64)
+                mu.reg_write(reg.uc, mu.reg_read(reg.uc) ^ junk)
                 return
 
     return hook
+
+
+def _clobber_reserved(event: str, mu: uc.Uc, target: Target, frame: Frame) -> None:
+    """A callee that writes the platform's reserved registers (aarch64 x18,
+    riscv64 gp/tp): each is flipped at every callee's entry, so the value a
+    caller left there is gone whatever the callee's convention."""
+    if event != "entry" or frame.caller == "harness":
+        return
+    for reg in target.registers:
+        if reg.name in target.reserved_regs:
+            mu.reg_write(reg.uc, mu.reg_read(reg.uc) ^ JUNK)
 
 
 def _store_past_outgoing_args(event: str, mu: uc.Uc, target: Target, frame: Frame) -> None:
@@ -139,6 +153,13 @@ def _sp_off_by_16(event: str, mu: uc.Uc, target: Target, frame: Frame) -> None:
     caller-pops convention) returns to generated code."""
     pops = frame.callee.cc in target.callee_pops_convs
     if event == "return" and frame.caller != "harness" and not pops:
+        mu.reg_write(target.sp_reg, mu.reg_read(target.sp_reg) + 16)
+
+
+def _tail_pop_off_by_16(event: str, mu: uc.Uc, target: Target, frame: Frame) -> None:
+    """A callee of a callee-pops convention (`tail`) that pops 16 bytes more
+    than its stack arguments when it returns."""
+    if event == "return" and frame.callee.cc in target.callee_pops_convs:
         mu.reg_write(target.sp_reg, mu.reg_read(target.sp_reg) + 16)
 
 
@@ -209,6 +230,24 @@ MACHINE_FAULTS: dict[str, MachineFault] = {
             name,
             _sp_off_by_16,
             f"{name}: SP is 16 bytes off after a call returns",
+        ),
+        MachineFault(
+            f"{name}-tail-pop-off-by-16",
+            name,
+            _tail_pop_off_by_16,
+            f"{name}: a tail callee pops 16 bytes more than its stack arguments",
+        ),
+        *(
+            (
+                MachineFault(
+                    f"{name}-clobber-reserved",
+                    name,
+                    _clobber_reserved,
+                    f"{name}: a callee writes the platform's reserved registers",
+                ),
+            )
+            if TARGETS[name].reserved_regs
+            else ()
         ),
     )
 }

@@ -325,6 +325,11 @@ class Target:
     callee_pops_convs: tuple[str, ...] = ("tail",)
     # the register `enable_pinned_reg` takes out of the callee-saved set
     pinned_reg: str | None = None
+    # registers the platform reserves, which Cranelift never allocates
+    # (aarch64 x18, riscv64 gp/tp): in the callee-saved sets of the
+    # conventions that say a callee leaves them alone; no register pressure
+    # puts a value in them
+    reserved_regs: tuple[str, ...] = ()
     # Narrow `uext`/`sext` integers: the conventions in which Cranelift
     # extends them to 64 bits (caller: params; callee: register returns),
     # each backend's `get_ext_mode`, and the integer argument registers and
@@ -332,8 +337,9 @@ class Target:
     extending_convs: tuple[str, ...] = ("system_v",)
     int_arg_regs: tuple[str, ...] = ()
     int_ret_reg: str = ""
-    # bound on what such a callee pops (the exact amount is the signature's
-    # stack-argument layout, which the checker does not re-implement)
+    # bound on what a `callee_pops_convs` callee pops where the bridge cannot
+    # say exactly (its `stack_args`: a Cranelift before 0.126, or a probe
+    # that failed)
     max_popped: int = 4096
     # --- libcalls (fuzz.pipeline.libcalls): the linker places one stub per
     # libcall, a bare return, and the emulator computes the call at its address
@@ -528,15 +534,26 @@ _X86_CALLEE_SAVED: dict[str, dict[str, int]] = {
 # and, conservatively at call sites, every vector register) for every
 # convention but Winch (WINCH_CLOBBERS: x0-x17, x19-x27, all vectors) and
 # PreserveAll (none). AAPCS64 6.1.2 keeps the low 64 bits of v8-v15, and
-# Cranelift's prologue saves them (`is_reg_saved_in_prologue`), so they are
-# checked too. x29 is the frame pointer, x18 the platform register.
-# x16-x18 are not allocated (veneers, the platform register) and may change
+# Cranelift's prologue saves them in every convention (`is_reg_saved_in_prologue`),
+# so they are checked too. x29 is the frame pointer. x16 and x17 are not
+# allocated (veneer scratch) and may change. x18 is the platform register,
+# never allocated: AAPCS64 6.1.1 lets the platform reserve it; Linux does not
+# (a temporary there: not checked), Apple's arm64 ABI does ("the platform
+# reserves register x18; don't use this register") and so does Windows on
+# Arm64 (the TEB pointer), so a callee of those conventions leaves it alone.
+_AARCH64_RESERVED = ("x18",)
 _AARCH64_INT = ([f"x{i}" for i in range(19, 30)], 64)
 _AARCH64_AAPCS = _saved(_AARCH64_INT, ([f"v{i}" for i in range(8, 16)], 64))
+_AARCH64_PLATFORM_X18 = _saved(
+    _AARCH64_INT, ([f"v{i}" for i in range(8, 16)], 64), (list(_AARCH64_RESERVED), 64)
+)
 _AARCH64_CALLEE_SAVED: dict[str, dict[str, int]] = {
     "*": _saved(_AARCH64_INT),
     "system_v": _AARCH64_AAPCS,
-    "apple_aarch64": _AARCH64_AAPCS,
+    # Apple's arm64 ABI and Microsoft's ARM64 ABI: AAPCS64's set (x19-x28,
+    # fp, the low 64 bits of v8-v15) and x18
+    "apple_aarch64": _AARCH64_PLATFORM_X18,
+    "windows_fastcall": _AARCH64_PLATFORM_X18,
     # x16/x17 (veneer scratch), x18 (platform) and x30 are never allocated
     "preserve_all": {
         n: b for n, b in _all(_AARCH64_REGS).items() if n not in ("x16", "x17", "x18", "x30")
@@ -545,17 +562,22 @@ _AARCH64_CALLEE_SAVED: dict[str, dict[str, int]] = {
 }
 # riscv64 (riscv64/abi.rs DEFAULT_CLOBBERS for every convention but
 # PreserveAll). RISC-V psABI (LP64D) 18.2: s0-s11 (x8, x9, x18-x27) and
-# fs0-fs11 (f8, f9, f18-f27) are callee-saved (gp and tp are not allocated
-# and not checked). Cranelift's own callers treat fs1 (f9) as clobbered and
-# its DEFAULT_CALLEE_SAVES omits f9, so only the native set checks f9.
+# fs0-fs11 (f8, f9, f18-f27) are callee-saved. Cranelift's own callers treat
+# fs1 (f9) as clobbered and its DEFAULT_CALLEE_SAVES omits f9, so only the
+# native set checks f9. gp and tp (x3, x4) are "unallocatable" (psABI 18.2:
+# the global and thread pointers of the whole program): no function may
+# change them, Cranelift never allocates them and no convention's clobbers
+# name them, so every convention checks them.
 _RISCV64_INT = (["x8", "x9", *(f"x{i}" for i in range(18, 28))], 64)
+_RISCV64_RESERVED = ("x3", "x4")
+_RISCV64_GP_TP = (list(_RISCV64_RESERVED), 64)
 _RISCV64_CALLEE_SAVED: dict[str, dict[str, int]] = {
-    "*": _saved(_RISCV64_INT, (["f8", *(f"f{i}" for i in range(18, 28))], 64)),
-    "system_v": _saved(_RISCV64_INT, (["f8", "f9", *(f"f{i}" for i in range(18, 28))], 64)),
-    # ra, gp, tp and the scratch registers t5/t6 (x30, x31) are never allocated
-    "preserve_all": {
-        n: b for n, b in _all(_RISCV64_REGS).items() if n not in ("x1", "x3", "x4", "x30", "x31")
-    },
+    "*": _saved(_RISCV64_INT, (["f8", *(f"f{i}" for i in range(18, 28))], 64), _RISCV64_GP_TP),
+    "system_v": _saved(
+        _RISCV64_INT, (["f8", "f9", *(f"f{i}" for i in range(18, 28))], 64), _RISCV64_GP_TP
+    ),
+    # ra and the scratch registers t5/t6 (x30, x31) are never allocated
+    "preserve_all": {n: b for n, b in _all(_RISCV64_REGS).items() if n not in ("x1", "x30", "x31")},
 }
 # s390x (s390x/abi.rs `get_regs_clobbered_by_call`: SYSV_CLOBBERS r0-r5 and
 # every vector register, TAIL_CLOBBERS r0-r7 and every vector register,
@@ -670,6 +692,12 @@ TARGETS: dict[str, Target] = {
                         ("windows_fastcall", "i128"): "Windows x64 passes __int128 by reference, "
                         "Cranelift in a register pair (c-abi-notes: an upstream decision)",
                         ("windows_fastcall", "f128"): "wasmtime#10678: windows_fastcall f128",
+                        # measured: gcc 12's ms_abi takes _Float16 in cx/dx/r8/r9
+                        # and returns it in ax; Cranelift uses xmm registers, as
+                        # LLVM does; MSVC has no half type to settle it
+                        ("windows_fastcall", "f16"): "Windows x64 has no half type: gcc's ms_abi "
+                        "passes _Float16 in integer registers, Cranelift (like LLVM) in xmm "
+                        "registers",
                     },
                 ),
             ),
@@ -724,6 +752,7 @@ TARGETS: dict[str, Target] = {
             registers=_AARCH64_REGS,
             callee_saved=_AARCH64_CALLEE_SAVED,
             pinned_reg="x21",
+            reserved_regs=_AARCH64_RESERVED,
             # aarch64/abi.rs get_ext_mode: only apple_aarch64 extends (AAPCS64
             # leaves the bits unspecified; Apple asks for 32, Cranelift does 64)
             extending_convs=("apple_aarch64",),
@@ -834,6 +863,7 @@ TARGETS: dict[str, Target] = {
             # x2 is sp; x0 is zero
             registers=_RISCV64_REGS,
             callee_saved=_RISCV64_CALLEE_SAVED,
+            reserved_regs=_RISCV64_RESERVED,
             # a0-a7; riscv64/abi.rs get_ext_mode: `specified`
             int_arg_regs=tuple(f"x{i}" for i in range(10, 18)),
             int_ret_reg="x10",

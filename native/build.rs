@@ -31,6 +31,12 @@ const FLAGS: &[(&str, u32, u32, &str)] = &[
         "MachBufferFinalized::call_sites returns a slice (an iterator from 0.120)",
     ),
     (
+        "cranelift_no_frame_layout",
+        0,
+        125,
+        "no MachBufferFinalized::frame_layout (added in 0.126): stack-argument sizes unmeasured",
+    ),
+    (
         "cranelift_reloc_label",
         137,
         u32::MAX,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from fuzz.pipeline.contract import CALLEE_SAVED, Violation
 from fuzz.pipeline.filetest import parse_text
-from fuzz.pipeline.oracle import INTERPRETER, Kind, Outcome, judge
+from fuzz.pipeline.oracle import INTERPRETER, Kind, Outcome, Verdict, judge
 from fuzz.pipeline.runner import RunResult
 from fuzz.triage.buckets import bucket_for, mask, panic_location, worker_death_bucket
 from fuzz.values import Value
@@ -90,3 +91,21 @@ def test_worker_deaths_bucket_by_signal() -> None:
         worker_death_bucket("x86_64", "hard crash", "SIGABRT").key
         != worker_death_bucket("x86_64", "hard crash", "SIGSEGV").key
     )
+
+
+def test_abi_violations_bucket_by_convention_kind_and_class_only() -> None:
+    """The callee's convention is part of the key (one convention's bug is
+    not another's); the register, the edge and the values are not."""
+    ft = parse_text(TEXT)
+
+    def key(cc: str, where: str, edge: str, value: int) -> str:
+        v = Violation(CALLEE_SAVED, edge, where, "int", 1, value, cc)
+        got = Outcome(Kind.RETURN, ret(1, 1).values, violations=(v,))
+        r = result("aarch64", got, ret(1, 1))
+        assert r.judgement.verdicts["aarch64"] is Verdict.ABI_VIOLATION
+        return bucket_for(ft, "aarch64", r).key
+
+    a = key("apple_aarch64", "x18", "%main -> %f", 2)
+    assert a == "aarch64|abi violation|apple_aarch64|callee-saved register|int"
+    assert key("apple_aarch64", "x19", "%g -> %h", 7) == a
+    assert key("windows_fastcall", "x18", "%main -> %f", 2) != a

@@ -1,7 +1,8 @@
 """The call contract checks (fuzz/pipeline/contract.py): planted machine-level
-faults are detected on every target with the right kind, register class and
-blame; correct code raises no alarm, also when a callee keeps values in every
-callee-saved register its convention has."""
+faults are detected on every target with the right kind, register class,
+convention and blame; correct code raises no alarm, also when a callee keeps
+values in every callee-saved register its convention has, when a `tail`
+callee pops stack arguments, and across self-recursive tail calls."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import unicorn as uc
 
-from fuzz.faults import MACHINE_FAULTS, hooks
+from fuzz.faults import JUNK, MACHINE_FAULTS, hooks
 from fuzz.pipeline.contract import (
     ALIGNMENT,
     CALLEE_SAVED,
@@ -20,12 +21,14 @@ from fuzz.pipeline.contract import (
     STACK_POINTER,
     CallHook,
     Frame,
+    Function,
     Violation,
     layout,
+    sp_violation,
 )
 from fuzz.pipeline.filetest import TargetLine, parse_text
 from fuzz.pipeline.oracle import Verdict
-from fuzz.pipeline.runner import FaultHooks, Runner, RunResult
+from fuzz.pipeline.runner import DEFAULT_CC, FaultHooks, Runner, RunResult
 from fuzz.targets import TARGETS, Target
 from fuzz.triage.buckets import bucket_for
 from fuzz.triage.known import KnownFinding, load
@@ -72,14 +75,28 @@ EXTENDING = {
     "s390x": "system_v",
 }
 
+# the platform's reserved registers (Target.reserved_regs): the conventions
+# that keep them, one each
+RESERVED = {"aarch64": ("apple_aarch64", "windows_fastcall"), "riscv64": ("system_v",)}
+
 PLANTED = [
     *(
         (f"{t}-clobber-{cls}", t, cc, "i64", CALLEE_SAVED, cls)
         for t, classes in CLOBBER.items()
         for cls, cc in classes.items()
     ),
+    # aarch64 windows_fastcall keeps AAPCS64's v8-v15 (low halves)
+    ("aarch64-clobber-vector", "aarch64", "windows_fastcall", "i64", CALLEE_SAVED, "vector"),
+    *(
+        (f"{t}-clobber-reserved", t, cc, "i64", CALLEE_SAVED, "int")
+        for t, ccs in RESERVED.items()
+        for cc in ccs
+    ),
     *((f"{t}-store-past-args", t, "system_v", "i64", CALLER_FRAME, "stack") for t in TARGETS),
     *((f"{t}-sp-off-by-16", t, "system_v", "i64", STACK_POINTER, "sp") for t in TARGETS),
+    # a tail callee that pops 16 bytes too many: within any bound, but not
+    # what Cranelift sized its stack arguments to (none here)
+    *((f"{t}-tail-pop-off-by-16", t, "tail", "i64", STACK_POINTER, "sp") for t in TARGETS),
     *((f"{t}-unextended-arg", t, EXTENDING[t], "i8 uext", EXTENSION, "int") for t in TARGETS),
 ]
 
@@ -95,7 +112,9 @@ def _run_hooked(text: str, target: str, fault: FaultHooks | None) -> RunResult:
 
 
 @pytest.mark.parametrize(
-    ("fault", "target", "cc", "param", "kind", "cls"), PLANTED, ids=[p[0] for p in PLANTED]
+    ("fault", "target", "cc", "param", "kind", "cls"),
+    PLANTED,
+    ids=[f"{p[0]}-{p[2]}" for p in PLANTED],
 )
 def test_a_planted_fault_is_a_violation_of_its_kind(
     fault: str, target: str, cc: str, param: str, kind: str, cls: str
@@ -108,9 +127,40 @@ def test_a_planted_fault_is_a_violation_of_its_kind(
     assert result.judgement.verdicts[target] is Verdict.ABI_VIOLATION, outcome
     assert result.judgement.blame == [target]
     first = outcome.violations[0]
-    assert (first.kind, first.reg_class) == (kind, cls), str(first)
+    # the caller frame is the harness's call's, into the trampoline
+    broken = DEFAULT_CC if kind == CALLER_FRAME else cc
+    assert (first.kind, first.reg_class, first.cc) == (kind, cls, broken), str(first)
     key = bucket_for(parse_text(text), target, result).key
-    assert key == f"{target}|abi violation|{kind}|{cls}"
+    assert key == f"{target}|abi violation|{broken}|{kind}|{cls}"
+
+
+def test_abi_violation_buckets_split_by_the_callees_convention() -> None:
+    """One kind of violation in two conventions is two bugs: two buckets."""
+    keys = {
+        cc: bucket_for(
+            parse_text(_case("aarch64", cc)),
+            "aarch64",
+            _run(_case("aarch64", cc), "aarch64", "aarch64-clobber-int"),
+        ).key
+        for cc in ("system_v", "tail")
+    }
+    assert keys == {
+        "system_v": "aarch64|abi violation|system_v|callee-saved register|int",
+        "tail": "aarch64|abi violation|tail|callee-saved register|int",
+    }
+
+
+@pytest.mark.parametrize("target", list(RESERVED), ids=str)
+def test_a_reserved_register_is_checked_where_the_convention_keeps_it(target: str) -> None:
+    """aarch64 x18 in apple_aarch64 and windows_fastcall only (a temporary
+    under Linux's AAPCS64), riscv64 gp and tp in every convention."""
+    t = TARGETS[target]
+    for cc in (cc for tt, cc in RETURNING if tt == target):
+        result = _run(_case(target, cc), target, f"{target}-clobber-reserved")
+        found = {v.where for v in result.outcomes[target].violations}
+        kept = {reg.name for reg, _ in t.preserved(cc)} & set(t.reserved_regs)
+        assert found == kept, (cc, [str(v) for v in result.outcomes[target].violations])
+        assert bool(kept) == (cc in RESERVED[target] or target == "riscv64"), cc
 
 
 def test_every_machine_fault_is_planted_above_or_has_nothing_to_clobber() -> None:
@@ -350,9 +400,12 @@ def test_correct_code_under_callee_saved_pressure_breaks_no_contract(target: str
     assert verdict is expected, outcome
     assert result.judgement.verdicts["interpreter"] is Verdict.AGREE
     # the victim really kept values in the convention's callee-saved
-    # registers: in every one of them, of every class
+    # registers: in every one of them, of every class (the platform's
+    # reserved ones aside: Cranelift never allocates them; see
+    # test_a_reserved_register_is_checked_where_the_convention_keeps_it)
     used = _saved_in_use(t, cc, entries)
     for cls, regs in _classes(t, cc).items():
+        regs -= set(t.reserved_regs)
         want = FEWER.get((target, cc, cls), len(regs))
         assert len(used.get(cls, ())) >= want, (cls, sorted(regs - used.get(cls, set())))
 
@@ -378,3 +431,232 @@ def test_a_clobbered_callee_saved_register_under_pressure_is_a_violation(
     known = REGISTRY[KNOWN[target, cc]] if (target, cc) in KNOWN else None
     found = {(v.kind, v.reg_class) for v in _unknown(outcome.violations, known)}
     assert found == {(CALLEE_SAVED, cls)}, [str(v) for v in outcome.violations]
+
+
+# --- tail callees pop exactly their stack arguments -------------------------------
+
+STACK_PARAMS = (12, 20)  # more i64 parameters than any target's argument registers
+
+
+def _stack_args_case(target: Target, n: int) -> str:
+    """%main calls a `tail` %victim that takes `n` i64 parameters (some on
+    the stack, which the victim pops) and sums them."""
+    params = ", ".join(["i64"] * n)
+    block_params = ", ".join(f"v{k}: i64" for k in range(n))
+    # v[n] = v0 + v1, v[n+k] = v[n+k-1] + v[k+1]: the sum ends in v[2n-2]
+    sums = "\n".join(
+        f"    v{n + k} = iadd {f'v{n + k - 1}' if k else 'v0'}, v{k + 1}" for k in range(n - 1)
+    )
+    args = ", ".join(f"v{k % 3}" for k in range(n))
+    return f"""test interpret
+test run
+target {target.name}
+
+function %victim({params}) -> i64 tail {{
+block0({block_params}):
+{sums}
+    return v{2 * n - 2}
+}}
+
+function %main(i64) -> i64 {{
+    fn0 = %victim({params}) -> i64 tail
+block0(v0: i64):
+    v1 = iconst.i64 3
+    v2 = iadd v0, v1
+    v3 = call fn0({args})
+    return v3
+}}
+; print: %main(5)
+"""
+
+
+@pytest.mark.parametrize("target", list(TARGETS), ids=str)
+def test_a_tail_callee_pops_exactly_its_stack_arguments(target: str) -> None:
+    """The stack pointer after a `tail` callee returns is checked exactly:
+    past the stack-argument area Cranelift sized (the bridge's
+    `stack_args`), so correct code breaks nothing and a pop 16 bytes off,
+    which any bound would let through, is a violation."""
+    t = TARGETS[target]
+    runner = Runner()
+    for n in STACK_PARAMS:
+        ft = parse_text(_stack_args_case(t, n))
+        [config] = runner.prepare_file(ft, [TargetLine(t)])
+        [victim] = [f for f in config.functions if f.name == "%victim"]
+        assert victim.stack_args, "the victim takes stack arguments"
+        [clean] = runner.run_configs(ft, [config])
+        assert not clean.outcomes[target].violations, [
+            str(v) for v in clean.outcomes[target].violations
+        ]
+        assert clean.judgement.verdicts[target] is Verdict.AGREE
+        result = _run(_stack_args_case(t, n), target, f"{target}-tail-pop-off-by-16")
+        [first, *_] = result.outcomes[target].violations
+        assert (first.kind, first.edge, first.cc) == (STACK_POINTER, "%main -> %victim", "tail")
+        assert first.actual - first.expected == 16, str(first)
+
+
+def _tail_via_case(target: Target, first: int, then: int) -> str:
+    """%main calls a `tail` %via of `first` i64 parameters, which
+    tail-calls %victim of `then` (its incoming area grows or shrinks)."""
+    flags = "set preserve_frame_pointers\n" if target.tail_calls_need_frame_pointers else ""
+    victim = _stack_args_case(target, then).split("\nfunction %main")[0]
+    via_params = ", ".join(["i64"] * first)
+    victim_sig = f"({', '.join(['i64'] * then)}) -> i64 tail"
+    victim = victim.replace("test run\n", f"test run\n{flags}")
+    via_block = ", ".join(f"v{k}: i64" for k in range(first))
+    via_args = ", ".join(f"v{k % first}" for k in range(then))
+    main_args = ", ".join(["v0"] * first)
+    return f"""{victim}
+function %via({via_params}) -> i64 tail {{
+    fn0 = %victim{victim_sig}
+block0({via_block}):
+    return_call fn0({via_args})
+}}
+
+function %main(i64) -> i64 {{
+    fn0 = %via({via_params}) -> i64 tail
+block0(v0: i64):
+    v1 = call fn0({main_args})
+    return v1
+}}
+; print: %main(5)
+"""
+
+
+@pytest.mark.parametrize("target", list(TARGETS), ids=str)
+def test_a_tail_call_that_resizes_the_argument_area_pops_the_first_callees(target: str) -> None:
+    """A `tail` callee that tail-calls one with more (or fewer) stack
+    arguments grows (or shrinks) its incoming area; back in the caller, SP
+    is past the first callee's arguments, and the tail call is one frame."""
+    t = TARGETS[target]
+    for first, then in ((1, 20), (20, 12), (12, 1)):
+        result = _run(_tail_via_case(t, first, then), target)
+        outcome = result.outcomes[target]
+        assert not outcome.violations, (first, then, [str(v) for v in outcome.violations])
+        assert result.judgement.verdicts[target] is Verdict.AGREE, outcome
+        bad = _run(_tail_via_case(t, first, then), target, f"{target}-tail-pop-off-by-16")
+        [violation, *_] = bad.outcomes[target].violations
+        assert violation.edge == "%main -> %via (tail-called %victim)", str(violation)
+        assert violation.actual - violation.expected == 16
+
+
+def test_an_unknown_stack_argument_size_is_bounded() -> None:
+    """Where the bridge cannot tell (a Cranelift before 0.126), what a
+    callee-pops callee pops is bounded: aligned, at most `max_popped`."""
+    t = TARGETS["x86_64"]
+    unknown = Function("%f", "tail")
+    known = Function("%f", "tail", stack_args=32)
+    entry = 0x7000_0000
+    back = entry + t.ra_slot
+    assert sp_violation(t, unknown, "e", entry, back + 48) is None
+    assert sp_violation(t, unknown, "e", entry, back + 8) is not None  # misaligned
+    assert sp_violation(t, unknown, "e", entry, back + t.max_popped + 16) is not None
+    assert sp_violation(t, known, "e", entry, back + 32) is None
+    bad = sp_violation(t, known, "e", entry, back + 48)
+    assert bad is not None and (bad.expected, bad.actual, bad.cc) == (back + 32, back + 48, "tail")
+    assert sp_violation(t, Function("%f", "system_v"), "e", entry, back + 16) is not None
+
+
+# --- self-recursive tail calls -----------------------------------------------------
+
+# %count counts down to 0; `alternate`: on even counts it calls itself
+# normally (and adds 1), on odd ones it tail-calls itself, so tail calls are
+# made from frames whose return address lies in %count itself
+COUNT = """
+function %count(i64, i64) -> i64 tail {
+    fn0 = %count(i64, i64) -> i64 tail
+block0(v0: i64, v1: i64):
+    brif v0, block1, block3
+block1:
+    v2 = iconst.i64 1
+    v3 = isub v0, v2
+    v4 = iadd v1, v0
+    v5 = band v0, v2
+    v8 = iconst.i64 ALTERNATE
+    v9 = bor v5, v8
+    brif v9, block2, block4
+block2:
+    return_call fn0(v3, v4)
+block4:
+    v6 = call fn0(v3, v4)
+    v7 = iadd v6, v2
+    return v7
+block3:
+    return v1
+}
+
+function %other(i64) -> i64 {
+block0(v0: i64):
+    v1 = iconst.i64 7
+    v2 = iadd v0, v1
+    return v2
+}
+
+function %main(i64) -> i64 {
+    fn0 = %count(i64, i64) -> i64 tail
+    fn1 = %other(i64) -> i64
+block0(v0: i64):
+    v1 = iconst.i64 0
+    v2 = call fn0(v0, v1)
+    v3 = call fn1(v2)
+    return v3
+}
+"""
+
+
+def _count_case(target: Target, alternate: bool) -> str:
+    flags = "set preserve_frame_pointers\n" if target.tail_calls_need_frame_pointers else ""
+    body = COUNT.replace("ALTERNATE", "0" if alternate else "1")
+    # 6+5+...+1 = 21, plus 1 per normal self-call (at 6, 4, 2), plus 7
+    expected = 21 + (3 if alternate else 0) + 7
+    header = f"test interpret\ntest run\n{flags}target {target.name}\n"
+    return f"{header}{body}; run: %main(6) == {expected}\n"
+
+
+@dataclass
+class _Returns:
+    """A call hook that records each checked return's call edge, and (given
+    a register) flips it at the entry of %count called from %main: the
+    outermost count forgets to save it."""
+
+    clobber: str | None = None
+    edges: list[str] = field(default_factory=list)
+
+    def __call__(self, event: str, mu: uc.Uc, target: Target, frame: Frame) -> None:
+        if event == "return":
+            self.edges.append(frame.edge)
+        elif self.clobber and frame.callee.name == "%count" and frame.caller == "%main":
+            reg = next(r for r in target.registers if r.name == self.clobber)
+            mu.reg_write(reg.uc, mu.reg_read(reg.uc) ^ JUNK)
+
+
+@pytest.mark.parametrize("alternate", [False, True], ids=["tail-only", "alternating"])
+@pytest.mark.parametrize("target", list(TARGETS), ids=str)
+def test_self_recursive_tail_calls_keep_the_frames_in_step(target: str, alternate: bool) -> None:
+    """A self-recursive `return_call`, also from a frame that %count's own
+    normal call opened, continues the frame (no false alarm); every normal
+    call's return is checked, in order; and a register the outermost %count
+    does not give back to %main is found at that very call."""
+    t = TARGETS[target]
+    text = _count_case(t, alternate)
+    watch = _Returns()
+    clean = _run_hooked(text, target, FaultHooks(call=watch))
+    outcome = clean.outcomes[target]
+    assert not outcome.violations, [str(v) for v in outcome.violations]
+    assert clean.judgement.verdicts[target] is Verdict.AGREE, outcome
+    nested = ["%count -> %count"] * (3 if alternate else 0)
+    assert watch.edges == [
+        *nested,
+        "%main -> %count",
+        "%main -> %other",
+        "%callfuzz_trampoline0 -> %main",
+    ]
+    reg = next(r.name for r, _ in t.preserved("tail") if r.cls == "int")
+    planted = _Returns(clobber=reg)
+    result = _run_hooked(text, target, FaultHooks(call=planted))
+    violations = result.outcomes[target].violations
+    assert result.judgement.verdicts[target] is Verdict.ABI_VIOLATION
+    assert (violations[0].kind, violations[0].where, violations[0].edge) == (
+        CALLEE_SAVED,
+        reg,
+        "%main -> %count",
+    ), [str(v) for v in violations]

@@ -12,9 +12,11 @@ import pytest
 
 from fuzz.faults import hooks
 from fuzz.pipeline import routing
+from fuzz.pipeline.contract import CALLEE_SAVED, STACK_POINTER, CallMap, Function
 from fuzz.pipeline.filetest import TargetLine, parse_file, parse_text
+from fuzz.pipeline.link import CompiledFunction, link
 from fuzz.pipeline.oracle import Kind, Verdict
-from fuzz.pipeline.qemu import qemu_version
+from fuzz.pipeline.qemu import QemuServer, cpu_option, qemu_version
 from fuzz.pipeline.routing import QEMU, UNICORN, ExecutorChoice, route
 from fuzz.pipeline.runner import Runner, default_lines
 from fuzz.targets import TARGETS
@@ -260,3 +262,117 @@ def test_with_both_every_unicorn_run_is_rerun_and_agreement_stays_agreement() ->
     for r in Runner(executor=ExecutorChoice.BOTH).run_file(ft, default_lines(ft, None)):
         assert not r.judgement.divergent
         assert Verdict.EMULATOR_DISAGREEMENT not in r.judgement.verdicts.values()
+
+
+# --- the call contract at the final stop -------------------------------------------
+
+# Hand-written trampolines (system_v) that break its contract one way each:
+# the first callee-saved integer register, the first float/vector one (a
+# register the `g` packet lacks, read by `p`), SP 16 bytes off; and `ret`.
+FINAL_STOP = {
+    "x86_64": {
+        "int": ("4831dbc3", "rbx"),  # xor rbx, rbx; ret
+        "sp": ("584883c410ffe0", "sp"),  # pop rax; add rsp, 16; jmp rax
+        "ret": ("c3", ""),
+    },
+    "aarch64": {
+        "int": ("f3031faac0035fd6", "x19"),  # mov x19, xzr; ret
+        "float": ("e803679ec0035fd6", "v8"),  # fmov d8, xzr; ret
+        "sp": ("ff430091c0035fd6", "sp"),  # add sp, sp, #16; ret
+        "ret": ("c0035fd6", ""),
+    },
+    "riscv64": {
+        "int": ("1304000067800000", "x8"),  # mv s0, zero; ret
+        "float": ("530400f267800000", "f8"),  # fmv.d.x fs0, zero; ret
+        "sp": ("1301010167800000", "sp"),  # addi sp, sp, 16; ret
+        "ret": ("67800000", ""),
+    },
+    "s390x": {
+        "int": ("a769000007fe", "r6"),  # lghi %r6, 0; br %r14
+        "float": ("b375008007fe", "f8"),  # lzdr %f8; br %r14
+        "sp": ("a7fb001007fe", "sp"),  # aghi %r15, 16; br %r14
+        "ret": ("07fe", ""),
+    },
+}
+BROKEN = [(t, what) for t, cases in FINAL_STOP.items() for what in cases]
+
+
+@needs_qemu
+@pytest.mark.parametrize(("target", "what"), BROKEN, ids=[f"{t}-{w}" for t, w in BROKEN])
+def test_qemu_checks_the_harness_call_at_the_final_stop(target: str, what: str) -> None:
+    """qemu-user has no per-call hooks, but at the sentinel stop it reads
+    every register: the trampoline's convention's callee-saved registers
+    must hold the canaries the run started with (of either variant), and SP
+    must be back; without the call map (contract off) nothing is checked."""
+    t = TARGETS[target]
+    assert t.qemu is not None
+    code, where = FINAL_STOP[target][what]
+    image = link([CompiledFunction("%t", bytes.fromhex(code), [], [])], t)
+    entry = image.symbols["%t"]
+    calls = CallMap({entry: Function("%t", "system_v")}, {})
+    server = QemuServer(t, cpu_option(t.qemu, frozenset()))
+    try:
+        for variant in (0, 1):
+            raw = server.run(image, entry, entry, bytes(16), 1_000_000, variant, calls)
+            assert raw.kind == "return", raw
+            found = [(v.kind, v.where, v.edge, v.cc) for v in raw.violations]
+            if not where:
+                assert found == []
+                continue
+            kind = STACK_POINTER if where == "sp" else CALLEE_SAVED
+            assert found == [(kind, where, "harness -> %t", "system_v")], raw.violations
+            [violation] = raw.violations
+            if kind is STACK_POINTER:
+                assert violation.actual - violation.expected == 16
+            else:
+                assert violation.actual == 0 and violation.expected != 0
+            unchecked = server.run(image, entry, entry, bytes(16), 1_000_000, variant)
+            assert unchecked.kind == "return" and not unchecked.violations
+    finally:
+        server.stop()
+
+
+@needs_qemu
+def test_qemu_finds_a_callee_saved_register_cranelift_does_not_preserve() -> None:
+    """The known riscv64 fs1 bug (corpus/known.toml), found by qemu-user
+    alone: the trampoline returns to the harness with f9 changed."""
+    ft = parse_file(str(CORPUS / "riscv64-fs1-not-preserved.clif"))
+    [result] = Runner(executor=ExecutorChoice.QEMU).run_file(ft, default_lines(ft, None))
+    outcome = result.outcomes["riscv64"]
+    assert outcome.executor == QEMU
+    assert result.judgement.verdicts["riscv64"] is Verdict.ABI_VIOLATION
+    assert [(v.kind, v.where, v.reg_class) for v in outcome.violations] == [
+        (CALLEE_SAVED, "f9", "float")
+    ]
+
+
+@needs_qemu
+@pytest.mark.parametrize("target", ALL, ids=lambda t: t.name)
+def test_correct_code_breaks_no_contract_on_qemu(target) -> None:  # type: ignore[no-untyped-def]
+    """Cranelift's own code, run on qemu-user from both initial states,
+    gives the harness back every register and SP: no false alarm."""
+    text = _case(
+        """function %g(i64, f64) -> f64 {
+block0(v0: i64, v1: f64):
+    v2 = fcvt_from_sint.f64 v0
+    v3 = fadd v1, v2
+    return v3
+}
+
+function %f(i64) -> f64 {
+    fn0 = %g(i64, f64) -> f64
+block0(v0: i64):
+    v1 = f64const 0x1.8p1
+    v2 = call fn0(v0, v1)
+    return v2
+}""",
+        "%f(2) == 0x1.4p2",
+        f"target {target.name}",
+    )
+    ft = parse_text(text)
+    runner = Runner(executor=ExecutorChoice.QEMU)
+    [config] = runner.prepare_file(ft, [TargetLine(target)])
+    for variant in (0, 1):
+        outcome = runner.execute(ft, config, ft.runs[0], variant)
+        assert outcome.executor == QEMU
+        assert outcome.kind is Kind.RETURN and not outcome.violations, outcome

@@ -6,15 +6,21 @@ At a callee's entry: the stack pointer's alignment, and a snapshot of the
 whole CPU state (one `context_update`, ~1 us). When control comes back to
 the return address: every register the callee's convention preserves must
 hold what it held at the entry (in the bits the convention preserves), and
-the stack pointer must be where the convention puts it. After the run, the
-memory above the trampoline's entry stack pointer (the harness's own frame)
-must be unchanged. Register values are read from the snapshot at offsets
-found once per target by probing, so a check costs a few slices, not a
-`reg_read` per register (~1.5 us each in unicorn's Python binding).
+the stack pointer must be where the convention puts it (for a callee that
+pops its stack arguments, past exactly the area Cranelift sized for them).
+After the run, the memory above the trampoline's entry stack pointer (the
+harness's own frame) must be unchanged. Register values are read from the
+snapshot at offsets found once per target by probing, so a check costs a
+few slices, not a `reg_read` per register (~1.5 us each in unicorn's Python
+binding).
 
-A violation is recorded with what broke (kind and register class, which key
-the bucket), where (the call edge `%caller -> %callee`, the register or
-address), and the expected and actual values.
+qemu-user has no per-call hooks: there only the trampoline's return (the
+sentinel stop) is checked, with `saved_violations` and `sp_violation`.
+
+A violation is recorded with what broke (kind, register class and the
+callee's convention, which key the bucket), where (the call edge
+`%caller -> %callee`, the register or address), and the expected and actual
+values.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import unicorn as uc
 if TYPE_CHECKING:
     from fuzz._cranelift import AbiParam
 
-from fuzz.targets import Target
+from fuzz.targets import Reg, Target
 from fuzz.values import INT_TYPES, NARROW_INT_TYPES, type_info
 
 # Kinds of violation (the first part of an `abi violation` bucket key).
@@ -50,6 +56,7 @@ class Violation:
     reg_class: str  # int, float, vector, sp, stack
     expected: int
     actual: int
+    cc: str = ""  # the calling convention of the callee whose contract broke
 
     def __str__(self) -> str:
         return (
@@ -64,6 +71,18 @@ class Function:
     cc: str  # its calling convention
     params: tuple[AbiParam, ...] = ()
     returns: tuple[AbiParam, ...] = ()
+    # bytes of its incoming stack-argument area as Cranelift sizes it (the
+    # bridge's `stack_args`): what it pops on return when its convention
+    # pops; None where the bridge cannot tell (the pop is then bounded)
+    stack_args: int | None = None
+
+
+def popped(target: Target, function: Function) -> int | None:
+    """What `function` pops of the stack when it returns: its stack
+    arguments in a callee-pops convention, else nothing; None: unknown."""
+    if function.cc not in target.callee_pops_convs:
+        return 0
+    return function.stack_args
 
 
 @dataclass(frozen=True)
@@ -83,11 +102,13 @@ class Frame:
     ret: int  # the return address
     sp: int  # the stack pointer at the callee's entry
     state: bytes  # the CPU state at the entry
-    running: str = ""  # the function running now, after tail calls
+    running: Function  # the function running now, after tail calls
+    running_sp: int  # the stack pointer at its entry
 
     @property
     def edge(self) -> str:
-        tail = f" (tail-called {self.running})" if self.running != self.callee.name else ""
+        running = self.running.name
+        tail = f" (tail-called {running})" if running != self.callee.name else ""
         return f"{self.caller} -> {self.callee.name}{tail}"
 
 
@@ -167,6 +188,7 @@ class Checker:
         self._hooks: list[int] = []
         self._map: CallMap | None = None
         self._frames: list[Frame] = []
+        self.harness_cc = ""
         self._sp_at = self.layout.offsets[self.target.sp_reg_info.name]
         # where the return address is at a callee's entry, when in a register
         self._ra_at = (
@@ -197,6 +219,7 @@ class Checker:
     def start(self) -> None:
         self.violations = []
         self._frames = []
+        self.harness_cc = ""  # the convention of the function the harness calls
 
     def _snapshot(self) -> bytes:
         self.mu.context_update(self._ctx)
@@ -217,11 +240,10 @@ class Checker:
             ret = _word(state, self._ra_at, 64)
         callee = self._map.entries[address]
         top = self._frames[-1] if self._frames else None
-        if top is not None and top.ret == ret and self._map.returns.get(ret) != top.running:
-            # a tail call (the return address is not a call site of the
-            # running function): the callee returns to the caller of the
-            # frame's function, whose entry state still holds
-            top.running = callee.name
+        if top is not None and top.ret == ret and self._tail_call(top, callee, sp):
+            # the callee returns to the caller of the frame's function,
+            # whose entry state still holds
+            top.running, top.running_sp = callee, sp
             return
         caller = self._map.returns.get(ret, "harness")
         if (sp + t.ra_slot) % t.entry_sp_align:
@@ -233,16 +255,44 @@ class Checker:
                     "sp",
                     (sp + t.ra_slot) // t.entry_sp_align * t.entry_sp_align - t.ra_slot,
                     sp,
+                    callee.cc,
                 )
             )
-        frame = Frame(callee, caller, ret, sp, state, callee.name)
+        frame = Frame(callee, caller, ret, sp, state, callee, sp)
         self._frames.append(frame)
+        if caller == "harness":
+            self.harness_cc = callee.cc
         if self.fault is not None:
             self.fault("entry", mu, t, frame)
             state = self._snapshot()
         for reg, index, ty, ext in extended_params(t, callee):
             value = _word(state, self.layout.offsets[reg], 64)
-            self._check_extension(frame.edge, f"{reg} (param {index}: {ty} {ext})", ty, ext, value)
+            self._check_extension(frame, f"{reg} (param {index}: {ty} {ext})", ty, ext, value)
+
+    def _tail_call(self, top: Frame, callee: Function, sp: int) -> bool:
+        """Whether an entry that returns where the top frame returns is a
+        tail call made by the frame's running function.
+
+        A normal call made by the running function returns into it, so a
+        return address that lies elsewhere means a tail call. One that lies
+        in the running function is either: a normal call through the very
+        call site the frame returns to (the function called itself there),
+        or a tail call (a self-recursive one, say). The stack pointer tells
+        them apart: a tail call reuses the incoming-argument area, whose top
+        (entry SP + what the function pops) stays put, while a normal call
+        is entered below the running function's frame, which lies below
+        that area. Where what the callees pop is unknown, a tail callee is
+        taken to pop no more than the running function (true of a
+        self-recursive tail call)."""
+        assert self._map is not None
+        t = self.target
+        running = top.running
+        if self._map.returns.get(top.ret) != running.name:
+            return True
+        new, old = popped(t, callee), popped(t, running)
+        if new is not None and old is not None:
+            return sp + new == top.running_sp + old
+        return sp >= top.running_sp
 
     def _on_return(self, mu: uc.Uc, address: int, _size: int, _data: object) -> None:
         if not self._frames or self._frames[-1].ret != address:
@@ -257,15 +307,17 @@ class Checker:
             ty, ext = ret
             reg = self.target.int_ret_reg
             value = _word(state, self.layout.offsets[reg], 64)
-            self._check_extension(frame.edge, f"{reg} (return 0: {ty} {ext})", ty, ext, value)
+            self._check_extension(frame, f"{reg} (return 0: {ty} {ext})", ty, ext, value)
 
-    def _check_extension(self, edge: str, where: str, ty: str, ext: str, value: int) -> None:
+    def _check_extension(self, frame: Frame, where: str, ty: str, ext: str, value: int) -> None:
         bits = type_info(ty).bits
         low = value & ((1 << bits) - 1)
         negative = ext == "sext" and low >> (bits - 1)
         expected = low | (((1 << 64) - 1) ^ ((1 << bits) - 1)) if negative else low
         if value != expected:
-            self._record(Violation(EXTENSION, edge, where, "int", expected, value))
+            self._record(
+                Violation(EXTENSION, frame.edge, where, "int", expected, value, frame.callee.cc)
+            )
 
     def finish(self) -> None:
         """At the harness's return address: the trampoline's own frame."""
@@ -286,24 +338,59 @@ class Checker:
         return self._span_cache[cc]
 
     def check_return(self, frame: Frame, state: bytes) -> None:
-        t = self.target
         old = frame.state
-        for at, size, name, cls in self._spans(frame.callee.cc):
+        cc = frame.callee.cc
+        for at, size, name, cls in self._spans(cc):
             if old[at : at + size] != state[at : at + size]:
                 before = int.from_bytes(old[at : at + size], "little")
                 after = int.from_bytes(state[at : at + size], "little")
-                self._record(Violation(CALLEE_SAVED, frame.edge, name, cls, before, after))
+                self._record(Violation(CALLEE_SAVED, frame.edge, name, cls, before, after, cc))
         sp = _word(state, self._sp_at, 64)
-        expected = frame.sp + t.ra_slot
-        popped = sp - expected
-        if frame.callee.cc in t.callee_pops_convs:
-            # the callee pops its incoming stack arguments: an amount only
-            # its signature's layout gives, so bound it (see README)
-            ok = 0 <= popped <= t.max_popped and popped % t.entry_sp_align == 0
-        else:
-            ok = popped == 0
-        if not ok:
-            self._record(Violation(STACK_POINTER, frame.edge, "sp", "sp", expected, sp))
+        bad = sp_violation(self.target, frame.callee, frame.edge, frame.sp, sp)
+        if bad is not None:
+            self._record(bad)
+
+
+def sp_violation(
+    target: Target, callee: Function, edge: str, entry_sp: int, sp: int
+) -> Violation | None:
+    """The stack pointer back at the return address of a call that entered
+    `callee` with `entry_sp`: where it was before the call, past what the
+    callee pops (its stack arguments, in a callee-pops convention). Where
+    that amount is unknown it is bounded: at most `max_popped`, aligned."""
+    expected = entry_sp + target.ra_slot
+    pops = popped(target, callee)
+    if pops is None:
+        extra = sp - expected
+        if 0 <= extra <= target.max_popped and extra % target.entry_sp_align == 0:
+            return None
+    elif sp == expected + pops:
+        return None
+    else:
+        expected += pops
+    return Violation(STACK_POINTER, edge, "sp", "sp", expected, sp, callee.cc)
+
+
+def saved_violations(
+    target: Target,
+    cc: str,
+    edge: str,
+    before: Callable[[Reg], int],
+    after: Callable[[Reg], int],
+    unchecked: frozenset[str] = frozenset(),
+) -> list[Violation]:
+    """The registers convention `cc` preserves that changed across a call
+    (in the bits it preserves), read by `before` and `after`: for executors
+    that read registers one by one (qemu-user) rather than as a snapshot."""
+    found = []
+    for reg, bits in target.preserved(cc):
+        if reg.name in unchecked:
+            continue
+        mask = (1 << bits) - 1
+        old, new = before(reg) & mask, after(reg) & mask
+        if old != new:
+            found.append(Violation(CALLEE_SAVED, edge, reg.name, reg.cls, old, new, cc))
+    return found
 
 
 def extended_params(target: Target, function: Function) -> list[tuple[str, int, str, str]]:

@@ -417,6 +417,7 @@ class Emulator:
                 "stack",
                 int.from_bytes(fill[at : at + 8], "little"),
                 int.from_bytes(found[at : at + 8], "little"),
+                self.checker.harness_cc,
             )
         )
 

@@ -75,6 +75,8 @@ class CompiledFunction:
     relocs: list[Reloc]
     traps: list[tuple[int, str]]
     call_returns: list[int] = field(default_factory=list)  # return offsets of its calls
+    # its incoming stack-argument area (bytes; the bridge's `stack_args`)
+    stack_args: int | None = None
 
     @classmethod
     def from_bridge(cls, d: CompiledInfo) -> CompiledFunction:
@@ -84,6 +86,7 @@ class CompiledFunction:
             relocs=[Reloc(*r) for r in d["relocs"]],
             traps=list(d["traps"]),
             call_returns=list(d["call_returns"]),
+            stack_args=d["stack_args"],
         )
 
 

@@ -201,7 +201,7 @@ class Runner:
                 compiled = _cranelift.parse(text).compile(isa)[0]
             self._trampolines[key] = CompiledFunction.from_bridge(compiled)
         t = self._trampolines[key]
-        return CompiledFunction(symbol, t.code, t.relocs, t.traps, t.call_returns)
+        return CompiledFunction(symbol, t.code, t.relocs, t.traps, t.call_returns, t.stack_args)
 
     def prepare(self, ft: FileTest, line: TargetLine, shared: Sequence[str]) -> Config:
         isa = self.isa(line, shared)
@@ -213,7 +213,12 @@ class Runner:
             return config
         try:
             with self.stage(f"compile {line.target.name}"):
-                config.functions = [CompiledFunction.from_bridge(d) for d in ft.module.compile(isa)]
+                # what a callee-pops function pops, for the call contract
+                pops = list(line.target.callee_pops_convs) if self.contract else []
+                config.functions = [
+                    CompiledFunction.from_bridge(d)
+                    for d in ft.module.compile(isa, stack_args_for=pops)
+                ]
                 signatures = {
                     ft.functions[r.func]["signature"]["text"]: ft.functions[r.func]["signature"]
                     for r in ft.runs
@@ -351,7 +356,7 @@ class Runner:
         if raw is None:
             with self.stage(f"qemu {target.name}"):
                 server = self.qemu.server(target, config.flags_on)
-                raw = server.run(image, entry, callee, slots, self.budget, variant)
+                raw = server.run(image, entry, callee, slots, self.budget, variant, calls)
         self.executor_runs[executor] += 1
         return executor, raw
 
@@ -504,7 +509,9 @@ class Runner:
             first = outcomes[label]
             verdict = judgement.verdicts[label]
             if first.violations or verdict is Verdict.UNDEFINED_BEHAVIOUR:
-                continue  # the call contract names its own cause; qemu checks no contract
+                # the call contract names its own cause (qemu-user checks it
+                # at the final stop only: it cannot referee a call's)
+                continue
             if first.kind is Kind.TIMEOUT:
                 continue  # a budget's verdict: qemu-user counts no instructions
             divergent = is_finding(verdict, label in judgement.blame)
@@ -584,10 +591,14 @@ def call_map(
         if f.name in ft.functions:
             sig = ft.functions[f.name]["signature"]
             function = Function(
-                f.name, sig["call_conv"], tuple(sig["params"]), tuple(sig["returns"])
+                f.name,
+                sig["call_conv"],
+                tuple(sig["params"]),
+                tuple(sig["returns"]),
+                f.stack_args,
             )
         else:
-            function = Function(f.name, DEFAULT_CC)
+            function = Function(f.name, DEFAULT_CC, stack_args=f.stack_args)
         entries[image.symbols[f.name]] = function
     returns = {image.symbols[f.name] + at: f.name for f in functions for at in f.call_returns}
     pinned = flag_on(shared, "enable_pinned_reg")

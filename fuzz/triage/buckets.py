@@ -88,18 +88,25 @@ def call_shape(ft: FileTest) -> str:
     return ",".join(sorted(forms)) or "no calls"
 
 
-def bucket_for(ft: FileTest, label: str, result: RunResult) -> Bucket:
+def bucket_for(
+    ft: FileTest, label: str, result: RunResult, attribution: str | None = None
+) -> Bucket:
+    """The bucket of a finding; `attribution` is what a wrong result depends
+    on (fuzz.triage.attribution), which keys it instead of its positions."""
     verdict = result.judgement.verdicts[label]
     target = label.split()[0]
     outcome = result.outcomes[label]
     head = f"{target}|{verdict.value}"
     if verdict is Verdict.ABI_VIOLATION:
-        # the kind and the register class, not the register or the call
-        # edge: one bug breaks the same contract from many random cases
+        # the callee's convention, the kind and the register class, not the
+        # register or the call edge: one bug breaks the same contract from
+        # many random cases, and one convention's bug is not another's
         first = outcome.violations[0]
-        what = f"{first.kind}|{first.reg_class}"
+        cc = first.cc or "?"
+        what = f"{cc}|{first.kind}|{first.reg_class}"
         return Bucket(
-            f"{head}|{what}", f"{target}: abi violation: {first.kind} ({first.reg_class})"
+            f"{head}|{what}",
+            f"{target}: abi violation ({cc}): {first.kind} ({first.reg_class})",
         )
     if verdict is Verdict.C_ABI_MISMATCH and outcome.c_abi:
         # the convention, the direction and the kind of value misplaced: one
@@ -130,6 +137,8 @@ def bucket_for(ft: FileTest, label: str, result: RunResult) -> Bucket:
         expected = ref.detail if ref is not None else "?"
         what = f"expected {expected or 'return'}, got {outcome.detail or 'return'}"
         return Bucket(f"{head}|{what}", f"{target}: {verdict.value}: {what}")
+    if verdict is Verdict.WRONG_RESULT and attribution:
+        return Bucket(f"{head}|{attribution}", f"{target}: wrong result from its {attribution}")
     if verdict is Verdict.WRONG_RESULT:
         positions = differing_positions(result, label)
         where = ",".join(f"{i}:{ty}" for i, ty in positions) or "arity"

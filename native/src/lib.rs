@@ -389,13 +389,16 @@ impl Module {
     }
 
     /// Compile one function (or every function) for `isa`.
-    /// Returns one dict per function: name, code, relocs, traps, call return offsets.
-    #[pyo3(signature = (isa, name=None))]
+    /// Returns one dict per function: name, code, relocs, traps, call return
+    /// offsets, and for functions in a convention named in `stack_args_for`
+    /// (as CLIF prints it: `tail`) the size of their stack-argument area.
+    #[pyo3(signature = (isa, name=None, stack_args_for=Vec::new()))]
     fn compile<'py>(
         &self,
         py: Python<'py>,
         isa: &Isa,
         name: Option<&str>,
+        stack_args_for: Vec<String>,
     ) -> PyResult<Bound<'py, PyList>> {
         panics::guard(|| {
             let out = PyList::empty(py);
@@ -404,7 +407,9 @@ impl Module {
                 None => self.funcs.iter().collect(),
             };
             for func in funcs {
-                out.append(compile_one(py, &*isa.isa, func)?)?;
+                let conv = func.signature.call_conv.to_string();
+                let measure = stack_args_for.contains(&conv);
+                out.append(compile_one(py, &*isa.isa, func, measure)?)?;
             }
             Ok(out)
         })
@@ -563,6 +568,7 @@ fn compile_one<'py>(
     py: Python<'py>,
     isa: &dyn isa::TargetIsa,
     func: &Function,
+    measure_stack_args: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let mut ctx = Context::for_function(func.clone());
     let compiled = ctx
@@ -611,7 +617,124 @@ fn compile_one<'py>(
     #[cfg(not(cranelift_call_sites_slice))]
     let returns: Vec<u32> = buffer.call_sites().map(|s| s.ret_addr).collect();
     d.set_item("call_returns", returns)?;
+    #[cfg(not(cranelift_no_frame_layout))]
+    let stack_args = measure_stack_args
+        .then(|| stack_arg_size(isa, &func.signature))
+        .flatten();
+    // before 0.126 nothing publishes a frame layout: never measured
+    #[cfg(cranelift_no_frame_layout)]
+    let stack_args: Option<u32> = {
+        let _ = measure_stack_args;
+        None
+    };
+    d.set_item("stack_args", stack_args)?;
     Ok(d)
+}
+
+/// The size in bytes of the stack-argument area of a function of signature
+/// `sig`, as Cranelift's call lowering sizes it (`sized_stack_arg_space`,
+/// a call's `callee_pop_size`): what a `tail` callee pops when it returns.
+/// Cranelift does not publish it, so it is measured on probe functions
+/// through the frame layout every compiled function publishes from 0.126
+/// on (`MachBufferFinalized::frame_layout`):
+///
+/// - a caller probe makes one call with `sig`; its first stack slot lies
+///   just above its outgoing-argument area, which that call sized to its
+///   stack arguments plus its stack returns; the same probe without
+///   parameters measures the stack returns alone, which are taken off;
+/// - on s390x a `tail` call's arguments are not in the caller's outgoing
+///   area (s390x/lower/isle.rs `gen_call_info`) but counted into the
+///   callee's own frame (s390x/abi.rs `compute_frame_layout`: `clobber_size
+///   += tail_args_size`), so there the probe is a callee of `sig` that only
+///   traps, whose frame size (`frame_to_fp_offset`) is measured, again with
+///   and without parameters.
+///
+/// None when a probe does not compile (or panics): the harness then bounds
+/// what a callee may pop instead of knowing it.
+#[cfg(not(cranelift_no_frame_layout))]
+fn stack_arg_size(isa: &dyn isa::TargetIsa, sig: &ir::Signature) -> Option<u32> {
+    let measure = if isa.name() == "s390x" && sig.call_conv == isa::CallConv::Tail {
+        callee_frame_size
+    } else {
+        caller_outgoing_size
+    };
+    let with_params = measure(isa, sig)?;
+    if with_params == 0 {
+        return Some(0);
+    }
+    let mut bare = sig.clone();
+    bare.params.clear();
+    with_params.checked_sub(measure(isa, &bare)?)
+}
+
+/// A probe function of signature `sig` whose one block takes its parameters
+/// and whose body `body` writes; then compiled, and `read` applied to what
+/// `body` gave and the frame layout. None if it does not compile or panics.
+#[cfg(not(cranelift_no_frame_layout))]
+fn probe_frame<B, T>(
+    isa: &dyn isa::TargetIsa,
+    sig: &ir::Signature,
+    body: impl FnOnce(&mut cranelift_codegen::cursor::FuncCursor, &[ir::Value]) -> B,
+    read: impl FnOnce(B, &cranelift_codegen::MachBufferFrameLayout) -> Option<T>,
+) -> Option<T> {
+    use cranelift_codegen::cursor::{Cursor, FuncCursor};
+    panics::catch(|| {
+        let mut func = Function::with_name_signature(
+            ir::UserFuncName::testcase("stack_args_probe"),
+            sig.clone(),
+        );
+        let block = func.dfg.make_block();
+        func.layout.append_block(block);
+        let params: Vec<ir::Value> = sig
+            .params
+            .iter()
+            .map(|p| func.dfg.append_block_param(block, p.value_type))
+            .collect();
+        let mut pos = FuncCursor::new(&mut func).at_bottom(block);
+        let made = body(&mut pos, &params);
+        let mut ctx = Context::for_function(func);
+        let compiled = ctx.compile(isa, &mut ControlPlane::default()).ok()?;
+        read(made, compiled.buffer.frame_layout()?)
+    })
+    .ok()
+    .flatten()
+}
+
+/// A caller's outgoing-argument area for one call with `sig`: the offset of
+/// its first stack slot, which lies just above that area.
+#[cfg(not(cranelift_no_frame_layout))]
+fn caller_outgoing_size(isa: &dyn isa::TargetIsa, sig: &ir::Signature) -> Option<u32> {
+    use cranelift_codegen::ir::InstBuilder;
+    let slot_data = ir::StackSlotData::new(ir::StackSlotKind::ExplicitSlot, 8, 0);
+    probe_frame(
+        isa,
+        sig,
+        |pos, params| {
+            let slot = pos.func.create_sized_stack_slot(slot_data);
+            let callee = pos.func.import_signature(sig.clone());
+            let address = pos.ins().iconst(isa.pointer_type(), 0);
+            let call = pos.ins().call_indirect(callee, address, params);
+            let results = pos.func.dfg.inst_results(call).to_vec();
+            pos.ins().return_(&results);
+            slot
+        },
+        |slot, layout| layout.stackslots.get(slot).map(|s| s.offset),
+    )
+}
+
+/// The frame of a callee of `sig` that only traps: no saved registers, no
+/// slots, no calls; on s390x its incoming `tail` arguments.
+#[cfg(not(cranelift_no_frame_layout))]
+fn callee_frame_size(isa: &dyn isa::TargetIsa, sig: &ir::Signature) -> Option<u32> {
+    use cranelift_codegen::ir::InstBuilder;
+    probe_frame(
+        isa,
+        sig,
+        |pos, _params| {
+            pos.ins().trap(ir::TrapCode::STACK_OVERFLOW);
+        },
+        |(), layout| Some(layout.frame_to_fp_offset),
+    )
 }
 
 #[pymodule]

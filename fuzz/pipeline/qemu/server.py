@@ -10,7 +10,12 @@ computed in Python as on unicorn. A run that takes longer than its deadline
 gets SIGALRM; the connection's timeout is always longer than the deadline.
 A server that fails (it died, the gdbstub refused a request, the image does
 not fit) is the harness's failure, a `harness error`, never Cranelift's; it
-is started again at the next run. Call contract checks are unicorn's only.
+is started again at the next run.
+
+The call contract (fuzz.pipeline.contract) is checked at the final stop
+only (qemu-user has no per-call hooks): the registers the trampoline's
+convention preserves must hold the canaries the run started with, and the
+stack pointer must be back where the convention puts it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fuzz.pipeline import libcalls
+from fuzz.pipeline.contract import (
+    MAX_VIOLATIONS,
+    CallMap,
+    Violation,
+    saved_violations,
+    sp_violation,
+)
 from fuzz.pipeline.emulate import (
     FILL_BYTES,
     HARNESS_FRAME,
@@ -56,7 +68,7 @@ from fuzz.pipeline.qemu.elf import (
 from fuzz.pipeline.qemu.libcall import QemuMemory, QemuRegisters
 from fuzz.pipeline.qemu.process import QemuProcess, QemuUnavailable, start
 from fuzz.pipeline.qemu.signals import SIGALRM, SIGSEGV, SIGTRAP, classify
-from fuzz.targets import QemuSetup, Target
+from fuzz.targets import QemuSetup, Reg, Target
 
 _PROT_NONE, _PROT_RW, _PROT_RX = 0, 3, 5
 _SA_SIGINFO, _SA_ONSTACK, _SA_RESTORER, _SA_NODEFER = 4, 0x0800_0000, 0x0400_0000, 0x4000_0000
@@ -342,11 +354,14 @@ class QemuServer:
         slots: bytes,
         budget: int,
         variant: int = 0,
+        calls: CallMap | None = None,
     ) -> RawOutcome:
+        """One run; with `calls`, the call contract of the harness's call
+        (into the trampoline) is checked at the final stop."""
         try:
             if self._remote is None:
                 self._start()
-            return self._run(image, entry, callee, slots, budget, variant)
+            return self._run(image, entry, callee, slots, budget, variant, calls)
         except QemuUnavailable as err:
             return RawOutcome("not-executable", detail=str(err))
         except (ServerFailure, RemoteClosed, RemoteError, OSError) as err:
@@ -357,7 +372,14 @@ class QemuServer:
             return RawOutcome("harness", detail=f"{what}: {err}")
 
     def _run(
-        self, image: Image, entry: int, callee: int, slots: bytes, budget: int, variant: int
+        self,
+        image: Image,
+        entry: int,
+        callee: int,
+        slots: bytes,
+        budget: int,
+        variant: int,
+        calls: CallMap | None,
     ) -> RawOutcome:
         t = self.target
         remote = self._remote
@@ -421,8 +443,49 @@ class QemuServer:
             WATCHDOG.disarm()
             self._process.sock.settimeout(SOCKET_SLACK)
         if stop.signal == SIGSEGV and pc == SENTINEL:
-            return RawOutcome("return", slots=remote.read_memory(SLOTS_BASE, len(slots)))
+            found = () if calls is None else self._contract(calls, entry, sp, variant, regs)
+            return RawOutcome(
+                "return", slots=remote.read_memory(SLOTS_BASE, len(slots)), violations=found
+            )
         return classify(t, image, stop.signal, pc, self._fault_address)
+
+    def _contract(
+        self, calls: CallMap, entry: int, entry_sp: int, variant: int, regs: bytes
+    ) -> tuple[Violation, ...]:
+        """The final stop's call-contract check: the harness's call into the
+        trampoline (`entry`, entered with SP `entry_sp`) must give back every
+        register its convention preserves with the canary it started with,
+        and the stack pointer where the convention puts it."""
+        function = calls.entries.get(entry)
+        if function is None:
+            return ()
+        t = self.target
+        index = {r.name: i for i, r in enumerate(t.registers)}
+        edge = f"harness -> {function.name}"
+
+        def before(reg: Reg) -> int:
+            return canary(variant, index[reg.name], reg.bits)
+
+        def after(reg: Reg) -> int:
+            info = self._gdb_reg(reg.name)
+            if info.offset is not None:
+                return self._read(info.name, regs)
+            # a register the `g` packet lacks (vectors, floats): by `p`;
+            # an SVE register holds its vector register in its low bits
+            raw = self._remote_read(info.number)
+            return int.from_bytes(raw, self._order) & ((1 << reg.bits) - 1)
+
+        found = saved_violations(t, function.cc, edge, before, after, calls.unchecked)
+        sp = self._read(self._regs_name(self.setup.sp), regs)
+        bad = sp_violation(t, function, edge, entry_sp, sp)
+        if bad is not None:
+            found.append(bad)
+        return tuple(found[:MAX_VIOLATIONS])
+
+    def _remote_read(self, number: int) -> bytes:
+        remote = self._remote
+        assert remote is not None
+        return remote.read_register(number)
 
     def _uc_name(self, uc_id: int) -> str:
         """The register name (Target.registers) of a unicorn id."""
