@@ -385,3 +385,31 @@ def test_harness_errors_are_counted_and_kept_apart_never_findings(
     lines = log.read_text().splitlines()
     assert lines and all(line.startswith("seed ") and "planted" in line for line in lines)
     assert f"{len(lines):,} harness errors" in proc.stdout
+
+
+def test_two_planted_miscompilations_with_the_same_return_shape_are_two_buckets(
+    tmp_path: Path,
+) -> None:
+    """Both faults flip the first result bit (the same positions); one needs
+    a tail call, the other a plain call with an i128: attribution keys them
+    apart (fuzz.triage.attribution), and each is one bucket over its cases."""
+    keys = {}
+    for fault in ("aarch64-tail-i128", "aarch64-call-i128"):
+        work = tmp_path / fault
+        (work / "corpus").mkdir(parents=True)
+        fuzz(
+            work,
+            *("--cases", "160", "--seed", "0", "--targets", "aarch64"),
+            *("--corpus", str(work / "corpus"), "--plant-fault", fault),
+        )
+        rows = query(
+            work,
+            "select b.key, count(distinct f.seed) from buckets b join findings f "
+            "on f.bucket_id = b.id where b.verdict = 'wrong result' "
+            "and b.key not like '%apple_aarch64%' group by b.key",
+        )
+        assert len(rows) == 1, rows
+        keys[fault] = rows[0][0]
+        assert rows[0][1] >= 3  # many cases, one bucket
+    assert keys["aarch64-tail-i128"] == "aarch64|wrong result|tail calls"
+    assert keys["aarch64-call-i128"] != keys["aarch64-tail-i128"]

@@ -36,7 +36,10 @@ def panic(
     )
 
 
-def wrong_result(clif: str, shape: str = "apple_aarch64:call") -> FindingRecord:
+def wrong_result(
+    clif: str, shape: str = "apple_aarch64:call", cause: str = "convention apple_aarch64"
+) -> FindingRecord:
+    key = f"aarch64|wrong result|{cause}"
     return FindingRecord(
         clif=clif,
         target="aarch64",
@@ -44,8 +47,8 @@ def wrong_result(clif: str, shape: str = "apple_aarch64:call") -> FindingRecord:
         verdict="wrong result",
         details={"call_shape": shape, "differences": []},
         blame=["aarch64"],
-        bucket_key="aarch64|wrong result|0:i64",
-        bucket_title="aarch64: wrong result at 0:i64",
+        bucket_key=key,
+        bucket_title="aarch64: wrong result",
         cranelift_version="0.136.0",
     )
 
@@ -88,21 +91,25 @@ def test_a_crash_is_known_only_with_its_call_shape() -> None:
     assert known_as(crash) is None  # the same fault from other calls: not this bug
 
 
-def test_a_wrong_result_is_known_only_as_its_own_reproducer() -> None:
+def test_a_wrong_result_is_known_by_what_it_depends_on() -> None:
+    """A generated case of the apple_aarch64 bug is known (its attribution,
+    fuzz.triage.attribution, names the convention); a wrong result keyed by
+    positions only, or depending on something else, is not."""
     text = APPLE.read_text()
     assert known_as(wrong_result(text)) == "aarch64-apple-narrow-stack-args"
-    # comments and indentation aside, it is the same case
-    edited = "; reduced again\n" + text.replace("    ", "  ")
-    assert known_as(wrong_result(edited)) == "aarch64-apple-narrow-stack-args"
-    # the same key and call shape from any other case is not taken in
-    other = text.replace("iconst.i8 -1", "iconst.i8 -2")
-    assert known_as(wrong_result(other)) is None
+    other_case = text.replace("iconst.i8 -1", "iconst.i8 -2")
+    assert known_as(wrong_result(other_case)) == "aarch64-apple-narrow-stack-args"
+    assert known_as(wrong_result(text, cause="0:i64,1:i64")) is None
+    assert known_as(wrong_result(text, cause="tail calls")) is None
+    assert known_as(wrong_result(text, cause="convention preserve_all")) is None
 
 
 def test_a_known_finding_gets_its_own_bucket_status_and_note() -> None:
     record = wrong_result(APPLE.read_text())
     known = REGISTRY.apply(record)
-    assert known.bucket_key == "aarch64|wrong result|0:i64|known:aarch64-apple-narrow-stack-args"
+    assert known.bucket_key == (
+        "aarch64|wrong result|convention apple_aarch64|known:aarch64-apple-narrow-stack-args"
+    )
     assert known.known_ref == "aarch64-apple-narrow-stack-args"
     assert base_key(known.bucket_key, known.known_ref) == record.bucket_key
     assert known.known_note.startswith(
@@ -112,7 +119,7 @@ def test_a_known_finding_gets_its_own_bucket_status_and_note() -> None:
         "reproducer aarch64-apple-narrow-stack-args.clif, "
         "aarch64-apple-narrow-stack-args-generated.clif; "
     )
-    unknown = wrong_result("function %g() {\nblock0:\n    return\n}\n")
+    unknown = wrong_result(APPLE.read_text(), cause="tail calls")
     assert REGISTRY.apply(unknown) == unknown  # untouched: a new bucket
 
 

@@ -33,7 +33,8 @@ from fuzz.pipeline.oracle import Verdict, is_recorded
 from fuzz.pipeline.routing import ExecutorChoice
 from fuzz.pipeline.runner import C_ABI_DIRECTIVE, C_ABI_RUN, Runner, default_lines, line_flags
 from fuzz.targets import TARGETS, Target
-from fuzz.triage.buckets import bucket_for, details
+from fuzz.triage.attribution import attributed_bucket
+from fuzz.triage.buckets import details
 from fuzz.triage.records import FindingRecord
 from fuzz.versions import Version, parse_version
 
@@ -116,6 +117,7 @@ class CaseRunner:
         verdicts: Counter[str] = Counter()
         findings: dict[str, FindingRecord] = {}
         flags_of = {line.label: line_flags(ft, line) for line in lines}
+        line_of = {line.label: line for line in lines}
         for result in results:
             for label, verdict in result.judgement.verdicts.items():
                 verdicts[verdict.value] += 1
@@ -126,7 +128,7 @@ class CaseRunner:
                     executions[label.split()[0]] += 1
                 if not is_recorded(verdict, label in result.judgement.blame):
                     continue
-                bucket = bucket_for(ft, label, result)
+                bucket = attributed_bucket(self.runner, ft, line_of.get(label), label, result)
                 if bucket.key in findings:
                     continue  # one finding per bucket per case: three run lines, one bug
                 findings[bucket.key] = FindingRecord(

@@ -25,9 +25,10 @@ the pattern a finding must match:
   (`...|regression:ID`) whose note names the entry.
 
 Every entry needs a fingerprint (`file`, `message`, `key` or `reproducer`),
-and a wrong-result entry needs `reproducer = true`: a wrong result's key says
-which result positions differ, not what broke them, so a looser pattern would
-take in unrelated miscompilations on the same target.
+and a wrong-result entry needs `reproducer = true` or a `key` on what the
+wrong result depends on (fuzz.triage.attribution: `convention C`, `tail
+calls`): positions alone say nothing of what broke them, so a looser pattern
+would take in unrelated miscompilations on the same target.
 
 A finding that matches an entry is bucketed under its own bucket key plus
 `|known:ID`, so a known bucket never takes in a finding that does not match
@@ -352,9 +353,10 @@ def _entry(path: Path, number: int, raw: dict[str, Any]) -> KnownFinding:
     )
     if entry.file is None and entry.message is None and entry.key is None and not reproducer:
         raise bad("no fingerprint: give 'file', 'message', 'key' or 'reproducer = true'")
-    if verdict == Verdict.WRONG_RESULT and not reproducer:
+    if verdict == Verdict.WRONG_RESULT and not reproducer and entry.key is None:
         raise bad(
-            "a wrong-result entry needs 'reproducer = true': its bucket key cannot tell "
+            "a wrong-result entry needs 'reproducer = true' or a 'key' naming what it "
+            "depends on (`...|wrong result|convention C`): positions alone cannot tell "
             "one miscompilation from another"
         )
     return entry
