@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from fuzz import _cranelift
 from fuzz.gen.expect import restated
+from fuzz.pipeline.cabi.check import C_FLAGS
 from fuzz.pipeline.filetest import FileTest, RunCommand, flag_on, parse_text, settings
 from fuzz.pipeline.oracle import (
     INTERPRETER,
@@ -41,9 +42,12 @@ def filetest(clif: str, title: str, key: str, version: str) -> str:
     start = next((i for i, line in enumerate(lines) if line.startswith("function")), len(lines))
     header = [line.strip() for line in lines[:start] if line.strip()]
     c_abi = verdict == Verdict.C_ABI_MISMATCH.value
-    tests = _tests(target, verdict, not c_abi and (interpreted or _interpreter_states_all(body)))
+    tests = _tests(target, verdict, interpreted or _interpreter_states_all(body))
     whose = "the compiled targets'" if interpreted else "the interpreter's"
     configs = _configs(header, target)
+    if c_abi:
+        # the settings the oracle compiles with (i128 on x86_64 needs them)
+        configs = [f"set {flag}" for flag in C_FLAGS if f"set {flag}" not in configs] + configs
     notes = _LIBCALL_NOTE if "test run" in tests and _outline_probestack(configs) else []
     head = [
         f"; {title}",
@@ -117,7 +121,9 @@ def _outline_probestack(configs: list[str]) -> bool:
 
 
 def _tests(target: str, verdict: str, interpret: bool) -> list[str]:
-    if verdict in _COMPILE_TIME or verdict == Verdict.C_ABI_MISMATCH.value:
+    # (a C-ABI finding stays a `test run` file: the reader gives a function
+    # without a convention the target's default there, `fast` elsewhere)
+    if verdict in _COMPILE_TIME:
         return ["test compile"]
     if target == INTERPRETER:
         return ["test interpret"]
