@@ -18,7 +18,8 @@ _SIG_DECL = re.compile(r"^(sig\d+) = \((.*)\)(?: -> (.*?))?(?: (\w+))?$")
 FN_DECL = re.compile(r"^(fn\d+) = (colocated )?(%[\w.]+) (sig\d+)$")
 _FN_IMPLICIT = re.compile(r"^(fn\d+) = (colocated )?(%[\w.]+)\((.*)\)(?: -> (.*?))?(?: (\w+))?$")
 _BLOCK = re.compile(r"^(block\d+)(?:\((.*)\))?:$")
-_RUN = re.compile(r"^;\s*(run|print):\s*(%[\w.]+)\((.*?)\)(?:\s*(==|!=)\s*(.*))?$")
+# `; run: %f(1, 2) == 3`, `; print: %f(1, 2)`
+RUN_LINE = re.compile(r"^;\s*(run|print):\s*(%[\w.]+)\((.*?)\)(?:\s*(==|!=)\s*(.*))?$")
 _VALUE = re.compile(r"\bv\d+\b")
 _CALL_CONVS = frozenset(
     {
@@ -220,7 +221,7 @@ def parse_module(text: str, value_types: dict[str, dict[str, str]] | None = None
         if not line:
             continue
         if line.startswith(";"):
-            run = _RUN.match(line)
+            run = RUN_LINE.match(line)
             if run and funcs:
                 args = split_top(run[3])
                 funcs[-1].runs.append(Run(run[1], run[2], args, run[4], run[5]))

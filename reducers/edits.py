@@ -220,6 +220,17 @@ def _remove_indirect_calls_through(g: Func, addr: str) -> bool:
             return False
 
 
+def reached(m: Module) -> set[str]:
+    """Functions a run line's call can reach through declarations (direct
+    calls, `func_addr`): the others cannot change what a run returns."""
+    seen = [r.func for r in m.runs()]
+    for name in seen:
+        f = m.func(name)
+        if f is not None:
+            seen += [callee for callee, _sig, _col in f.fn_decls().values() if callee not in seen]
+    return set(seen)
+
+
 def call_sites(m: Module) -> list[tuple[str, int, int]]:
     """(function, block index, instruction index) of every call instruction."""
     return [
@@ -291,6 +302,19 @@ def _with_args(inst: Inst, args: list[str]) -> Inst:
     return Inst(f"{head}({', '.join(args)})")
 
 
+def param_used(f: Func, index: int) -> bool:
+    """Whether the function reads its parameter `index` (True when unsure)."""
+    value = f.blocks[0].params[index][0] if f.blocks and index < len(f.blocks[0].params) else None
+    return value is None or value in {u for _b, _i, x in f.all_insts() for u in x.uses()}
+
+
+def drop_unused_param(m: Module, name: str, index: int) -> Module | None:
+    """`drop_param` of a parameter the function never reads: every run of
+    it returns what it did."""
+    f = m.func(name)
+    return None if f is None or param_used(f, index) else drop_param(m, name, index)
+
+
 def drop_param(m: Module, name: str, index: int) -> Module | None:
     m = m.copy()
     f = m.func(name)
@@ -351,6 +375,9 @@ def drop_return(m: Module, name: str, index: int) -> Module | None:
                 if made is None:
                     return None
                 block.insts[at + 1 : at + 1] = made
+        # the zero stands in for a result nothing may use: no line for it then
+        dead_code(g)
+    dead_code(f)
     for run in f.runs:
         run.compare = run.expected = None
         run.kind = "print"
@@ -485,6 +512,44 @@ def common_subexpressions(f: Func) -> bool:
     return changed
 
 
+def forwardable(m: Module) -> list[tuple[str, str]]:
+    """(function, value) of each pure instruction with one result and an
+    operand of the result's type, last first. Not a load: its operand is an
+    address, and a run returning an address differs between the interpreter
+    and a target without any bug."""
+    out = []
+    for f in m.funcs:
+        for _b, _i, inst in f.all_insts():
+            results = inst.results
+            if len(results) != 1 or inst.opcode in EFFECTFUL or "load" in inst.opcode:
+                continue
+            ty = f.value_types.get(results[0])
+            if ty and any(f.value_types.get(u) == ty for u in inst.uses()):
+                out.append((f.name, results[0]))
+    return out[::-1]
+
+
+def forward_operand(m: Module, name: str, value: str, index: int) -> Module | None:
+    """Drop the instruction defining `value`; its uses take its `index`-th
+    operand of the same type instead (`v5 = iadd v3, v4` -> v3 for v5).
+    The operand is defined before the instruction, so before every use."""
+    m = m.copy()
+    f = m.func(name)
+    site = next(((b, i) for b, i, x in f.all_insts() if x.results == [value]), None) if f else None
+    if f is None or site is None:
+        return None
+    block, at = site
+    ty = f.value_types.get(value)
+    operands = list(dict.fromkeys(u for u in block.insts[at].uses() if f.value_types.get(u) == ty))
+    if index >= len(operands):
+        return None
+    del block.insts[at]
+    for b in f.blocks:
+        b.insts = [Inst(_substitute(x.text, {value: operands[index]})) for x in b.insts]
+    dead_code(f)
+    return m
+
+
 def _substitute(text: str, rename: dict[str, str]) -> str:
     lhs, sep, rhs = text.partition(" = ") if " = " in text else ("", "", text)
     rhs = re.sub(r"\bv\d+\b", lambda m: rename.get(m[0], m[0]), rhs)
@@ -550,11 +615,7 @@ def retype_param(m: Module, name: str, index: int, ty: str) -> Module | None:
         return None
     old = f.sig.params[index]
     value, _old_ty = f.blocks[0].params[index]
-    if (
-        ty_of(old) == ty
-        or "sret" in old
-        or value in {u for _b, _i, x in f.all_insts() for u in x.uses()}
-    ):
+    if ty_of(old) == ty or "sret" in old or param_used(f, index):
         return None
     users = _sig_users(m, name)
     if users is None:

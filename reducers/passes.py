@@ -1,9 +1,10 @@
 """The reducer's passes: plain functions `(problem, module) -> module` that
 return a smaller (or plainer) module the problem accepts, or the same one.
 
-`PASSES` run in order, repeatedly, until a round no longer shrinks the case;
-`FINISH` run once at the end. Every candidate is a whole, valid module (see
-`reducers.edits`) and goes through `Problem.accepts`.
+`PASSES` (or `KEEPING`, see `reducers.reference`) run in order, repeatedly,
+until a round no longer shrinks the case; `FINISH` run once at the end.
+Every candidate is a whole, valid module (see `reducers.edits`) and goes
+through `Problem.accepts`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from functools import partial
 from typing import TypeVar
 
 from reducers import edits
-from reducers.clif import Func, Module, Run
+from reducers.clif import Func, Module
 from reducers.problem import Problem
 
 T = TypeVar("T")
@@ -57,18 +58,17 @@ def drop_runs(problem: Problem, m: Module) -> Module:
     return keep(best) or m
 
 
-def print_runs(problem: Problem, m: Module) -> Module:
-    """`; run: f(x) == y` becomes `; print: f(x)`: the interpreter is the
-    reference, and a stale expectation must not hold edits back."""
-    c = m.copy()
-    for f in c.funcs:
-        f.runs = [Run("print", r.func, r.args) for r in f.runs]
-    return c if c.text() != m.text() and problem.accepts(c) else m
-
-
 def drop_functions(problem: Problem, m: Module) -> Module:
-    droppable = [f.name for f in m.funcs if not f.runs]
+    return _drop_functions(problem, m, [f.name for f in m.funcs if not f.runs])
 
+
+def drop_unreached(problem: Problem, m: Module) -> Module:
+    """Drop functions no run line's call reaches (what every run returns stays)."""
+    reached = edits.reached(m)
+    return _drop_functions(problem, m, [f.name for f in m.funcs if f.name not in reached])
+
+
+def _drop_functions(problem: Problem, m: Module, droppable: list[str]) -> Module:
     def without(keep: list[str]) -> Module | None:
         c: Module | None = m
         for name in droppable:
@@ -111,9 +111,27 @@ def drop_instructions(problem: Problem, m: Module) -> Module:
     return m
 
 
+def forward_operands(problem: Problem, m: Module) -> Module:
+    """An instruction's result gives way to one of its operands (`iadd v3,
+    v4` -> v3): what a chain of arithmetic adds to the bug goes."""
+    for name, value in edits.forwardable(m):
+        for index in range(2):
+            c = edits.forward_operand(m, name, value, index)
+            if c is not None and problem.accepts(c):
+                m = c
+                break
+    return m
+
+
 def drop_params(problem: Problem, m: Module) -> Module:
     for name in [f.name for f in m.funcs]:
         m = _each_index(problem, m, name, _param_count, edits.drop_param, True)
+    return m
+
+
+def drop_unused_params(problem: Problem, m: Module) -> Module:
+    for name in [f.name for f in m.funcs]:
+        m = _each_index(problem, m, name, _param_count, edits.drop_unused_param, True)
     return m
 
 
@@ -125,13 +143,16 @@ def drop_returns(problem: Problem, m: Module) -> Module:
 
 def simplify(problem: Problem, m: Module) -> Module:
     """Merge repeated pure instructions; call directly what a `func_addr`
-    feeds an indirect call; drop what is left unused."""
+    feeds an indirect call; drop what is left unused (what every run returns
+    stays)."""
     c = m.copy()
     changed = [
         edits.common_subexpressions(f) | edits.direct_calls(f) | edits.dead_code(f) for f in c.funcs
     ]
-    if any(changed) and problem.accepts(c):
-        m = c
+    return c if any(changed) and problem.accepts(c) else m
+
+
+def prefer_params(problem: Problem, m: Module) -> Module:
     for name in [f.name for f in m.funcs]:
         c = m.copy()
         f = c.func(name)
@@ -225,17 +246,30 @@ def inline_signatures(problem: Problem, m: Module) -> Module:
 # i64 let a run move to a callee before unused results are dropped.
 PASSES: list[Pass] = [
     drop_runs,
-    print_runs,
     drop_functions,
     drop_calls,
     drop_instructions,
+    forward_operands,
     simplify,
+    prefer_params,
     drop_params,
     plain_types,
     retarget_runs,
     drop_returns,
     plain_call_convs,
     shrink_constants,
+    trim_header,
+]
+
+# The passes after which every run line returns what it did: for a file
+# whose stated run lines are the only reference (`reducers.reference`). A
+# calling convention is no part of what a function computes.
+KEEPING: list[Pass] = [
+    drop_runs,
+    drop_unreached,
+    simplify,
+    drop_unused_params,
+    plain_call_convs,
     trim_header,
 ]
 

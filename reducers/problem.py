@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from reducers.clif import Module
 
-# Called with (CLIF lines, tests run, seconds) whenever a candidate is accepted.
+# Called with (CLIF lines of the case so far, tests run, seconds) after every
+# test, so a progress line can move while candidates are being turned down.
 Progress = Callable[[int, int, float], None]
 
 
@@ -49,6 +50,7 @@ class Problem:
     # (an export needs `; run: f() == value` lines): candidates must keep that
     runs_return: bool = False
     best: Module | None = None
+    size: int = 0  # CLIF lines of the newest accepted text (the case so far)
     cache: dict[str, bool] = field(default_factory=dict)
     tests: int = 0  # test runs, cache hits not counted
     # every text the test accepted, oldest first: the fallbacks should the
@@ -69,6 +71,9 @@ class Problem:
             self.cache[text] = self.test(text)
             if self.cache[text]:
                 self.accepted.append(text)
+                self.size = clif_lines(text)
+            if self.progress:
+                self.progress(self.size, self.tests, self.seconds())
         return self.cache[text]
 
     def accepts(self, candidate: Module | None) -> bool:
@@ -79,8 +84,4 @@ class Problem:
             return False
         if self.runs_return and not runs_return(candidate):
             return False
-        text = candidate.text()
-        good = self.interesting(text)
-        if good and self.progress:
-            self.progress(clif_lines(text), self.tests, self.seconds())
-        return good
+        return self.interesting(candidate.text())

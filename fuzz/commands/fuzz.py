@@ -296,23 +296,41 @@ def _registry(path: Path | None, corpus: Path) -> Registry:
 
 def reduce_new_buckets(db: TriageDB, campaign: Campaign, seconds_each: float) -> None:
     """Reduce the first reproducer of every bucket this campaign opened and
-    store the result (at the end of the campaign, in this process)."""
-    note = campaign.display.note
+    store the result (at the end of the campaign, in this process), with a
+    progress line while each runs; Ctrl-C skips the reductions left."""
+    display = campaign.display
+    todo = []
     for bucket_id in campaign.new_bucket_ids:
         bucket = db.get_bucket(bucket_id)
-        if bucket is None or bucket.verdict in OUT_OF_PROCESS:
-            continue  # reproduces only out of process
-        text = db.case_text(bucket.best_case_id) or ""
-        goal = Goal(bucket.target, bucket.key, campaign.opt.fault)
-        try:
-            result = reduce_text(text, goal, time_limit=seconds_each)
-        except (ValueError, KeyboardInterrupt) as err:
-            note(f"bucket {bucket_id}: not reduced ({err or 'interrupted'})")
-            if isinstance(err, KeyboardInterrupt):
+        if bucket is not None and bucket.verdict not in OUT_OF_PROCESS:
+            todo.append(bucket)  # worker deaths reproduce only out of process
+    if not todo:
+        return
+    plural = "s" if len(todo) > 1 else ""
+    display.note(
+        f"reducing {len(todo)} new bucket{plural}, up to {seconds_each:.0f}s each (Ctrl-C skips)"
+    )
+    with display.console.status("", spinner="dots") as status:
+        for n, bucket in enumerate(todo, 1):
+            doing = f"reducing bucket {bucket.id} ({n}/{len(todo)})"
+            status.update(doing)
+
+            def show(lines: int, tests: int, seconds: float, doing: str = doing) -> None:
+                status.update(f"{doing}: {lines} CLIF lines, {tests} tests, {seconds:.0f}s")
+
+            text = db.case_text(bucket.best_case_id) or ""
+            goal = Goal(bucket.target, bucket.key, campaign.opt.fault)
+            try:
+                result = reduce_text(text, goal, show, time_limit=seconds_each)
+            except KeyboardInterrupt:
+                left = len(todo) - n
+                display.note(f"bucket {bucket.id}: not reduced (interrupted; {left} more skipped)")
                 return
-            continue
-        db.set_reduced_case(bucket_id, result.text, result.verified_on)
-        note(
-            f"bucket {bucket_id} reduced: {result.lines_before} -> {result.lines_after} "
-            f"CLIF lines in {result.seconds:.1f}s ({bucket.title})"
-        )
+            except ValueError as err:
+                display.note(f"bucket {bucket.id}: not reduced ({err})")
+                continue
+            db.set_reduced_case(bucket.id, result.text, result.verified_on)
+            display.note(
+                f"bucket {bucket.id} reduced: {result.lines_before} -> {result.lines_after} "
+                f"CLIF lines in {result.seconds:.1f}s ({bucket.title})"
+            )

@@ -16,14 +16,28 @@ from fuzz.targets import UnknownTarget, lookup
 from fuzz.triage.engine import DatabaseError
 from fuzz.triage.known import base_key
 from fuzz.triage.store import open_db
+from reducers import reference
+from reducers.problem import Progress
 from reducers.reduce import Goal, goal_for, reduce_text
 
+# what the candidates were judged against, for the closing line
+_JUDGED = {
+    reference.INTERPRETER: "judged by the interpreter; the run lines state its values",
+    reference.STATED: "the interpreter cannot confirm the run lines: only edits that "
+    "keep what every run returns",
+}
 
-def _progress(console: Console) -> object:
+
+def _progress(console: Console) -> Progress:
+    """A line whenever the case shrinks (the reducer reports every test)."""
+    shown = [0]
+
     def show(lines: int, tests: int, seconds: float) -> None:
-        console.print(
-            f"  {lines} lines, {tests} tests, {seconds:.1f}s", highlight=False, soft_wrap=True
-        )
+        if lines != shown[0]:
+            shown[0] = lines
+            console.print(
+                f"  {lines} lines, {tests} tests, {seconds:.1f}s", highlight=False, soft_wrap=True
+            )
 
     return show
 
@@ -75,12 +89,14 @@ def reduce(
         text, goal = _bucket_goal(db_url, bucket_id, plant_fault)
     console.print(f"reducing to keep {goal.key!r} ({text.count(chr(10))} lines)", highlight=False)
     assert goal is not None
-    result = reduce_text(text, goal, _progress(console), time_limit)  # type: ignore[arg-type]
+    result = reduce_text(text, goal, _progress(console), time_limit)
     console.print(
         f"{result.lines_before} -> {result.lines_after} CLIF lines, {result.tests} tests, "
         f"{result.seconds:.1f}s",
         highlight=False,
     )
+    if result.reference in _JUDGED:
+        console.print(f"({_JUDGED[result.reference]})", highlight=False)
     if bucket_id is not None:
         _store(db_url, bucket_id, result.text, result.verified_on)
         console.print(f"stored as bucket {bucket_id}'s reduced reproducer", highlight=False)
