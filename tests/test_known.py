@@ -201,10 +201,19 @@ def preserve_all_violation(version: str) -> FindingRecord:
         flags=[],
         verdict="abi violation",
         details={
-            "violations": [{"kind": "callee-saved register", "where": "v3", "class": "vector"}]
+            "violations": [
+                {
+                    "kind": "callee-saved register",
+                    "edge": "%main -> %f",
+                    "where": "v3",
+                    "class": "vector",
+                    "expected": "0x1",
+                    "actual": "0x2",
+                }
+            ]
         },
         blame=["aarch64"],
-        bucket_key="aarch64|abi violation|callee-saved register|vector",
+        bucket_key="aarch64|abi violation|preserve_all|callee-saved register|vector",
         bucket_title="aarch64: abi violation: callee-saved register (vector)",
         cranelift_version=version,
     )
