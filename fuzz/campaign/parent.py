@@ -29,7 +29,7 @@ from fuzz import scratch
 from fuzz.bridge.load import under_test
 from fuzz.campaign.progress import Display
 from fuzz.campaign.state import CaseResult, Options, Stats, WorkerConfig
-from fuzz.campaign.worker import generated, worker_main
+from fuzz.campaign.worker import C_ABI_SEEDS, c_abi_seed, generated, worker_main
 from fuzz.pipeline.oracle import Verdict
 from fuzz.targets import TARGETS
 from fuzz.triage.buckets import worker_death_bucket
@@ -139,7 +139,13 @@ class Campaign:
             seeds, self.requeued = self.requeued[:SEED_BLOCK], self.requeued[SEED_BLOCK:]
             return seeds
         limit = self._seed_limit()
-        count = min(SEED_BLOCK, limit - self.next_seed) if limit is not None else SEED_BLOCK
+        block = SEED_BLOCK
+        if self.opt.c_abi and c_abi_seed(self.next_seed):
+            # a run of C-ABI seeds goes to one worker whole: its C sides are
+            # compiled in one compiler run per target (a run costs ~50 ms
+            # each, whatever its size)
+            block = C_ABI_SEEDS - self.next_seed % C_ABI_SEEDS
+        count = min(block, limit - self.next_seed) if limit is not None else block
         if count <= 0:
             return []
         seeds = list(range(self.next_seed, self.next_seed + count))

@@ -46,7 +46,7 @@ TIMINGS_EVERY = 2.0  # seconds between timing reports
 # consecutive ones (a seed block), so a worker compiles their C sides in one
 # compiler run per target.
 C_ABI_EVERY = 16
-C_ABI_SEEDS = 8
+C_ABI_SEEDS = 32
 BATCH = 16  # results per message at most
 BATCH_SECONDS = 0.05
 
