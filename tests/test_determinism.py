@@ -208,14 +208,17 @@ def test_a_stored_reduction_says_it_was_verified(tmp_path: Path) -> None:
 
     from fuzz import _cranelift
     from fuzz.commands.cli import cli
-    from fuzz.triage.buckets import bucket_for, details
+    from fuzz.triage.attribution import attributed_bucket
+    from fuzz.triage.buckets import details
     from fuzz.triage.records import FindingRecord, Progress
     from fuzz.triage.store import open_db
 
     text = _padded(FRAME_BUG.read_text())
     ft = parse_text(text)
-    (result,) = Runner().run_file(ft, [TargetLine(TARGETS["aarch64"])])
-    bucket = bucket_for(ft, "aarch64", result)
+    line = TargetLine(TARGETS["aarch64"])
+    runner = Runner()
+    (result,) = runner.run_file(ft, [line])
+    bucket = attributed_bucket(runner, ft, line, "aarch64", result)  # as a campaign keys it
     url = f"sqlite:///{tmp_path / 'triage.sqlite'}"
     db = open_db(url)
     cid = db.start_campaign(
@@ -240,13 +243,15 @@ def test_a_stored_reduction_says_it_was_verified(tmp_path: Path) -> None:
     )
     [bucket_id] = db.record_batch(cid, [record], Progress(1, 2, {}, {}, 1.0))
     db.close()
-    runner = CliRunner()
-    reduced = runner.invoke(cli, ["reduce", str(bucket_id), "--db", url, "--time-limit", "60"])
+    cli_runner = CliRunner()
+    reduced = cli_runner.invoke(cli, ["reduce", str(bucket_id), "--db", url, "--time-limit", "60"])
     assert reduced.exit_code == 0, reduced.output
-    shown = runner.invoke(cli, ["triage", "show", str(bucket_id), "--db", url])
+    shown = cli_runner.invoke(cli, ["triage", "show", str(bucket_id), "--db", url])
     assert f"verified afresh on Cranelift {_cranelift.version()}" in shown.output
     out = tmp_path / "export.clif"
-    exported = runner.invoke(cli, ["triage", "export", str(bucket_id), "--db", url, "-o", str(out)])
+    exported = cli_runner.invoke(
+        cli, ["triage", "export", str(bucket_id), "--db", url, "-o", str(out)]
+    )
     assert exported.exit_code == 0 and "verified" in exported.output
     assert "reproduced this bucket when run afresh" in out.read_text()
 
