@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -413,3 +414,24 @@ def test_two_planted_miscompilations_with_the_same_return_shape_are_two_buckets(
         assert rows[0][1] >= 3  # many cases, one bucket
     assert keys["aarch64-tail-i128"] == "aarch64|wrong result|tail calls"
     assert keys["aarch64-call-i128"] != keys["aarch64-tail-i128"]
+
+
+def test_generated_cases_cranelift_rejects_are_generator_defects_by_reason() -> None:
+    """A generated case Cranelift rejects is the generator's defect: counted
+    by distinct reason (one note each), never as an invalid corpus file."""
+    from types import SimpleNamespace
+
+    from fuzz.campaign.parent import Campaign
+    from fuzz.campaign.state import CaseResult, Stats
+
+    notes: list[str] = []
+    fake: Any = SimpleNamespace(stats=Stats(), display=SimpleNamespace(note=notes.append))
+    for seed in (1, 2, 3):
+        error = f"case {seed}: unknown setting `regalloc_algorithm=single_pass` at line {seed}"
+        Campaign._count_error(fake, CaseResult(origin="generated", seed=seed, error=error))
+    corpus = CaseResult(origin="corpus", error="x.clif: malformed CLIF", path="x.clif")
+    Campaign._count_error(fake, corpus)
+    assert fake.stats.errors == 1  # the corpus file only
+    assert sum(fake.stats.generator_defects.values()) == 3
+    assert len(fake.stats.generator_defects) == 1  # one reason, numbers masked
+    assert len([n for n in notes if n.startswith("generator defect")]) == 1

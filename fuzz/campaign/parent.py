@@ -32,7 +32,7 @@ from fuzz.campaign.state import CaseResult, Options, Stats, WorkerConfig
 from fuzz.campaign.worker import C_ABI_SEEDS, c_abi_seed, generated, worker_main
 from fuzz.pipeline.oracle import Verdict
 from fuzz.targets import TARGETS
-from fuzz.triage.buckets import worker_death_bucket
+from fuzz.triage.buckets import mask, worker_death_bucket
 from fuzz.triage.records import FindingRecord, Progress
 from fuzz.triage.store import TriageDB
 
@@ -178,8 +178,7 @@ class Campaign:
             slot.seeds.remove(seed)
             self._done(seed)
         if result.error is not None:
-            self.stats.errors += 1
-            self.display.note(f"skipped: {result.error}")
+            self._count_error(result)
             return
         self.stats.cases += 1
         self.stats.executions.update(result.executions)
@@ -266,6 +265,20 @@ class Campaign:
                 if record.origin != "corpus":  # a corpus case is in the corpus already
                     self._add_to_corpus(record.clif, "bucket")
         self.pending = []
+
+    def _count_error(self, result: CaseResult) -> None:
+        """A case that could not be run: a corpus file's problem, noted
+        once per file; a generated case's is the generator's defect, noted
+        once per distinct reason and counted."""
+        error = result.error or ""
+        if result.origin == "corpus":
+            self.stats.errors += 1
+            self.display.note(f"skipped: {error}")
+            return
+        reason = mask(error.partition(": ")[2] or error)[:160]
+        if reason not in self.stats.generator_defects:
+            self.display.note(f"generator defect (Cranelift rejects a generated case): {reason}")
+        self.stats.generator_defects[reason] += 1
 
     def _log_harness_errors(self, result: CaseResult) -> None:
         """callfuzz's own failures: kept with the case's seed in the campaign

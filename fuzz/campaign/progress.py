@@ -150,6 +150,17 @@ class Display:
         table.add_row("corpus", f"{s.corpus_added} cases added")
         if s.errors:
             table.add_row("skipped", f"{s.errors} unreadable or invalid corpus files")
+        if s.generator_defects:
+            cases = sum(s.generator_defects.values())
+            reasons = "; ".join(
+                f"{n:,} x {reason}" for reason, n in s.generator_defects.most_common(3)
+            )
+            more = len(s.generator_defects) - 3
+            table.add_row(
+                "generator defects",
+                f"{cases:,} generated cases Cranelift rejects: {reasons}"
+                + (f"; {more} more reasons" if more > 0 else ""),
+            )
         table.add_row("database", db_url)
         self.console.print(table)
 

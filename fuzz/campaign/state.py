@@ -61,7 +61,10 @@ class Stats:
     hard_crashes: int = 0
     hangs: int = 0
     corpus_added: int = 0
-    errors: int = 0
+    errors: int = 0  # corpus files unreadable or invalid
+    # generated cases Cranelift rejects: the generator's defects, by reason
+    # (masked: one line per distinct reason, not per case)
+    generator_defects: Counter[str] = field(default_factory=Counter)
     # per worker: (timings by stage, worker CPU seconds), latest report
     timings: dict[int, tuple[dict[str, float], float]] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
