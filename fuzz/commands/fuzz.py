@@ -216,6 +216,7 @@ def fuzz(
     campaign.display.buckets(new, known_buckets, registry)
     if reduce_time > 0 and reason not in ("SIGINT", "SIGTERM"):
         reduce_new_buckets(db, campaign, reduce_time)
+    click.echo(f"review: callfuzz triage report --campaign {campaign.id} --db {db.url}")
     db.close()
     signalled = {"SIGINT": 130, "SIGTERM": 143}.get(reason)
     sys.exit(signalled or (EXIT_DIVERGENCE if campaign.new_bucket_ids else EXIT_AGREE))

@@ -3,7 +3,9 @@
 `list` and `stats` summarise, `show` prints one bucket with its best
 reproducer, the values that differ and the machine code around the fault,
 `mark` records what a reviewer decided, `export` writes a bucket's
-reproducer as an upstream filetest.
+reproducer as an upstream filetest (and a C-ABI finding's C and CLIF sides),
+`draft` a bug report in upstream's template, `report` a static HTML review
+of a campaign (fuzz.triage.report).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from fuzz.pipeline.runner import Runner
 from fuzz.targets import Target, UnknownTarget, lookup
 from fuzz.triage.cabi_export import CAbiSides, c_abi_sides
 from fuzz.triage.engine import DatabaseError
-from fuzz.triage.export import filetest, run_lines_parsed, target_configs
+from fuzz.triage.export import run_lines_parsed, target_configs
+from fuzz.triage.report.exported import export_name, export_text
 from fuzz.triage.schema import Bucket, BucketStatus, Finding
 from fuzz.triage.store import TriageDB, open_db
 
@@ -504,16 +507,8 @@ def export(bucket: str, out: str | None, db_url: str | None) -> None:
             fail(f"no bucket {bucket_id}")
         case_id = info.reduced_case_id or info.best_case_id
         clif = db.case_text(case_id) or ""
-        version = info.cranelift_versions[-1] if info.cranelift_versions else "?"
-    text = filetest(clif, info.title, info.key, version)
-    if info.reduced_case_id and info.reduced_verified_on:
-        title, _, rest = text.partition("\n")
-        note = (
-            f"; the reduced case reproduced this bucket when run afresh from its text "
-            f"(Cranelift {info.reduced_verified_on})"
-        )
-        text = f"{title}\n{note}\n{rest}"
-    path = Path(out) if out else Path("crashes") / f"bucket-{bucket_id}-{info.target}.clif"
+    text = export_text(info, clif)
+    path = Path(out) if out else Path("crashes") / export_name(info)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     stem = path.with_suffix("")
@@ -527,3 +522,66 @@ def export(bucket: str, out: str | None, db_url: str | None) -> None:
     if info.reduced_case_id:
         state += ", verified" if info.reduced_verified_on else ", not verified"
     click.echo(f"{path}: {state}, {written} run lines, {parsed} parsed by cranelift-reader")
+
+
+# --- draft -----------------------------------------------------------------------
+
+
+@triage.command()
+@click.argument("bucket")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), help="Default: standard output.")
+@_db_option
+def draft(bucket: str, out: str | None, db_url: str | None) -> None:
+    """A bucket as an upstream bug report (Markdown, wasmtime's Cranelift
+    template), with its reproducer as `triage export` writes it."""
+    from fuzz.triage.report.draft import draft as render
+    from fuzz.triage.report.environment import environment
+    from fuzz.triage.report.facts import gather
+
+    bucket_id = _bucket_id(bucket)
+    with _opened(db_url) as db:
+        facts = gather(db, bucket_id)
+    if facts is None:
+        fail(f"no bucket {bucket_id}")
+    text = render(facts, environment())
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    click.echo(f"{path}: bug report for bucket {bucket_id} ({facts.bucket.title})")
+
+
+# --- report ----------------------------------------------------------------------
+
+
+@triage.command()
+@click.option("--campaign", "campaign_id", type=int, help="Only this campaign's buckets.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory (default: report/ beside an SQLite database, else crashes/report).",
+)
+@_db_option
+def report(campaign_id: int | None, out: Path | None, db_url: str | None) -> None:
+    """Static HTML pages to review buckets: an overview of the campaigns and
+    one page per bucket, with its export and draft bug report beside it.
+    Opens from disk; needs no server and no network."""
+    from fuzz.triage.report.environment import environment
+    from fuzz.triage.report.site import write_report
+
+    def disassemble(f: Finding) -> list[str]:
+        return disassembly(f.clif, f.target, f.flags, _fault_pc(f))
+
+    with _opened(db_url) as db:
+        if campaign_id is not None and db.get_campaign(campaign_id) is None:
+            fail(f"no campaign {campaign_id}")
+        written = write_report(
+            db, out or db.workdir / "report", environment(), campaign_id, disassemble
+        )
+    click.echo(
+        f"{written.index}: {written.buckets} bucket pages, "
+        f"{written.size / 1e6:.2f} MB in {written.directory}"
+    )
