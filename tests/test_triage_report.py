@@ -369,3 +369,42 @@ def test_chromium_reads_the_report_from_disk(tmp_path: Path) -> None:
     for tag, attrs in elements(panic):
         if tag == "a" and attrs.get("href"):
             assert (out / str(attrs["href"])).is_file(), attrs["href"]
+
+
+# Where CI keeps the screenshots (crashes/ is the project's artifact folder).
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "crashes" / "report-screenshots"
+
+
+def shot(page: Path, profile: Path, png: Path) -> str:
+    """Chromium's console log while it renders `page` into `png`."""
+    assert CHROMIUM is not None
+    done = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+        + [f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0"]
+        + ["--window-size=1280,1600", f"--screenshot={png}", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stderr
+
+
+@needs_chromium
+def test_the_report_renders_without_console_errors_and_screenshots_are_kept(
+    tmp_path: Path,
+) -> None:
+    url, buckets = make_db(tmp_path)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(cli, ["triage", "report", "--db", url, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pages = {"index": out / "index.html", "bucket": out / f"bucket-{buckets['aarch64']}.html"}
+    for name, page in pages.items():
+        png = SCREENSHOTS / f"{name}.png"
+        png.unlink(missing_ok=True)
+        log = shot(page, tmp_path / f"profile-{name}", png)
+        console = [line for line in log.splitlines() if "CONSOLE" in line]
+        assert not console, console
+        assert png.stat().st_size > 10_000  # a rendered page, not a blank one
