@@ -22,7 +22,7 @@ __all__ = ["FEATURES", "Feature", "Version", "for_version", "has", "known", "par
 @dataclass(frozen=True)
 class Feature:
     name: str
-    kind: str  # setting, convention, type, isa flag
+    kind: str  # setting, convention, type, isa flag, syntax, rule
     since: Version  # the first release that has it
     source: str  # how that was established
 
@@ -61,6 +61,16 @@ FEATURES: dict[str, Feature] = {
         # ("Unexpected SSA-value type: f128"), accept them in 0.128.4
         Feature("f128:abi", "type", (0, 128, 0), "rejected 0.115.1, accepted 0.128.4"),
         Feature("f16:abi", "type", (0, 128, 0), "rejected 0.115.1, accepted 0.128.4"),
+        # Rules, not features: a convention in `Target.no_return_convs` is
+        # one whose functions cannot return values from this release on
+        # (before it, the generator gives them returns, as Cranelift accepted)
+        Feature(
+            "no-returns:preserve_all",
+            "rule",
+            (0, 129, 0),
+            "0.129 rejects preserve_all functions with returns; 0.128 accepts them "
+            "(issue 24: 0 of 392 sampled 0.128 preserve_all functions had returns)",
+        ),
     )
 }
 
@@ -109,7 +119,9 @@ def for_version(target: Target, version: Version | None) -> Target:
         call_convs=_kept(target.call_convs, version, name),
         tail_call_convs=_kept(target.tail_call_convs, version, name),
         sret_convs=_kept(target.sret_convs, version, name),
-        no_return_convs=_kept(target.no_return_convs, version, name),
+        no_return_convs=tuple(
+            cc for cc in target.no_return_convs if has(f"no-returns:{cc}", version, name)
+        ),
         abi_types=_types(target.abi_types, version),
         qemu_abi_types=_types(target.qemu_abi_types, version),
         fuzz_isa_flags=_kept(target.fuzz_isa_flags, version),
