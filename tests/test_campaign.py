@@ -435,3 +435,14 @@ def test_generated_cases_cranelift_rejects_are_generator_defects_by_reason() -> 
     assert sum(fake.stats.generator_defects.values()) == 3
     assert len(fake.stats.generator_defects) == 1  # one reason, numbers masked
     assert len([n for n in notes if n.startswith("generator defect")]) == 1
+
+
+def test_a_corpus_file_of_another_release_is_replayed_only_there() -> None:
+    """`; callfuzz: releases 0.128` (a finding whose case only reads on
+    0.128) is skipped by campaigns on other releases, not counted invalid."""
+    from fuzz.campaign.worker import for_release
+
+    text = (CORPUS / "preserve-all-returns-restored-0.128.clif").read_text()
+    assert for_release(text, (0, 128, 4))
+    assert not for_release(text, (0, 135, 8))
+    assert for_release("test run\n", (0, 135, 8))  # no directive: every release
