@@ -349,13 +349,17 @@ def test_known_findings_pass_and_new_ones_fail_the_campaign(
     statuses = {key.split("|")[0]: (status, ref) for key, status, ref, _ in buckets(tmp_path)}
     assert statuses == {"riscv64": ("known", "preserve-all"), "x86_64": ("new", None)}
     assert "in 1 new buckets, 1 known" in new.stdout
-    assert new.stdout.rstrip().endswith("1 new buckets (1 known)")
+    # the counts close the findings; the last line names the report command
+    *_, counts, review = new.stdout.rstrip().splitlines()
+    assert counts.endswith("1 new buckets (1 known)") and review.startswith("review: ")
 
     # the same again: seen before, not new
     again = fuzz(tmp_path, *corpus)
     assert again.returncode == 0, again.stdout
     assert "in 0 new buckets, 1 known, 1 seen before" in again.stdout
-    assert again.stdout.rstrip().endswith("nothing new (1 known buckets, 1 seen before)")
+    *_, counts, review = again.stdout.rstrip().splitlines()
+    assert counts.endswith("nothing new (1 known buckets, 1 seen before)")
+    assert review.startswith("review: ")
 
 
 def test_a_malformed_registry_is_one_line_and_exit_2(tmp_path: Path, empty_corpus: Path) -> None:
