@@ -202,3 +202,14 @@ def test_a_c_abi_finding_exports_the_c_and_the_cranelift_sides(tmp_path: Path) -
     isa = _cranelift.Isa(target.triple, ["enable_llvm_abi_extensions=true"], [])
     for function in module.functions():
         assert module.compile(isa, function["name"])
+
+
+def test_a_compile_export_keeps_the_convention_test_run_gave_its_functions() -> None:
+    """The reader gives a function without a convention the target's default
+    in `test run` and `fast` in `test compile`: the export of a compile-time
+    finding writes out the one callfuzz compiled (upstream's clif-util then
+    panics quoting the same signature)."""
+    text = filetest(CASE, "aarch64: compile panic", "aarch64|compile panic|abi.rs:1", "v")
+    assert "function %main() -> i64 system_v {" in text
+    parsed = _cranelift.parse(text).functions()[0]
+    assert parsed["signature"]["call_conv"] == "system_v"

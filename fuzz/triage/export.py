@@ -10,6 +10,8 @@ what to expect."""
 
 from __future__ import annotations
 
+import re
+
 from fuzz import _cranelift
 from fuzz.gen.expect import restated
 from fuzz.pipeline.cabi.check import C_FLAGS
@@ -22,7 +24,7 @@ from fuzz.pipeline.oracle import (
     matches_expectation,
     same_outcome,
 )
-from fuzz.pipeline.runner import C_ABI_DIRECTIVE, Runner, default_lines
+from fuzz.pipeline.runner import C_ABI_DIRECTIVE, DEFAULT_CC, Runner, default_lines
 from fuzz.targets import UnknownTarget, lookup
 from fuzz.values import NanPolicy, Value, clif_literal
 
@@ -58,7 +60,35 @@ def filetest(clif: str, title: str, key: str, version: str) -> str:
     if c_abi:
         head.append(C_ABI_DIRECTIVE)
     features = [line for line in header if line.startswith("feature")]
-    return "\n".join([*head, *tests, *configs, *features, "", *lines[start:]]) + "\n"
+    body_lines = lines[start:]
+    if tests == ["test compile"] and any(line.startswith("test run") for line in header):
+        # the reader gives a function without a convention the target's
+        # default in `test run`, `fast` in `test compile`: keep the one found
+        body_lines = [_with_convention(line) for line in body_lines]
+    return "\n".join([*head, *tests, *configs, *features, "", *body_lines]) + "\n"
+
+
+# a function header or a signature declaration, and what ends its signature
+_SIGNATURE_LINE = re.compile(r"^(\s*(?:function %\S+|sig\d+ = ))(\(.*\)(?:\s*->[^{]*)?)(\s*\{?)$")
+
+
+def _with_convention(line: str) -> str:
+    """`line` with the default convention written out where its signature
+    names none (the last word of a signature is a type, an extension or a
+    purpose otherwise)."""
+    m = _SIGNATURE_LINE.match(line)
+    if m is None:
+        return line
+    signature = m.group(2).rstrip()
+    last = signature.rsplit(None, 1)[-1].rstrip(")")
+    if signature.endswith(")") or last in _NOT_A_CONVENTION or _TYPE_WORD.fullmatch(last):
+        brace = " {" if m.group(3).strip() else ""
+        return f"{m.group(1)}{signature} {DEFAULT_CC}{brace}"
+    return line
+
+
+_NOT_A_CONVENTION = frozenset({"uext", "sext", "sret"})
+_TYPE_WORD = re.compile(r"[if]\d+(x\d+)?")
 
 
 def target_configs(clif: str, target: str) -> list[str]:
