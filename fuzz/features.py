@@ -22,9 +22,14 @@ __all__ = ["FEATURES", "Feature", "Version", "for_version", "has", "known", "par
 @dataclass(frozen=True)
 class Feature:
     name: str
-    kind: str  # setting, convention, type, isa flag, syntax, rule
+    kind: str  # setting, setting value, convention, type, isa flag, syntax, rule
     since: Version  # the first release that has it
     source: str  # how that was established
+    # release ranges [first without it, first with it again) it was withdrawn in
+    gaps: tuple[tuple[Version, Version], ...] = ()
+
+    def in_release(self, version: Version) -> bool:
+        return version >= self.since and not any(a <= version < b for a, b in self.gaps)
 
 
 _MEASURED = "bridges built for 0.105.4, 0.115.1, 0.128.4, 0.131.3, 0.137.1 (issue 13)"
@@ -41,6 +46,16 @@ FEATURES: dict[str, Feature] = {
             "cranelift-codegen 0.114 settings; " + _MEASURED,
         ),
         Feature("regalloc_algorithm", "setting", (0, 115, 0), "0.115 settings; " + _MEASURED),
+        # read from cranelift/codegen/meta/src/shared/settings.rs at each
+        # wasmtime release tag (v28-v48); 0.121.2 measured: "invalid setting
+        # value for 'regalloc_algorithm=single_pass', expected backtracking"
+        Feature(
+            "regalloc_algorithm=single_pass",
+            "setting value",
+            (0, 115, 0),
+            "settings.rs of 0.115-0.119 and 0.124-0.135 list it, 0.120-0.123 do not",
+            gaps=(((0, 120, 0), (0, 124, 0)),),
+        ),
         Feature("preserve_all", "convention", (0, 128, 0), "0.128 CallConv; " + _MEASURED),
         # Measured (absent in the first, present in the second; the releases
         # between were not built): the earliest release callfuzz knows has it.
@@ -88,7 +103,7 @@ def has(name: str, version: Version | None, target: str = "") -> bool:
         return True
     version = known(version)
     return all(
-        feature is None or version >= feature.since
+        feature is None or feature.in_release(version)
         for feature in (FEATURES.get(name), FEATURES.get(f"{target}:{name}"))
     )
 
@@ -119,6 +134,9 @@ def for_version(target: Target, version: Version | None) -> Target:
         call_convs=_kept(target.call_convs, version, name),
         tail_call_convs=_kept(target.tail_call_convs, version, name),
         sret_convs=_kept(target.sret_convs, version, name),
+        regalloc_algorithms=tuple(
+            a for a in target.regalloc_algorithms if has(f"regalloc_algorithm={a}", version)
+        ),
         no_return_convs=tuple(
             cc for cc in target.no_return_convs if has(f"no-returns:{cc}", version, name)
         ),

@@ -49,6 +49,7 @@ _TYPE = r"(?:i8|i16|i32|i64|i128|f16|f32|f64|f128)(?:x\d+)?"
 _TYPE_USE = re.compile(rf"(?<![%\w]){_TYPE}(?!\w)")
 _IS_TYPE = re.compile(_TYPE)
 _SETTING = re.compile(r"^set (\w+)=", re.M)
+_SETTING_VALUE = re.compile(r"^set (\w+=\w+)$", re.M)
 _TARGET = re.compile(r"^target (.*)$", re.M)
 # `function %f1(i64, f32) -> i8 uext fast {` (system_v left out), `sig0 = (...) -> ... cc`
 _SIGNATURE = re.compile(r"^function %\w+(\(.*\).*?) \{$|^ +sig\d+ = (\(.*\).*)$", re.M)
@@ -59,7 +60,10 @@ _INSTRUCTION = re.compile(r"^ +(?:v\d+(?:, v\d+)* = )?(?!(?:ss|sig|fn)\d+ = )([a
 SYNTAX = {"slot_align": re.compile(r"explicit_slot \d+, align = \d+")}
 # every kind of feature the table may hold, each read back from cases below
 # (a `rule` restricts releases from its version on: read by its own test)
-KINDS = {"setting", "convention", "type", "isa flag", "syntax", "instruction", "rule"}
+KINDS = {
+    *("setting", "setting value", "convention", "type", "isa flag", "syntax"),
+    *("instruction", "rule"),
+}
 
 
 def _convention(signature: str) -> str:
@@ -84,6 +88,7 @@ def uses(text: str) -> Uses:
     target, *isa_flags = target_line.split()
     out = Uses(target)
     out.names["setting"].update(_SETTING.findall(text))
+    out.names["setting value"].update(_SETTING_VALUE.findall(text))
     out.names["isa flag"].update(isa_flags)
     out.names["type"].update(_TYPE_USE.findall(text))
     signatures = [a or b for a, b in _SIGNATURE.findall(text)]
@@ -123,6 +128,7 @@ block0(v0: i64):
     assert read.target == "s390x"
     assert read.names == {
         "setting": {"opt_level", "regalloc_algorithm"},
+        "setting value": {"opt_level=none", "regalloc_algorithm=backtracking"},
         "isa flag": {"has_mie3"},
         "type": {
             *("f16", "i8", "f128", "i8x16", "i64", "i128", "i64x2"),
@@ -164,7 +170,7 @@ def test_the_newest_release_generates_every_feature_in_the_table() -> None:
     assert not missing, missing
 
 
-@pytest.mark.parametrize("version", [(0, 105, 4), (0, 110, 0), (0, 115, 1)])
+@pytest.mark.parametrize("version", [(0, 105, 4), (0, 110, 0), (0, 115, 1), (0, 121, 2)])
 def test_generated_cases_use_nothing_their_release_lacks(version: Version) -> None:
     missing = [f for f in FEATURES.values() if f.kind != "rule" and version < f.since]
     assert missing
@@ -199,3 +205,21 @@ def test_preserve_all_returns_values_only_where_the_release_accepts_them() -> No
     }
     assert counts[(0, 128, 4)] > 0, counts
     assert counts[(0, 129, 2)] == counts[None] == 0, counts
+
+
+def test_single_pass_is_chosen_only_where_the_release_accepts_it() -> None:
+    """`regalloc_algorithm=single_pass` is in 0.115-0.119 and 0.124 on, not
+    in 0.120-0.123 (0.121.2: "invalid setting value"): a setting value
+    withdrawn and back, as the table records it."""
+    target = TARGETS["riscv64"]
+
+    def uses_single_pass(version: Version) -> int:
+        return sum(
+            "regalloc_algorithm=single_pass"
+            in generate(RandomSource(seed), target, version=version).text
+            for seed in range(60)
+        )
+
+    assert uses_single_pass((0, 119, 0)) > 0
+    assert uses_single_pass((0, 121, 2)) == uses_single_pass((0, 123, 0)) == 0
+    assert uses_single_pass((0, 124, 0)) > 0
