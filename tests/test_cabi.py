@@ -251,19 +251,17 @@ def test_c_abi_seeds_come_in_runs_of_a_seed_block() -> None:
 
 
 @pytest.mark.parametrize(
-    ("ctype", "previous", "expected"),
+    ("ctype", "expected"),
     [
-        ("unsigned int", "cf_i8x16", "argument integer"),
-        ("long", "unsigned __int128", "argument integer"),
-        ("unsigned __int128", "long", "argument __int128"),
-        ("_Float16", "", "argument _Float16"),
-        ("cf_f64x2", "double", "argument vector"),
+        ("unsigned int", "argument integer"),
+        ("long", "argument integer"),
+        ("unsigned __int128", "argument __int128"),
+        ("_Float16", "argument _Float16"),
+        ("cf_f64x2", "argument vector"),
     ],
 )
-def test_the_bucket_key_holds_type_classes(ctype: str, previous: str, expected: str) -> None:
-    misplaced = Mismatch(
-        C_CALLS_CRANELIFT, "system_v", "argument", 3, ctype, b"", b"", "", previous
-    )
+def test_the_bucket_key_holds_type_classes(ctype: str, expected: str) -> None:
+    misplaced = Mismatch(C_CALLS_CRANELIFT, "system_v", "argument", 3, ctype, b"", b"", "")
     assert misplaced.position_class == expected
 
 

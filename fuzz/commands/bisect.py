@@ -41,7 +41,7 @@ from typing import IO, Any
 import click
 
 from fuzz.commands.bisect_search import Kind, Step, describe, search
-from fuzz.commands.common import console, fail, target_name
+from fuzz.commands.common import bucket_or_fail, console, fail, opened_db, target_name
 
 # building a bridge takes minutes; a step that outlives this is a skip
 STEP_TIMEOUT = 3600.0
@@ -318,17 +318,9 @@ def bucket_goal(db_url: str | None, bucket_id: int, target: str) -> tuple[Goal, 
     """A bucket's goal (its key, and a compile panic's message from its best
     finding) and its best case's text."""
     from fuzz.triage.buckets import mask
-    from fuzz.triage.engine import DatabaseError
-    from fuzz.triage.store import open_db
 
-    try:
-        db = open_db(db_url, create=False)
-    except DatabaseError as err:
-        fail(str(err))
-    try:
-        info = db.get_bucket(bucket_id)
-        if info is None:
-            fail(f"no bucket {bucket_id}")
+    with opened_db(db_url) as db:
+        info = bucket_or_fail(db, bucket_id)
         if info.target != target:
             fail(f"bucket {bucket_id} is on {info.target}, not {target}")
         message = ""
@@ -338,8 +330,6 @@ def bucket_goal(db_url: str | None, bucket_id: int, target: str) -> tuple[Goal, 
             message = mask(panic["message"]) if panic else ""
         text = db.case_text(info.best_case_id) or ""
         return Goal(target, comparable_key(info.key), message), text
-    finally:
-        db.close()
 
 
 def _range(from_: str | None, to: str | None) -> list[str]:
@@ -370,13 +360,10 @@ def _range(from_: str | None, to: str | None) -> list[str]:
 
 
 def _note(bucket_id: int, db_url: str | None, text: str) -> None:
-    from fuzz.triage.store import open_db
-
-    db = open_db(db_url, create=False)
-    info = db.get_bucket(bucket_id)
-    if info is not None:
-        db.mark_bucket(bucket_id, info.status, note=text)
-    db.close()
+    with opened_db(db_url) as db:
+        info = db.get_bucket(bucket_id)
+        if info is not None:
+            db.mark_bucket(bucket_id, info.status, note=text)
 
 
 @click.command()

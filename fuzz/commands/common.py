@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     # the filetest reader loads the bridge: imported where it is used, so the
     # command line can choose the bridge (`--cranelift`) after importing this
     from fuzz.pipeline.filetest import TargetLine
+    from fuzz.triage.schema import Bucket
+    from fuzz.triage.store import TriageDB
 
 EXIT_AGREE, EXIT_DIVERGENCE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -31,6 +34,31 @@ def fail(message: str) -> NoReturn:
     """Bad input: one line on stderr naming the problem, exit 2."""
     click.echo(f"callfuzz: error: {message}", err=True)
     sys.exit(EXIT_BAD_INPUT)
+
+
+@contextmanager
+def opened_db(db_url: str | None) -> Iterator[TriageDB]:
+    """An existing triage database, closed after use; any database error is
+    one line and exit 2."""
+    from fuzz.triage.engine import DatabaseError
+    from fuzz.triage.store import open_db
+
+    try:
+        db = open_db(db_url, create=False)
+        try:
+            yield db
+        finally:
+            db.close()
+    except DatabaseError as err:
+        fail(str(err))
+
+
+def bucket_or_fail(db: TriageDB, bucket_id: int) -> Bucket:
+    """Bucket `bucket_id`, or one line and exit 2 when there is none."""
+    bucket = db.get_bucket(bucket_id)
+    if bucket is None:
+        fail(f"no bucket {bucket_id}")
+    return bucket
 
 
 def parse_target_option(spec: str) -> TargetLine:

@@ -8,14 +8,12 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from fuzz.commands.common import fail
+from fuzz.commands.common import bucket_or_fail, fail, opened_db
 from fuzz.faults import ALL_FAULTS
 from fuzz.pipeline.filetest import BadInput
 from fuzz.pipeline.oracle import OUT_OF_PROCESS
 from fuzz.targets import UnknownTarget, lookup
-from fuzz.triage.engine import DatabaseError
 from fuzz.triage.known import base_key
-from fuzz.triage.store import open_db
 from reducers import reference
 from reducers.problem import Progress
 from reducers.reduce import Goal, goal_for, reduce_text
@@ -107,15 +105,8 @@ def reduce(
 
 
 def _bucket_goal(db_url: str | None, bucket_id: int, fault: str | None) -> tuple[str, Goal]:
-
-    try:
-        db = open_db(db_url, create=False)
-    except DatabaseError as err:
-        fail(str(err))
-    try:
-        bucket = db.get_bucket(bucket_id)
-        if bucket is None:
-            fail(f"no bucket {bucket_id}")
+    with opened_db(db_url) as db:
+        bucket = bucket_or_fail(db, bucket_id)
         if bucket.verdict in OUT_OF_PROCESS:
             fail(f"bucket {bucket_id} is a {bucket.verdict}: it only reproduces out of process")
         text = db.case_text(bucket.best_case_id) or ""
@@ -125,13 +116,8 @@ def _bucket_goal(db_url: str | None, bucket_id: int, fault: str | None) -> tuple
             fault = (campaign.flags or {}).get("fault") if campaign else None
         # a known bucket's findings carry the plain key (fuzz.triage.known)
         return text, Goal(bucket.target, base_key(bucket.key, bucket.known_ref), fault)
-    finally:
-        db.close()
 
 
 def _store(db_url: str | None, bucket_id: int, text: str, verified_on: str | None) -> None:
-    db = open_db(db_url, create=False)
-    try:
+    with opened_db(db_url) as db:
         db.set_reduced_case(bucket_id, text, verified_on)
-    finally:
-        db.close()

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,18 +23,16 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from fuzz.commands.common import fail, target_name
+from fuzz.commands.common import bucket_or_fail, fail, opened_db, target_name
 from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_text
 from fuzz.pipeline.link import Image, LinkError, link
 from fuzz.pipeline.oracle import Verdict
 from fuzz.pipeline.runner import Runner
 from fuzz.targets import Target, UnknownTarget, lookup
 from fuzz.triage.cabi_export import CAbiSides, c_abi_sides
-from fuzz.triage.engine import DatabaseError
 from fuzz.triage.export import run_lines_parsed, target_configs
 from fuzz.triage.report.exported import export_name, export_text
 from fuzz.triage.schema import Bucket, BucketStatus, Finding
-from fuzz.triage.store import TriageDB, open_db
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,20 +48,6 @@ def _db_option(f: F) -> F:
     return click.option(
         "--db", "db_url", help="SQLAlchemy URL or SQLite file (default crashes/triage.sqlite)."
     )(f)
-
-
-@contextmanager
-def _opened(db_url: str | None) -> Iterator[TriageDB]:
-    """The database, any database error as one line and exit 2."""
-
-    try:
-        db = open_db(db_url, create=False)
-        try:
-            yield db
-        finally:
-            db.close()
-    except DatabaseError as err:
-        fail(str(err))
 
 
 def _bucket_id(text: str) -> int:
@@ -130,7 +113,7 @@ def list_(
     wanted_status = _status(status) if status else None
     wanted_target = target_name(target) if target else None
     hide = () if everything or wanted_status else (BucketStatus.KNOWN.value,)
-    with _opened(db_url) as db:
+    with opened_db(db_url) as db:
         buckets = db.list_buckets(
             status=wanted_status, target=wanted_target, verdict=verdict, limit=count, hide=hide
         )
@@ -186,10 +169,8 @@ def _bucket_table(buckets: Sequence[Bucket]) -> Table:
 def show(bucket: str, db_url: str | None) -> None:
     """One bucket: reproducer, differences and disassembly at the fault."""
     bucket_id = _bucket_id(bucket)
-    with _opened(db_url) as db:
-        info = db.get_bucket(bucket_id)
-        if info is None:
-            fail(f"no bucket {bucket_id}")
+    with opened_db(db_url) as db:
+        info = bucket_or_fail(db, bucket_id)
         [best] = db.bucket_findings(bucket_id, limit=1)  # the best reproducer's
         configs = db.bucket_configs(bucket_id)
         reduced = db.case_text(info.reduced_case_id) if info.reduced_case_id else None
@@ -411,7 +392,7 @@ def mark(bucket: str, status: str, note: str | None, db_url: str | None) -> None
     """Set a bucket's status (and add a note)."""
     bucket_id = _bucket_id(bucket)
     _status(status)
-    with _opened(db_url) as db:
+    with opened_db(db_url) as db:
         try:
             info = db.mark_bucket(bucket_id, status, note)
         except KeyError:
@@ -426,7 +407,7 @@ def mark(bucket: str, status: str, note: str | None, db_url: str | None) -> None
 @_db_option
 def stats(db_url: str | None) -> None:
     """Buckets per status, target and verdict; findings; campaigns."""
-    with _opened(db_url) as db:
+    with opened_db(db_url) as db:
         summary = db.summary()
     out = _console()
     for title, counts in (
@@ -501,10 +482,8 @@ def export(bucket: str, out: str | None, db_url: str | None) -> None:
     filetest with the interpreter's expected values, for an upstream report."""
 
     bucket_id = _bucket_id(bucket)
-    with _opened(db_url) as db:
-        info = db.get_bucket(bucket_id)
-        if info is None:
-            fail(f"no bucket {bucket_id}")
+    with opened_db(db_url) as db:
+        info = bucket_or_fail(db, bucket_id)
         case_id = info.reduced_case_id or info.best_case_id
         clif = db.case_text(case_id) or ""
     text = export_text(info, clif)
@@ -539,7 +518,7 @@ def draft(bucket: str, out: str | None, db_url: str | None) -> None:
     from fuzz.triage.report.facts import gather
 
     bucket_id = _bucket_id(bucket)
-    with _opened(db_url) as db:
+    with opened_db(db_url) as db:
         facts = gather(db, bucket_id)
     if facts is None:
         fail(f"no bucket {bucket_id}")
@@ -575,7 +554,7 @@ def report(campaign_id: int | None, out: Path | None, db_url: str | None) -> Non
     def disassemble(f: Finding) -> list[str]:
         return disassembly(f.clif, f.target, f.flags, _fault_pc(f))
 
-    with _opened(db_url) as db:
+    with opened_db(db_url) as db:
         if campaign_id is not None and db.get_campaign(campaign_id) is None:
             fail(f"no campaign {campaign_id}")
         written = write_report(

@@ -222,7 +222,6 @@ def compare(sig: CSignature, direction: str, start: bytes, end: bytes) -> list[M
         at = layout.slot(base, index)
         actual = end[at : at + len(expected)]
         if actual != expected:
-            previous = sig.params[index - 1].ctype if what == "argument" and index else ""
             found.append(
                 Mismatch(
                     direction,
@@ -233,7 +232,6 @@ def compare(sig: CSignature, direction: str, start: bytes, end: bytes) -> list[M
                     expected,
                     actual,
                     source(actual, known),
-                    previous,
                 )
             )
     return found

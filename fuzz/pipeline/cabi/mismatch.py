@@ -22,8 +22,6 @@ class Mismatch:
     expected: bytes
     actual: bytes
     source: str  # where the actual bytes came from, when that can be told
-    # the C type of the argument before it (shown, not keyed)
-    previous: str = ""
 
     @property
     def position_class(self) -> str:
