@@ -2,8 +2,11 @@
 explores), and a hermetic environment for every test and every child process
 it starts: the crates.io index is a fixture file (never the live registry,
 whose next release would change what a release line resolves to) and the
-bridge cache is a fresh directory (never the user's). Builds of the bridge
-use a fake cargo (`fake_cargo`)."""
+bridge cache is a fresh directory (never the user's), holding only the
+old-release bridges the README's test command builds before the tests
+(`callfuzz cranelift build --cache tests/prebuilt ...`, in the install
+step, so the tests need no network). Builds of the bridge use a fake cargo
+(`fake_cargo`)."""
 
 import atexit
 import importlib.machinery
@@ -22,6 +25,11 @@ settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
+# The old releases the README's test command prebuilds for the tests; one
+# place, checked against the README by tests/test_readme.py.
+PREBUILT = Path(__file__).parent / "prebuilt"
+PREBUILT_RELEASES = ("0.128.4",)
+
 INDEX_FIXTURE = Path(__file__).parent / "data" / "crates-index" / "cranelift-codegen"
 os.environ["CALLFUZZ_INDEX_URL"] = INDEX_FIXTURE.as_uri()
 # CALLFUZZ_TEST_CACHE keeps real bridges built by CALLFUZZ_SLOW=1 runs between runs
@@ -30,6 +38,9 @@ if os.environ.get("CALLFUZZ_TEST_CACHE"):
 else:
     os.environ["CALLFUZZ_CACHE"] = tempfile.mkdtemp(prefix="callfuzz-test-cache-")
     atexit.register(shutil.rmtree, os.environ["CALLFUZZ_CACHE"], ignore_errors=True)
+    # copies, so a test that removes cache entries cannot damage the artifact
+    for prebuilt in sorted((PREBUILT / "bridges").glob("release-*")):
+        shutil.copytree(prebuilt, Path(os.environ["CALLFUZZ_CACHE"]) / "bridges" / prebuilt.name)
 
 
 FAKE_CARGO = Path(__file__).parent / "data" / "fake_cargo.py"

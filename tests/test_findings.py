@@ -114,9 +114,9 @@ def test_each_known_finding_reproduces_and_matches_its_entry(
 def _bridge_ready(version: str) -> bool:
     from fuzz.bridge import cache
 
-    return cache.entry_for(f"release-{version}") is not None or bool(
-        os.environ.get("CALLFUZZ_SLOW")
-    )
+    entry = cache.entry_for(f"release-{version}")
+    current = entry is not None and entry.current(cache.source_hash())
+    return current or bool(os.environ.get("CALLFUZZ_SLOW"))
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ bridge on first use; `build` builds ahead of time."""
 from __future__ import annotations
 
 import datetime
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -123,11 +124,24 @@ def list_bridges() -> None:
 @cranelift.command("build")
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
 @click.option("--force", is_flag=True, help="Build again even when a current bridge is cached.")
-def build_bridges(specs: tuple[str, ...], force: bool) -> None:
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Build into this cache directory instead of the default one "
+    "(the test command prebuilds the tests' old-release bridges into tests/prebuilt).",
+)
+def build_bridges(specs: tuple[str, ...], force: bool, cache_dir: Path | None) -> None:
     """Build (or find cached) the bridge for each SPEC: a release such as
     0.131 (its newest version) or 0.128.4, or a wasmtime checkout's path."""
     from fuzz.bridge import build, spec
 
+    if cache_dir is not None:
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            fail(f"cannot use {cache_dir} as the bridge cache: {err.strerror or err}")
+        os.environ[cache.ENV_CACHE] = str(cache_dir.resolve())
     for text in specs:
         try:
             choice = spec.resolve(text)
