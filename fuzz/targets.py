@@ -85,6 +85,19 @@ def _homogeneous(*types: str) -> frozenset[tuple[str, ...]]:
 
 
 @dataclass(frozen=True)
+class QemuFacts:
+    """What one qemu-user release, and every later one up to the next row,
+    runs for a target: measured, not guessed (README "qemu-user")."""
+
+    since: tuple[int, int]  # the first qemu version (major, minor) these hold for
+    cpu: str  # -cpu model, with the properties every line gets
+    # ISA flag -> the -cpu properties it needs; flags not named run on the model as is
+    properties: Mapping[str, str]
+    # ISA flags this release cannot run (abstain: "qemu-user lacks ...")
+    lacks: frozenset[str]
+
+
+@dataclass(frozen=True)
 class QemuSetup:
     """How qemu-user runs a target's code (fuzz.pipeline.qemu): the program it
     starts (an ELF callfuzz writes itself), the CPU it emulates and the
@@ -93,11 +106,9 @@ class QemuSetup:
     binary: str  # qemu-user's program for the architecture
     elf_machine: int  # e_machine
     elf_flags: int  # e_flags
-    cpu: str  # -cpu model
-    # ISA flag -> the -cpu properties it needs; flags not named run on the model as is
-    properties: Mapping[str, str]
-    # ISA flags qemu-user 7.2 cannot run (Debian 12's qemu-user)
-    lacks: frozenset[str]
+    # what each qemu-user release runs, oldest first (QemuFacts): the row of
+    # the installed program's version is chosen at run time
+    releases: tuple[QemuFacts, ...]
     syscall_insn: bytes
     loop_insn: bytes  # a branch to itself: where the stub stops (a breakpoint)
     # gdb register names: the system call number, its arguments, its result
@@ -130,6 +141,15 @@ class QemuSetup:
     fp_piece_bytes: int = 8
     fp_restore: bytes = b""
     fp_base: str = ""
+
+    def facts(self, version: tuple[int, int] | None) -> QemuFacts:
+        """The row for qemu-user `version`: the newest row not newer than it
+        (an unknown newer release gets the newest row; None, the oldest)."""
+        chosen = self.releases[0]
+        for row in self.releases:
+            if version is not None and row.since <= version:
+                chosen = row
+        return chosen
 
 
 class _Syscalls(TypedDict):
@@ -197,6 +217,8 @@ _RISCV_ABI_NAMES = tuple(
         "t6",
     ]
 )
+# qemu-user's vector unit for has_v: 128-bit registers, RVV 1.0
+_RISCV_V = "v=true,vlen=128,elen=64,vext_spec=v1.0"
 _RISCV_FP_NAMES = tuple(
     [
         "ft0",
@@ -705,19 +727,26 @@ TARGETS: dict[str, Target] = {
                 binary="qemu-x86_64",
                 elf_machine=62,
                 elf_flags=0,
-                # TCG's `max`: AVX, AVX2, FMA, BMI, LZCNT, POPCNT (QEMU 7.2), no AVX-512
-                cpu="max",
-                properties={},
-                lacks=frozenset(
-                    {
-                        "has_avx_vnni",
-                        "has_avx512bitalg",
-                        "has_avx512dq",
-                        "has_avx512vl",
-                        "has_avx512vbmi",
-                        "has_avx512f",
-                        "has_avx512vnni",
-                    }
+                # TCG's `max`: AVX, AVX2, FMA, BMI, LZCNT, POPCNT; no AVX-512 and
+                # no AVX-VNNI in 7.2 nor 10.0 (`+avx512f` only warns, the CPUID
+                # bit stays 0 and a zmm instruction is SIGILL)
+                releases=(
+                    QemuFacts(
+                        since=(7, 2),
+                        cpu="max",
+                        properties={},
+                        lacks=frozenset(
+                            {
+                                "has_avx_vnni",
+                                "has_avx512bitalg",
+                                "has_avx512dq",
+                                "has_avx512vl",
+                                "has_avx512vbmi",
+                                "has_avx512f",
+                                "has_avx512vnni",
+                            }
+                        ),
+                    ),
                 ),
                 syscall_insn=bytes([0x0F, 0x05]),  # syscall
                 loop_insn=bytes([0xEB, 0xFE]),  # jmp .
@@ -827,9 +856,8 @@ TARGETS: dict[str, Target] = {
                 binary="qemu-aarch64",
                 elf_machine=183,
                 elf_flags=0,
-                cpu="max",  # LSE, PAuth, FP16, BTI, SVE
-                properties={},
-                lacks=frozenset(),
+                # LSE, PAuth, FP16, BTI, SVE (7.2 and 10.0)
+                releases=(QemuFacts(since=(7, 2), cpu="max", properties={}, lacks=frozenset()),),
                 syscall_insn=(0xD4000001).to_bytes(4, "little"),  # svc #0
                 loop_insn=(0x14000000).to_bytes(4, "little"),  # b .
                 syscall_number="x8",
@@ -935,18 +963,55 @@ TARGETS: dict[str, Target] = {
                 binary="qemu-riscv64",
                 elf_machine=243,
                 elf_flags=0x5,  # RVC, double-float ABI
-                cpu="rv64",  # RV64GC; every other extension only when a flag asks
-                properties={
-                    "has_v": "v=true,vlen=128,elen=64,vext_spec=v1.0",
-                    "has_zba": "zba=true",
-                    "has_zbb": "zbb=true",
-                    "has_zbc": "zbc=true",
-                    "has_zbs": "zbs=true",
-                    "has_zbkb": "zbkb=true",
-                    "has_zfh": "Zfh=true",
-                    "has_zfhmin": "Zfhmin=true",
-                },
-                lacks=frozenset({"has_zcb", "has_zfa", "has_zvfh", "has_zvbb", "has_zicond"}),
+                releases=(
+                    QemuFacts(
+                        since=(7, 2),
+                        # RV64GC and Zba/Zbb/Zbc/Zbs (on in `rv64`); 7.2 knows
+                        # no Zca/Zcb/Zcd, Zfa, Zicond, Zvfh, Zvbb property
+                        cpu="rv64",
+                        properties={
+                            "has_v": _RISCV_V,
+                            "has_zba": "zba=true",
+                            "has_zbb": "zbb=true",
+                            "has_zbc": "zbc=true",
+                            "has_zbs": "zbs=true",
+                            "has_zbkb": "zbkb=true",
+                            "has_zfh": "Zfh=true",
+                            "has_zfhmin": "Zfhmin=true",
+                        },
+                        lacks=frozenset(
+                            {"has_zcb", "has_zfa", "has_zvfh", "has_zvbb", "has_zicond"}
+                        ),
+                    ),
+                    QemuFacts(
+                        since=(10, 0),
+                        # RV64G only: `rv64` would also turn on C, Zba/Zbb/Zbc/Zbs
+                        # and Zfa; an extension a line does not ask for is SIGILL,
+                        # as on hardware (the server program is 4-byte code)
+                        cpu="rv64,c=false,zba=false,zbb=false,zbc=false,zbs=false,zfa=false",
+                        properties={
+                            "has_v": _RISCV_V,
+                            "has_zba": "zba=true",
+                            "has_zbb": "zbb=true",
+                            "has_zbc": "zbc=true",
+                            "has_zbs": "zbs=true",
+                            "has_zbkb": "zbkb=true",
+                            # 10.0 deprecates the capitalised spelling
+                            "has_zfh": "zfh=true",
+                            "has_zfhmin": "zfhmin=true",
+                            "has_zfa": "zfa=true",
+                            "has_zicond": "zicond=true",
+                            # Zcb and Zcd need Zca (Cranelift's has_c is Zca+Zcd)
+                            "has_zca": "zca=true",
+                            "has_zcd": "zca=true,zcd=true",
+                            "has_zcb": "zca=true,zcb=true",
+                            # the vector crypto extensions need V
+                            "has_zvbb": f"{_RISCV_V},zvbb=true",
+                            "has_zvfh": f"{_RISCV_V},zvfh=true",
+                        },
+                        lacks=frozenset(),
+                    ),
+                ),
                 syscall_insn=(0x00000073).to_bytes(4, "little"),  # ecall
                 loop_insn=(0x0000006F).to_bytes(4, "little"),  # j .
                 syscall_number="a7",
@@ -1036,9 +1101,17 @@ TARGETS: dict[str, Target] = {
                 binary="qemu-s390x",
                 elf_machine=22,
                 elf_flags=0,
-                cpu="max",  # z14 and vector enhancements 2, MIE3 (QEMU 7.2)
-                properties={},
-                lacks=frozenset({"has_mie4", "has_vxrs_ext3"}),
+                # TCG's `max`: z14 with vector enhancements 2 and MIE3 (7.2), z15
+                # (10.0, which refuses `vxeh3` and `minste4`: "introduced with
+                # later models")
+                releases=(
+                    QemuFacts(
+                        since=(7, 2),
+                        cpu="max",
+                        properties={},
+                        lacks=frozenset({"has_mie4", "has_vxrs_ext3"}),
+                    ),
+                ),
                 syscall_insn=bytes([0x0A, 0x00]),  # svc 0 (the number in r1)
                 loop_insn=bytes([0xA7, 0xF4, 0x00, 0x00]),  # j .
                 syscall_number="r1",

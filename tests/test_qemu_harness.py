@@ -81,7 +81,7 @@ def test_a_missing_qemu_program_abstains_naming_it(monkeypatch: pytest.MonkeyPat
     target = TARGETS["aarch64"]
     assert target.qemu is not None
     image = link([], target)
-    raw = server.QemuServer(target, target.qemu.cpu).run(image, 0, 0, b"", budget=1000)
+    raw = server.QemuServer(target, target.qemu.releases[0].cpu).run(image, 0, 0, b"", budget=1000)
     assert raw.kind == "not-executable" and "qemu-aarch64" in raw.detail
 
 

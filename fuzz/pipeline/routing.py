@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from fuzz.pipeline.qemu import missing_reason, qemu_installed
+from fuzz.pipeline.qemu import binary_version, installed_facts, missing_reason, qemu_installed
 from fuzz.targets import Target
 
 UNICORN = "unicorn"
@@ -37,16 +37,17 @@ def route(
     lacking = sorted(flags_on & target.emulator_lacks)
     unicorn_ok = not lacking and not unicorn_gap
     setup = target.qemu
-    qemu_lacking = sorted(flags_on & setup.lacks) if setup is not None else []
+    qemu_lacking = sorted(flags_on & installed_facts(setup).lacks) if setup is not None else []
     installed = qemu_installed(target)
     qemu_ok = setup is not None and not qemu_lacking and installed
 
     def why_not_qemu() -> str:
         if setup is None:
             return "qemu-user does not run this target"
-        if qemu_lacking:
-            return f"qemu-user lacks {', '.join(qemu_lacking)}"
-        return missing_reason(target)
+        if not installed:
+            return missing_reason(target)
+        version = binary_version(setup.binary)
+        return f"qemu-user {version} lacks {', '.join(qemu_lacking)}"
 
     unicorn_why = unicorn_gap or f"unicorn lacks {', '.join(lacking)}"
     if choice is ExecutorChoice.UNICORN:

@@ -18,6 +18,8 @@ computes libcalls at their stubs, `signals` says what a stop means.
 
 from fuzz.pipeline.qemu.process import (
     QemuUnavailable,
+    binary_version,
+    installed_facts,
     missing_reason,
     qemu_installed,
     qemu_version,
@@ -35,8 +37,10 @@ __all__ = [
     "QemuServer",
     "QemuUnavailable",
     "ServerFailure",
+    "binary_version",
     "alarm_seconds",
     "cpu_option",
+    "installed_facts",
     "missing_reason",
     "qemu_installed",
     "qemu_version",
