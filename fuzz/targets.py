@@ -933,7 +933,21 @@ TARGETS: dict[str, Target] = {
             abi_types={"*": SCALAR_TYPES},
             fuzz_isa_flags=("has_zca", "has_zcd"),
             vector_isa_flags=("has_v",),
-            qemu_isa_flags=("has_zba", "has_zbb", "has_zbs", "has_zbkb", "has_zfh", "has_zfhmin"),
+            # (qemu 10 also runs Zcb, Zfa, Zicond and, with V, Zvbb and Zvfh;
+            # routing.for_installed_qemu drops what the installed qemu lacks)
+            qemu_isa_flags=(
+                "has_zba",
+                "has_zbb",
+                "has_zbs",
+                "has_zbkb",
+                "has_zfh",
+                "has_zfhmin",
+                "has_zcb",
+                "has_zfa",
+                "has_zicond",
+                "has_zvbb",
+                "has_zvfh",
+            ),
             qemu_abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
             foreign_insn=_riscv_vector,
             # RISC-V psABI LP64D: a0-a2, fa0-fa2 (vectors would need has_v)

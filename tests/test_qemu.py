@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from fuzz.faults import hooks
+from fuzz.gen.choices import RandomSource
+from fuzz.gen.generate import generate
 from fuzz.pipeline import routing
 from fuzz.pipeline.contract import CALLEE_SAVED, STACK_POINTER, CallMap, Function
 from fuzz.pipeline.filetest import TargetLine, parse_file, parse_text
@@ -99,6 +101,22 @@ def test_what_qemu_runs_is_the_row_of_the_installed_version(
     _installed(monkeypatch, "10.0.2")
     r = route(TARGETS["x86_64"], frozenset({"has_avx512f"}), ExecutorChoice.AUTO)
     assert r.executor is None and "qemu-user 10.0.2 lacks has_avx512f" in r.reason
+
+
+def test_the_generators_qemu_only_cases_use_what_the_installed_qemu_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On qemu 10 a qemu-only riscv64 case sets Zcb, Zfa, Zicond, Zvbb, Zvfh
+    too; on 7.2 it leaves them out, so it still runs there."""
+    monkeypatch.setattr(routing, "qemu_installed", lambda target: True)
+    for version, new in (("10.0.2", True), ("7.2.22", False)):
+        _installed(monkeypatch, version)
+        target = routing.for_installed_qemu(TARGETS["riscv64"])
+        cases = [generate(RandomSource(seed), target) for seed in range(60)]
+        qemu_only = [c for c in cases if "has_zba" in c.isa_flags]
+        assert qemu_only, version
+        for case in qemu_only:
+            assert NEW_RISCV.issubset(case.isa_flags) is new, (version, case.isa_flags)
 
 
 def test_the_cpu_option_asks_for_each_extension_a_line_sets_and_no_other() -> None:

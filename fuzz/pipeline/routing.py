@@ -4,6 +4,7 @@ and referees unicorn's divergences. `--executor` overrides the choice."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 
@@ -59,3 +60,19 @@ def route(
     if qemu_ok:
         return Route(QEMU)
     return Route(None, reason=f"{unicorn_why}; {why_not_qemu()}")
+
+
+def for_installed_qemu(target: Target) -> Target:
+    """`target` as the generator may use it here: its qemu-only ISA flags
+    without those the installed qemu-user lacks (qemu 7.2 runs no Zcb, Zfa,
+    Zicond: its qemu-only riscv64 cases keep Zba/Zbb/Zbs/Zbkb/Zfh and run).
+    Without qemu-user they stay: such cases abstain, saying it is missing."""
+    if target.qemu is None or not qemu_installed(target):
+        return target
+    lacks = installed_facts(target.qemu).lacks
+    kept = tuple(f for f in target.qemu_isa_flags if f not in lacks)
+    return (
+        target
+        if kept == target.qemu_isa_flags
+        else dataclasses.replace(target, qemu_isa_flags=kept)
+    )
