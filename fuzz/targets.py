@@ -98,6 +98,28 @@ class QemuFacts:
 
 
 @dataclass(frozen=True)
+class QemuFrame:
+    """Where qemu-user's signal frame for a target holds its registers: the
+    run loop (fuzz.pipeline.qemu.loop) starts a run with `rt_sigreturn` from
+    a frame it wrote and reads the end state from the handler's. Byte
+    offsets from the frame's ucontext (qemu's linux-user/ARCH/signal.c
+    `target_ucontext`), or, for `fp_regs`, from the FP state whose address
+    the ucontext holds at `fp_pointer`."""
+
+    regs: Mapping[str, int]  # a Target.registers name, "pc" or "sp" -> offset
+    kill: int  # the kill system call (the first frame is a signal sent to itself)
+    fp_regs: Mapping[str, int] = field(default_factory=dict)
+    fp_pointer: int = -1
+    # rt_sigreturn finds the frame at SP minus this (x86_64: the handler's
+    # `ret` would have popped the restorer's address)
+    sigreturn_sp: int = 0
+    # the flags word every run starts with, as the gdbstub path's (the
+    # program's initial state): offset, bits it sets, their value
+    flags: tuple[int, int, int] | None = None
+    cpu: str = ""  # added to -cpu (aarch64: no SVE frame record to keep in step)
+
+
+@dataclass(frozen=True)
 class QemuSetup:
     """How qemu-user runs a target's code (fuzz.pipeline.qemu): the program it
     starts (an ELF callfuzz writes itself), the CPU it emulates and the
@@ -141,6 +163,7 @@ class QemuSetup:
     fp_piece_bytes: int = 8
     fp_restore: bytes = b""
     fp_base: str = ""
+    frame: QemuFrame | None = None  # None: runs only through the gdbstub
 
     def facts(self, version: tuple[int, int] | None) -> QemuFacts:
         """The row for qemu-user `version`: the newest row not newer than it
@@ -748,6 +771,41 @@ TARGETS: dict[str, Target] = {
                         ),
                     ),
                 ),
+                # target_ucontext_64: uc_mcontext at 40 (r8 ... rip, eflags),
+                # the fxsave area behind the pointer at 224 (xmm at 160)
+                frame=QemuFrame(
+                    regs={
+                        **{
+                            name: 40 + 8 * i
+                            for i, name in enumerate(
+                                [
+                                    "r8",
+                                    "r9",
+                                    "r10",
+                                    "r11",
+                                    "r12",
+                                    "r13",
+                                    "r14",
+                                    "r15",
+                                    "rdi",
+                                    "rsi",
+                                    "rbp",
+                                    "rbx",
+                                    "rdx",
+                                    "rax",
+                                    "rcx",
+                                ]
+                            )
+                        },
+                        "sp": 160,
+                        "pc": 168,
+                    },
+                    kill=62,
+                    fp_regs={f"xmm{i}": 160 + 16 * i for i in range(16)},
+                    fp_pointer=224,
+                    sigreturn_sp=8,
+                    flags=(176, (1 << 64) - 1, 0x202),
+                ),
                 syscall_insn=bytes([0x0F, 0x05]),  # syscall
                 loop_insn=bytes([0xEB, 0xFE]),  # jmp .
                 syscall_number="rax",
@@ -858,6 +916,19 @@ TARGETS: dict[str, Target] = {
                 elf_flags=0,
                 # LSE, PAuth, FP16, BTI, SVE (7.2 and 10.0)
                 releases=(QemuFacts(since=(7, 2), cpu="max", properties={}, lacks=frozenset()),),
+                # target_ucontext: uc_mcontext at 176 (fault_address, x0-x30,
+                # sp, pc, pstate), its first record the fpsimd_context (v at 480)
+                frame=QemuFrame(
+                    regs={
+                        **{f"x{i}": 184 + 8 * i for i in range(31)},
+                        "sp": 432,
+                        "pc": 440,
+                        **{f"v{i}": 480 + 16 * i for i in range(32)},
+                    },
+                    kill=129,
+                    flags=(448, (1 << 64) - 1, 0x4000_0000),
+                    cpu=",sve=off",
+                ),
                 syscall_insn=(0xD4000001).to_bytes(4, "little"),  # svc #0
                 loop_insn=(0x14000000).to_bytes(4, "little"),  # b .
                 syscall_number="x8",
@@ -1026,6 +1097,16 @@ TARGETS: dict[str, Target] = {
                         lacks=frozenset(),
                     ),
                 ),
+                # target_ucontext: uc_mcontext at 176 (pc, x1-x31, f0-f31, fcsr)
+                frame=QemuFrame(
+                    regs={
+                        "pc": 176,
+                        **{f"x{i}": 176 + 8 * i for i in range(1, 32) if i != 2},
+                        "sp": 176 + 8 * 2,
+                        **{f"f{i}": 432 + 8 * i for i in range(32)},
+                    },
+                    kill=129,
+                ),
                 syscall_insn=(0x00000073).to_bytes(4, "little"),  # ecall
                 loop_insn=(0x0000006F).to_bytes(4, "little"),  # j .
                 syscall_number="a7",
@@ -1125,6 +1206,20 @@ TARGETS: dict[str, Target] = {
                         properties={},
                         lacks=frozenset({"has_mie4", "has_vxrs_ext3"}),
                     ),
+                ),
+                # target_ucontext: uc_mcontext at 40 (psw mask and address,
+                # r0-r15, access registers, fpc, f0-f15), uc_mcontext_ext at
+                # 512 (the low halves of v0-v15); the condition code as 0
+                frame=QemuFrame(
+                    regs={
+                        "pc": 48,
+                        **{f"r{i}": 56 + 8 * i for i in range(15)},
+                        "sp": 56 + 8 * 15,
+                        **{f"f{i}": 256 + 8 * i for i in range(16)},
+                        **{f"f{i}_hi": 512 + 8 * i for i in range(16)},
+                    },
+                    kill=37,
+                    flags=(40, 3 << 44, 0),
                 ),
                 syscall_insn=bytes([0x0A, 0x00]),  # svc 0 (the number in r1)
                 loop_insn=bytes([0xA7, 0xF4, 0x00, 0x00]),  # j .

@@ -26,6 +26,7 @@ from fuzz.pipeline.qemu import (
     qemu_version,
     signals,
 )
+from fuzz.pipeline.qemu.loop import LoopServer
 from fuzz.pipeline.routing import QEMU, UNICORN, ExecutorChoice, route
 from fuzz.pipeline.runner import Runner, default_lines
 from fuzz.targets import TARGETS
@@ -185,7 +186,7 @@ def test_riscv64_vectors_run_on_qemu_and_agree() -> None:
 
 @needs_qemu
 @pytest.mark.parametrize("target", ALL, ids=lambda t: t.name)
-def test_qemu_gives_unicorns_results_traps_and_libcalls(target) -> None:  # type: ignore[no-untyped-def]
+def test_qemu_gives_unicorns_results_traps_and_libcalls(target, qemu_path) -> None:  # type: ignore[no-untyped-def]
     text = _case(
         """function %f(i64, i64, f32) -> i64, f32 {
 block0(v0: i64, v1: i64, v2: f32):
@@ -262,7 +263,7 @@ block0(v0: i8x16):
 
 
 @needs_qemu_10
-def test_riscv64_extensions_of_qemu_10_run_and_agree_with_the_interpreter() -> None:
+def test_riscv64_extensions_of_qemu_10_run_and_agree_with_the_interpreter(qemu_path: str) -> None:
     """Compressed code (Zca, Zcd, Zcb: its trap sites are 2-byte `c.unimp`),
     Zfa, Zicond, Zvbb and Zvfh run on qemu-user 10, each line's -cpu asking
     for what its flags set; a division by zero is the interpreter's trap."""
@@ -308,7 +309,7 @@ block0(v0: f32):
 
 @needs_qemu
 @pytest.mark.parametrize("target", ALL, ids=lambda t: t.name)
-def test_a_crash_names_the_faulting_address_and_the_server_survives(target) -> None:  # type: ignore[no-untyped-def]
+def test_a_crash_names_the_faulting_address_and_the_server_survives(target, qemu_path) -> None:  # type: ignore[no-untyped-def]
     text = _case(
         """function %f(i64) -> i64 {
 block0(v0: i64):
@@ -336,7 +337,7 @@ block0(v0: i64):
 
 
 @needs_qemu
-def test_a_loop_past_its_deadline_is_a_timeout_and_the_next_run_is_clean() -> None:
+def test_a_loop_past_its_deadline_is_a_timeout_and_the_next_run_is_clean(qemu_path: str) -> None:
     spin = parse_text(
         _case(
             """function %spin(i64) -> i64 {
@@ -373,7 +374,7 @@ block0(v0: i64):
 
 
 @needs_qemu
-def test_a_new_image_at_the_same_addresses_runs_its_own_code() -> None:
+def test_a_new_image_at_the_same_addresses_runs_its_own_code(qemu_path: str) -> None:
     """qemu translates code once: loading another image must drop the old
     translation, or a run would execute the previous file's code."""
     runner = Runner(executor=ExecutorChoice.QEMU)
@@ -396,7 +397,7 @@ block0:
 
 
 @needs_qemu
-def test_a_run_is_the_same_from_the_same_state_whatever_ran_before() -> None:
+def test_a_run_is_the_same_from_the_same_state_whatever_ran_before(qemu_path: str) -> None:
     """The variant's initial state is set in full each run: registers the
     code never writes read the same canaries on qemu as on unicorn."""
     text = _case(
@@ -497,7 +498,9 @@ BROKEN = [(t, what) for t, cases in FINAL_STOP.items() for what in cases]
 
 @needs_qemu
 @pytest.mark.parametrize(("target", "what"), BROKEN, ids=[f"{t}-{w}" for t, w in BROKEN])
-def test_qemu_checks_the_harness_call_at_the_final_stop(target: str, what: str) -> None:
+def test_qemu_checks_the_harness_call_at_the_final_stop(
+    target: str, what: str, qemu_path: str
+) -> None:
     """qemu-user has no per-call hooks, but at the sentinel stop it reads
     every register: the trampoline's convention's callee-saved registers
     must hold the canaries the run started with (of either variant), and SP
@@ -508,7 +511,8 @@ def test_qemu_checks_the_harness_call_at_the_final_stop(target: str, what: str) 
     image = link([CompiledFunction("%t", bytes.fromhex(code), [], [])], t)
     entry = image.symbols["%t"]
     calls = CallMap({entry: Function("%t", "system_v")}, {})
-    server = QemuServer(t, cpu_option(installed_facts(t.qemu), frozenset()))
+    server_kind = QemuServer if qemu_path == "gdbstub" else LoopServer
+    server = server_kind(t, cpu_option(installed_facts(t.qemu), frozenset()))
     try:
         for variant in (0, 1):
             raw = server.run(image, entry, entry, bytes(16), 1_000_000, variant, calls)
@@ -531,7 +535,7 @@ def test_qemu_checks_the_harness_call_at_the_final_stop(target: str, what: str) 
 
 
 @needs_qemu
-def test_qemu_finds_a_callee_saved_register_cranelift_does_not_preserve() -> None:
+def test_qemu_finds_a_callee_saved_register_cranelift_does_not_preserve(qemu_path: str) -> None:
     """The known riscv64 fs1 bug (corpus/known.toml), found by qemu-user
     alone: the trampoline returns to the harness with f9 changed."""
     ft = parse_file(str(CORPUS / "riscv64-fs1-not-preserved.clif"))
@@ -546,7 +550,7 @@ def test_qemu_finds_a_callee_saved_register_cranelift_does_not_preserve() -> Non
 
 @needs_qemu
 @pytest.mark.parametrize("target", ALL, ids=lambda t: t.name)
-def test_correct_code_breaks_no_contract_on_qemu(target) -> None:  # type: ignore[no-untyped-def]
+def test_correct_code_breaks_no_contract_on_qemu(target, qemu_path) -> None:  # type: ignore[no-untyped-def]
     """Cranelift's own code, run on qemu-user from both initial states,
     gives the harness back every register and SP: no false alarm."""
     text = _case(

@@ -16,6 +16,7 @@ sure nothing outlives it), `server` loads images and runs them, `libcall`
 computes libcalls at their stubs, `signals` says what a stop means.
 """
 
+from fuzz.pipeline.qemu.executor import QemuExecutor
 from fuzz.pipeline.qemu.process import (
     QemuUnavailable,
     binary_version,
@@ -25,7 +26,6 @@ from fuzz.pipeline.qemu.process import (
     qemu_version,
 )
 from fuzz.pipeline.qemu.server import (
-    QemuExecutor,
     QemuServer,
     ServerFailure,
     alarm_seconds,

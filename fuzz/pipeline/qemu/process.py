@@ -160,6 +160,66 @@ def start(binary: str, cpu: str, program: bytes, extra: Sequence[str] = ()) -> Q
     return QemuProcess(proc, sock)
 
 
+@dataclass
+class LoopProcess:
+    """A running qemu-user serving the run loop (fuzz.pipeline.qemu.guest):
+    its stdin takes requests, the pipe `bulk` (the guest's fd `bulk_fd`)
+    the data they read, its stdout gives reports."""
+
+    proc: subprocess.Popen[bytes]
+    bulk: int  # the write end
+    bulk_fd: int  # the read end's number, in the guest too
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def died(self) -> bool:
+        try:
+            self.proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.bulk)
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+
+def start_loop(binary: str, cpu: str, program: bytes, extra: Sequence[str] = ()) -> LoopProcess:
+    """qemu-user's `binary` on the run loop's `program`, without a gdbstub;
+    QemuUnavailable when it is missing."""
+    path = binary_path(binary)
+    if path is None:
+        raise QemuUnavailable(f"{binary} is not installed (Debian package {PACKAGE})")
+    memfd = os.memfd_create("callfuzz-loop")
+    read_end, write_end = os.pipe()
+    try:
+        _write_all(memfd, program)
+        proc = subprocess.Popen(
+            [path, *extra, "-cpu", cpu, f"/proc/self/fd/{memfd}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None if extra else subprocess.DEVNULL,
+            pass_fds=(memfd, read_end),
+            preexec_fn=_die_with(os.getpid()),  # noqa: PLW1509 - only prctl runs there
+        )
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(memfd)
+        os.close(read_end)
+    return LoopProcess(proc, write_end, read_end)
+
+
 def _die_with(parent: int) -> Callable[[], None]:
     def in_child() -> None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -25,7 +25,6 @@ import fcntl
 import os
 import signal
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -66,7 +65,7 @@ from fuzz.pipeline.qemu.elf import (
     server_elf,
 )
 from fuzz.pipeline.qemu.libcall import QemuMemory, QemuRegisters, write_swaps_halves
-from fuzz.pipeline.qemu.process import QemuProcess, QemuUnavailable, installed_facts, start
+from fuzz.pipeline.qemu.process import QemuProcess, QemuUnavailable, start
 from fuzz.pipeline.qemu.signals import SIGALRM, SIGSEGV, SIGTRAP, classify
 from fuzz.targets import QemuFacts, Reg, Target
 
@@ -558,33 +557,3 @@ def _write_all(pipe: object, data: bytes) -> None:
         pipe.flush()  # type: ignore[attr-defined]
     except OSError:
         pass  # the server died; its run reports that
-
-
-class QemuExecutor:
-    """The servers of one process, by (target, -cpu); the least recently
-    used stops when more than MAX_SERVERS run (each is a qemu process)."""
-
-    MAX_SERVERS = 8
-
-    def __init__(self) -> None:
-        self._servers: dict[tuple[str, str], QemuServer] = {}
-
-    def server(self, target: Target, flags_on: frozenset[str]) -> QemuServer:
-        assert target.qemu is not None
-        cpu = cpu_option(installed_facts(target.qemu), flags_on)
-        key = (target.name, cpu)
-        server = self._servers.pop(key, None) or QemuServer(target, cpu, flags_on)
-        self._servers[key] = server  # the most recently used last
-        while len(self._servers) > self.MAX_SERVERS:
-            oldest = next(iter(self._servers))
-            self._servers.pop(oldest).stop()
-        return server
-
-    def close(self) -> None:
-        for server in self._servers.values():
-            server.stop()
-        self._servers.clear()
-
-    @property
-    def servers(self) -> Mapping[tuple[str, str], QemuServer]:
-        return self._servers
