@@ -233,14 +233,17 @@ class LoopServer:
             raise ServerFailure("a short request")
 
     def _call(self, calls: list[tuple[int, ...]], bulk: bytes, deadline: float) -> list[int]:
-        """System calls in the guest, their results (each must succeed)."""
+        """System calls in the guest, their results: each must succeed, and
+        a `read` of the bulk pipe read all it asked for (it was all there)."""
         self._send(self._request(calls), bulk)
         back = self._read(REQUEST_SIZE, deadline)
         results = []
-        for i, (number, *_args) in enumerate(calls):
+        for i, (number, *args) in enumerate(calls):
             result = self._get(back, 16 + (i * ENTRY_WORDS + ENTRY_WORDS - 1) * 8)
             if result >= 1 << 63:
                 raise ServerFailure(f"system call {number} failed: errno {(1 << 64) - result}")
+            if number == self.setup.read and args[0] == self._bulk and result != args[2]:
+                raise ServerFailure(f"a short read of bulk data ({result} of {args[2]} bytes)")
             results.append(result)
         return results
 
@@ -284,9 +287,7 @@ class LoopServer:
         self._call([(s.mprotect, lo, hi - lo, _PROT_RW)], b"", deadline)
         for at in range(0, len(data), CHUNK):
             piece = data[at : at + CHUNK]
-            [got] = self._call([(s.read, self._bulk, lo + at, len(piece))], piece, deadline)
-            if got != len(piece):
-                raise ServerFailure(f"a short read of the image ({got} of {len(piece)} bytes)")
+            self._call([(s.read, self._bulk, lo + at, len(piece))], piece, deadline)
         tail = [(s.mprotect, hi, self._mapped[1] - hi, _PROT_NONE)] if self._mapped[1] > hi else []
         self._call([(s.mprotect, lo, hi - lo, _PROT_RX), *tail], b"", deadline)
         self._mapped = (lo, hi)
