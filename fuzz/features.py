@@ -72,6 +72,10 @@ FEATURES: dict[str, Feature] = {
         Feature("has_zfh", "isa flag", (0, 115, 0), "absent 0.105.4, present 0.115.1"),
         Feature("has_zfhmin", "isa flag", (0, 128, 0), "absent 0.115.1, present 0.128.4"),
         Feature("has_mie3", "isa flag", (0, 128, 0), "absent 0.115.1, present 0.128.4"),
+        Feature("has_zfa", "isa flag", (0, 121, 0), "absent 0.106.2, present 0.121.2"),
+        Feature("has_zicond", "isa flag", (0, 121, 0), "absent 0.106.2, present 0.121.2"),
+        Feature("has_zvfh", "isa flag", (0, 121, 0), "absent 0.106.2, present 0.121.2"),
+        Feature("has_zvbb", "isa flag", (0, 135, 0), "absent 0.132.3, present 0.135.8"),
         # f16/f128 in signatures: the backends reject them in 0.115.1
         # ("Unexpected SSA-value type: f128"), accept them in 0.128.4
         Feature("f128:abi", "type", (0, 128, 0), "rejected 0.115.1, accepted 0.128.4"),

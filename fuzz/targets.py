@@ -85,6 +85,41 @@ def _homogeneous(*types: str) -> frozenset[tuple[str, ...]]:
 
 
 @dataclass(frozen=True)
+class QemuFacts:
+    """What one qemu-user release, and every later one up to the next row,
+    runs for a target: measured, not guessed (README "qemu-user")."""
+
+    since: tuple[int, int]  # the first qemu version (major, minor) these hold for
+    cpu: str  # -cpu model, with the properties every line gets
+    # ISA flag -> the -cpu properties it needs; flags not named run on the model as is
+    properties: Mapping[str, str]
+    # ISA flags this release cannot run (abstain: "qemu-user lacks ...")
+    lacks: frozenset[str]
+
+
+@dataclass(frozen=True)
+class QemuFrame:
+    """Where qemu-user's signal frame for a target holds its registers: the
+    run loop (fuzz.pipeline.qemu.loop) starts a run with `rt_sigreturn` from
+    a frame it wrote and reads the end state from the handler's. Byte
+    offsets from the frame's ucontext (qemu's linux-user/ARCH/signal.c
+    `target_ucontext`), or, for `fp_regs`, from the FP state whose address
+    the ucontext holds at `fp_pointer`."""
+
+    regs: Mapping[str, int]  # a Target.registers name, "pc" or "sp" -> offset
+    kill: int  # the kill system call (the first frame is a signal sent to itself)
+    fp_regs: Mapping[str, int] = field(default_factory=dict)
+    fp_pointer: int = -1
+    # rt_sigreturn finds the frame at SP minus this (x86_64: the handler's
+    # `ret` would have popped the restorer's address)
+    sigreturn_sp: int = 0
+    # the flags word every run starts with, as the gdbstub path's (the
+    # program's initial state): offset, bits it sets, their value
+    flags: tuple[int, int, int] | None = None
+    cpu: str = ""  # added to -cpu (aarch64: no SVE frame record to keep in step)
+
+
+@dataclass(frozen=True)
 class QemuSetup:
     """How qemu-user runs a target's code (fuzz.pipeline.qemu): the program it
     starts (an ELF callfuzz writes itself), the CPU it emulates and the
@@ -93,11 +128,9 @@ class QemuSetup:
     binary: str  # qemu-user's program for the architecture
     elf_machine: int  # e_machine
     elf_flags: int  # e_flags
-    cpu: str  # -cpu model
-    # ISA flag -> the -cpu properties it needs; flags not named run on the model as is
-    properties: Mapping[str, str]
-    # ISA flags qemu-user 7.2 cannot run (Debian 12's qemu-user)
-    lacks: frozenset[str]
+    # what each qemu-user release runs, oldest first (QemuFacts): the row of
+    # the installed program's version is chosen at run time
+    releases: tuple[QemuFacts, ...]
     syscall_insn: bytes
     loop_insn: bytes  # a branch to itself: where the stub stops (a breakpoint)
     # gdb register names: the system call number, its arguments, its result
@@ -130,6 +163,16 @@ class QemuSetup:
     fp_piece_bytes: int = 8
     fp_restore: bytes = b""
     fp_base: str = ""
+    frame: QemuFrame | None = None  # None: runs only through the gdbstub
+
+    def facts(self, version: tuple[int, int] | None) -> QemuFacts:
+        """The row for qemu-user `version`: the newest row not newer than it
+        (an unknown newer release gets the newest row; None, the oldest)."""
+        chosen = self.releases[0]
+        for row in self.releases:
+            if version is not None and row.since <= version:
+                chosen = row
+        return chosen
 
 
 class _Syscalls(TypedDict):
@@ -197,6 +240,8 @@ _RISCV_ABI_NAMES = tuple(
         "t6",
     ]
 )
+# qemu-user's vector unit for has_v: 128-bit registers, RVV 1.0
+_RISCV_V = "v=true,vlen=128,elen=64,vext_spec=v1.0"
 _RISCV_FP_NAMES = tuple(
     [
         "ft0",
@@ -705,19 +750,61 @@ TARGETS: dict[str, Target] = {
                 binary="qemu-x86_64",
                 elf_machine=62,
                 elf_flags=0,
-                # TCG's `max`: AVX, AVX2, FMA, BMI, LZCNT, POPCNT (QEMU 7.2), no AVX-512
-                cpu="max",
-                properties={},
-                lacks=frozenset(
-                    {
-                        "has_avx_vnni",
-                        "has_avx512bitalg",
-                        "has_avx512dq",
-                        "has_avx512vl",
-                        "has_avx512vbmi",
-                        "has_avx512f",
-                        "has_avx512vnni",
-                    }
+                # TCG's `max`: AVX, AVX2, FMA, BMI, LZCNT, POPCNT; no AVX-512 and
+                # no AVX-VNNI in 7.2 nor 10.0 (`+avx512f` only warns, the CPUID
+                # bit stays 0 and a zmm instruction is SIGILL)
+                releases=(
+                    QemuFacts(
+                        since=(7, 2),
+                        cpu="max",
+                        properties={},
+                        lacks=frozenset(
+                            {
+                                "has_avx_vnni",
+                                "has_avx512bitalg",
+                                "has_avx512dq",
+                                "has_avx512vl",
+                                "has_avx512vbmi",
+                                "has_avx512f",
+                                "has_avx512vnni",
+                            }
+                        ),
+                    ),
+                ),
+                # target_ucontext_64: uc_mcontext at 40 (r8 ... rip, eflags),
+                # the fxsave area behind the pointer at 224 (xmm at 160)
+                frame=QemuFrame(
+                    regs={
+                        **{
+                            name: 40 + 8 * i
+                            for i, name in enumerate(
+                                [
+                                    "r8",
+                                    "r9",
+                                    "r10",
+                                    "r11",
+                                    "r12",
+                                    "r13",
+                                    "r14",
+                                    "r15",
+                                    "rdi",
+                                    "rsi",
+                                    "rbp",
+                                    "rbx",
+                                    "rdx",
+                                    "rax",
+                                    "rcx",
+                                ]
+                            )
+                        },
+                        "sp": 160,
+                        "pc": 168,
+                    },
+                    kill=62,
+                    fp_regs={f"xmm{i}": 160 + 16 * i for i in range(16)},
+                    fp_pointer=224,
+                    sigreturn_sp=8,
+                    flags=(176, (1 << 64) - 1, 0x202),
                 ),
                 syscall_insn=bytes([0x0F, 0x05]),  # syscall
                 loop_insn=bytes([0xEB, 0xFE]),  # jmp .
@@ -827,9 +914,21 @@ TARGETS: dict[str, Target] = {
                 binary="qemu-aarch64",
                 elf_machine=183,
                 elf_flags=0,
-                cpu="max",  # LSE, PAuth, FP16, BTI, SVE
-                properties={},
-                lacks=frozenset(),
+                # LSE, PAuth, FP16, BTI, SVE (7.2 and 10.0)
+                releases=(QemuFacts(since=(7, 2), cpu="max", properties={}, lacks=frozenset()),),
+                # target_ucontext: uc_mcontext at 176 (fault_address, x0-x30,
+                # sp, pc, pstate), its first record the fpsimd_context (v at 480)
+                frame=QemuFrame(
+                    regs={
+                        **{f"x{i}": 184 + 8 * i for i in range(31)},
+                        "sp": 432,
+                        "pc": 440,
+                        **{f"v{i}": 480 + 16 * i for i in range(32)},
+                    },
+                    kill=129,
+                    flags=(448, (1 << 64) - 1, 0x4000_0000),
+                    cpu=",sve=off",
+                ),
                 syscall_insn=(0xD4000001).to_bytes(4, "little"),  # svc #0
                 loop_insn=(0x14000000).to_bytes(4, "little"),  # b .
                 syscall_number="x8",
@@ -905,7 +1004,21 @@ TARGETS: dict[str, Target] = {
             abi_types={"*": SCALAR_TYPES},
             fuzz_isa_flags=("has_zca", "has_zcd"),
             vector_isa_flags=("has_v",),
-            qemu_isa_flags=("has_zba", "has_zbb", "has_zbs", "has_zbkb", "has_zfh", "has_zfhmin"),
+            # (qemu 10 also runs Zcb, Zfa, Zicond and, with V, Zvbb and Zvfh;
+            # routing.for_installed_qemu drops what the installed qemu lacks)
+            qemu_isa_flags=(
+                "has_zba",
+                "has_zbb",
+                "has_zbs",
+                "has_zbkb",
+                "has_zfh",
+                "has_zfhmin",
+                "has_zcb",
+                "has_zfa",
+                "has_zicond",
+                "has_zvbb",
+                "has_zvfh",
+            ),
             qemu_abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
             foreign_insn=_riscv_vector,
             # RISC-V psABI LP64D: a0-a2, fa0-fa2 (vectors would need has_v)
@@ -935,18 +1048,65 @@ TARGETS: dict[str, Target] = {
                 binary="qemu-riscv64",
                 elf_machine=243,
                 elf_flags=0x5,  # RVC, double-float ABI
-                cpu="rv64",  # RV64GC; every other extension only when a flag asks
-                properties={
-                    "has_v": "v=true,vlen=128,elen=64,vext_spec=v1.0",
-                    "has_zba": "zba=true",
-                    "has_zbb": "zbb=true",
-                    "has_zbc": "zbc=true",
-                    "has_zbs": "zbs=true",
-                    "has_zbkb": "zbkb=true",
-                    "has_zfh": "Zfh=true",
-                    "has_zfhmin": "Zfhmin=true",
-                },
-                lacks=frozenset({"has_zcb", "has_zfa", "has_zvfh", "has_zvbb", "has_zicond"}),
+                releases=(
+                    QemuFacts(
+                        since=(7, 2),
+                        # RV64GC and Zba/Zbb/Zbc/Zbs (on in `rv64`); 7.2 knows
+                        # no Zca/Zcb/Zcd, Zfa, Zicond, Zvfh, Zvbb property
+                        cpu="rv64",
+                        properties={
+                            "has_v": _RISCV_V,
+                            "has_zba": "zba=true",
+                            "has_zbb": "zbb=true",
+                            "has_zbc": "zbc=true",
+                            "has_zbs": "zbs=true",
+                            "has_zbkb": "zbkb=true",
+                            "has_zfh": "Zfh=true",
+                            "has_zfhmin": "Zfhmin=true",
+                        },
+                        lacks=frozenset(
+                            {"has_zcb", "has_zfa", "has_zvfh", "has_zvbb", "has_zicond"}
+                        ),
+                    ),
+                    QemuFacts(
+                        since=(10, 0),
+                        # RV64G only: `rv64` would also turn on C, Zba/Zbb/Zbc/Zbs
+                        # and Zfa; an extension a line does not ask for is SIGILL,
+                        # as on hardware (the server program is 4-byte code)
+                        cpu="rv64,c=false,zba=false,zbb=false,zbc=false,zbs=false,zfa=false",
+                        properties={
+                            "has_v": _RISCV_V,
+                            "has_zba": "zba=true",
+                            "has_zbb": "zbb=true",
+                            "has_zbc": "zbc=true",
+                            "has_zbs": "zbs=true",
+                            "has_zbkb": "zbkb=true",
+                            # 10.0 deprecates the capitalised spelling
+                            "has_zfh": "zfh=true",
+                            "has_zfhmin": "zfhmin=true",
+                            "has_zfa": "zfa=true",
+                            "has_zicond": "zicond=true",
+                            # Zcb and Zcd need Zca (Cranelift's has_c is Zca+Zcd)
+                            "has_zca": "zca=true",
+                            "has_zcd": "zca=true,zcd=true",
+                            "has_zcb": "zca=true,zcb=true",
+                            # the vector crypto extensions need V
+                            "has_zvbb": f"{_RISCV_V},zvbb=true",
+                            "has_zvfh": f"{_RISCV_V},zvfh=true",
+                        },
+                        lacks=frozenset(),
+                    ),
+                ),
+                # target_ucontext: uc_mcontext at 176 (pc, x1-x31, f0-f31, fcsr)
+                frame=QemuFrame(
+                    regs={
+                        "pc": 176,
+                        **{f"x{i}": 176 + 8 * i for i in range(1, 32) if i != 2},
+                        "sp": 176 + 8 * 2,
+                        **{f"f{i}": 432 + 8 * i for i in range(32)},
+                    },
+                    kill=129,
+                ),
                 syscall_insn=(0x00000073).to_bytes(4, "little"),  # ecall
                 loop_insn=(0x0000006F).to_bytes(4, "little"),  # j .
                 syscall_number="a7",
@@ -1036,9 +1196,31 @@ TARGETS: dict[str, Target] = {
                 binary="qemu-s390x",
                 elf_machine=22,
                 elf_flags=0,
-                cpu="max",  # z14 and vector enhancements 2, MIE3 (QEMU 7.2)
-                properties={},
-                lacks=frozenset({"has_mie4", "has_vxrs_ext3"}),
+                # TCG's `max`: z14 with vector enhancements 2 and MIE3 (7.2), z15
+                # (10.0, which refuses `vxeh3` and `minste4`: "introduced with
+                # later models")
+                releases=(
+                    QemuFacts(
+                        since=(7, 2),
+                        cpu="max",
+                        properties={},
+                        lacks=frozenset({"has_mie4", "has_vxrs_ext3"}),
+                    ),
+                ),
+                # target_ucontext: uc_mcontext at 40 (psw mask and address,
+                # r0-r15, access registers, fpc, f0-f15), uc_mcontext_ext at
+                # 512 (the low halves of v0-v15); the condition code as 0
+                frame=QemuFrame(
+                    regs={
+                        "pc": 48,
+                        **{f"r{i}": 56 + 8 * i for i in range(15)},
+                        "sp": 56 + 8 * 15,
+                        **{f"f{i}": 256 + 8 * i for i in range(16)},
+                        **{f"f{i}_hi": 512 + 8 * i for i in range(16)},
+                    },
+                    kill=37,
+                    flags=(40, 3 << 44, 0),
+                ),
                 syscall_insn=bytes([0x0A, 0x00]),  # svc 0 (the number in r1)
                 loop_insn=bytes([0xA7, 0xF4, 0x00, 0x00]),  # j .
                 syscall_number="r1",

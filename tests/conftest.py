@@ -63,3 +63,14 @@ def fake_cargo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FAKE_CARGO_LOG", str(log))
     monkeypatch.setenv("FAKE_CARGO_LIB", found.origin)
     return log
+
+
+@pytest.fixture(params=["loop", "gdbstub"])
+def qemu_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A qemu-user test runs on each of the executor's two paths: the run
+    loop (the default) and the gdbstub (CALLFUZZ_QEMU_GDBSTUB=1)."""
+    if request.param == "gdbstub":
+        monkeypatch.setenv("CALLFUZZ_QEMU_GDBSTUB", "1")
+    else:
+        monkeypatch.delenv("CALLFUZZ_QEMU_GDBSTUB", raising=False)
+    return str(request.param)

@@ -4,12 +4,14 @@ at least one real older-release check runs in CI rather than skipping."""
 
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import PREBUILT, PREBUILT_RELEASES
 
 from fuzz.bridge import cache
+from fuzz.targets import TARGETS
 
 ROOT = Path(__file__).parent.parent
 
@@ -40,3 +42,17 @@ def test_in_ci_the_old_release_bridges_are_there_and_current() -> None:
         entry = cache.entry_for(f"release-{version}")
         assert entry is not None, f"the test command did not build {version} into {PREBUILT}"
         assert entry.current(source), f"{version} in {PREBUILT} is stale"
+
+
+def test_ci_installs_the_qemu_user_release_the_newest_table_rows_were_measured_on() -> None:
+    """.ci/run installs qemu-user from Debian 12's backports when the one on
+    PATH is older than the newest release fuzz/targets.py has facts for."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    found = re.search(r"^QEMU_MAJOR=(\d+)", ci, re.M)
+    assert found, "no QEMU_MAJOR in .ci/run"
+    newest = max(
+        row.since[0] for t in TARGETS.values() if t.qemu is not None for row in t.qemu.releases
+    )
+    assert int(found.group(1)) == newest
+    assert "qemu-user/bookworm-backports" in ci and "bookworm-backports main" in ci
+    assert subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")]).returncode == 0

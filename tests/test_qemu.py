@@ -11,12 +11,22 @@ from pathlib import Path
 import pytest
 
 from fuzz.faults import hooks
+from fuzz.gen.choices import RandomSource
+from fuzz.gen.generate import generate
 from fuzz.pipeline import routing
 from fuzz.pipeline.contract import CALLEE_SAVED, STACK_POINTER, CallMap, Function
 from fuzz.pipeline.filetest import TargetLine, parse_file, parse_text
 from fuzz.pipeline.link import CompiledFunction, link
 from fuzz.pipeline.oracle import Kind, Verdict
-from fuzz.pipeline.qemu import QemuServer, cpu_option, qemu_version
+from fuzz.pipeline.qemu import (
+    QemuServer,
+    cpu_option,
+    installed_facts,
+    process,
+    qemu_version,
+    signals,
+)
+from fuzz.pipeline.qemu.loop import LoopServer
 from fuzz.pipeline.routing import QEMU, UNICORN, ExecutorChoice, route
 from fuzz.pipeline.runner import Runner, default_lines
 from fuzz.targets import TARGETS
@@ -26,6 +36,20 @@ needs_qemu = pytest.mark.skipif(
     qemu_version() is None, reason="needs qemu-user (Debian package qemu-user)"
 )
 ALL = list(TARGETS.values())
+NEW_RISCV = frozenset({"has_zcb", "has_zfa", "has_zicond", "has_zvbb", "has_zvfh"})
+
+
+def _riscv_lacks() -> frozenset[str]:
+    riscv = TARGETS["riscv64"].qemu
+    assert riscv is not None
+    return installed_facts(riscv).lacks & NEW_RISCV if qemu_version() else NEW_RISCV
+
+
+needs_qemu_10 = pytest.mark.skipif(
+    bool(_riscv_lacks()),
+    reason=f"needs qemu-user 10 (installed: {qemu_version()}, which lacks "
+    f"{', '.join(sorted(_riscv_lacks()))})",
+)
 
 
 def _case(body: str, run: str, targets: str = "") -> str:
@@ -40,16 +64,78 @@ def test_a_line_unicorn_runs_stays_on_unicorn_with_qemu_as_referee(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(routing, "qemu_installed", lambda target: True)
+    _installed(monkeypatch, "7.2.22")
     r = route(TARGETS["riscv64"], frozenset({"has_zca"}), ExecutorChoice.AUTO)
     assert (r.executor, r.referee) == (UNICORN, True)
     r = route(TARGETS["riscv64"], frozenset({"has_v", "has_zba"}), ExecutorChoice.AUTO)
     assert (r.executor, r.referee) == (QEMU, False)
     r = route(TARGETS["riscv64"], frozenset({"has_zcb"}), ExecutorChoice.AUTO)
-    assert r.executor is None and "qemu-user lacks has_zcb" in r.reason
+    assert r.executor is None and "qemu-user 7.2.22 lacks has_zcb" in r.reason
     r = route(TARGETS["x86_64"], frozenset(), ExecutorChoice.AUTO, "`vpaddd`: unicorn would")
     assert r.executor == QEMU
     assert route(TARGETS["aarch64"], frozenset(), ExecutorChoice.UNICORN).referee is False
     assert route(TARGETS["aarch64"], frozenset(), ExecutorChoice.QEMU).executor == QEMU
+
+
+def _installed(monkeypatch: pytest.MonkeyPatch, version: str) -> None:
+    """As if every qemu-user program installed were of `version`."""
+    monkeypatch.setattr(process, "binary_version", lambda binary: version)
+    monkeypatch.setattr(routing, "binary_version", lambda binary: version)
+
+
+def test_what_qemu_runs_is_the_row_of_the_installed_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """qemu-user 7.2 lacks Zcb, Zfa, Zicond, Zvfh, Zvbb; 10.0 runs them (and
+    any later release gets the newest row); the row follows the program's
+    `--version`, not a constant."""
+    monkeypatch.setattr(routing, "qemu_installed", lambda target: True)
+    riscv = TARGETS["riscv64"]
+    new = frozenset({"has_zca", "has_zcb", "has_zfa", "has_zicond", "has_zvbb", "has_zvfh"})
+    for version, runs in (("7.2.22", False), ("10.0.2", True), ("11.1.0", True)):
+        _installed(monkeypatch, version)
+        r = route(riscv, new, ExecutorChoice.AUTO)
+        assert (r.executor == QEMU) is runs, (version, r)
+    _installed(monkeypatch, "unknown")  # a version it does not say: the oldest row
+    assert route(riscv, new, ExecutorChoice.AUTO).executor is None
+    # x86_64 has no AVX-512 in either release
+    _installed(monkeypatch, "10.0.2")
+    r = route(TARGETS["x86_64"], frozenset({"has_avx512f"}), ExecutorChoice.AUTO)
+    assert r.executor is None and "qemu-user 10.0.2 lacks has_avx512f" in r.reason
+
+
+def test_the_generators_qemu_only_cases_use_what_the_installed_qemu_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On qemu 10 a qemu-only riscv64 case sets Zcb, Zfa, Zicond, Zvbb, Zvfh
+    too; on 7.2 it leaves them out, so it still runs there."""
+    monkeypatch.setattr(routing, "qemu_installed", lambda target: True)
+    for version, new in (("10.0.2", True), ("7.2.22", False)):
+        _installed(monkeypatch, version)
+        target = routing.for_installed_qemu(TARGETS["riscv64"])
+        cases = [generate(RandomSource(seed), target) for seed in range(60)]
+        qemu_only = [c for c in cases if "has_zba" in c.isa_flags]
+        assert qemu_only, version
+        for case in qemu_only:
+            assert NEW_RISCV.issubset(case.isa_flags) is new, (version, case.isa_flags)
+
+
+def test_the_cpu_option_asks_for_each_extension_a_line_sets_and_no_other() -> None:
+    """On 10.0 a riscv64 line gets RV64G plus what its flags ask (C, Zb*, Zfa
+    are otherwise off, so code using them unasked is SIGILL); Zcb needs
+    Zca, Zvbb needs V; a property asked twice is written once."""
+    assert TARGETS["riscv64"].qemu is not None
+    facts = TARGETS["riscv64"].qemu.facts((10, 0))
+    base = "rv64,c=false,zba=false,zbb=false,zbc=false,zbs=false,zfa=false"
+    assert cpu_option(facts, frozenset()) == base
+    assert cpu_option(facts, frozenset({"has_zca", "has_zcd", "has_zcb"})) == (
+        f"{base},zca=true,zcb=true,zcd=true"
+    )
+    assert cpu_option(facts, frozenset({"has_v", "has_zvbb"})) == (
+        f"{base},v=true,vlen=128,elen=64,vext_spec=v1.0,zvbb=true"
+    )
+    old = TARGETS["riscv64"].qemu.facts((7, 2))
+    assert cpu_option(old, frozenset({"has_zfh", "has_zca"})) == "rv64,Zfh=true"
 
 
 def test_without_qemu_lines_unicorn_lacks_abstain_and_say_why(
@@ -63,6 +149,23 @@ def test_without_qemu_lines_unicorn_lacks_abstain_and_say_why(
     assert (r.executor, r.referee) == (UNICORN, False)
     alone = route(TARGETS["s390x"], frozenset(), ExecutorChoice.QEMU)
     assert alone.reason.startswith("needs qemu-user (qemu-s390x")
+
+
+def test_a_vector_sigill_is_cranelifts_only_where_vectors_are_off() -> None:
+    """An RVV instruction met on a riscv64 line without has_v is Cranelift
+    emitting a disabled extension (a crash); with has_v on, it is one qemu
+    cannot run (e.g. Zvbb on a qemu without it): not executable, no finding."""
+    t = TARGETS["riscv64"]
+    vadd = (0x02000057).to_bytes(4, "little")  # vadd.vv v0, v0, v0
+    image = link([CompiledFunction("%t", vadd + t.return_insn, [], [])], t)
+    pc = image.symbols["%t"]
+    off = signals.classify(t, image, 4, pc, lambda: "")
+    assert (off.kind, off.detail) == (
+        "crash",
+        "illegal instruction: RVV instruction although has_v is off",
+    )
+    on = signals.classify(t, image, 4, pc, lambda: "", frozenset({"has_v", "has_zvbb"}))
+    assert on.kind == "not-executable", on
 
 
 # --- the executor ------------------------------------------------------------------
@@ -83,7 +186,7 @@ def test_riscv64_vectors_run_on_qemu_and_agree() -> None:
 
 @needs_qemu
 @pytest.mark.parametrize("target", ALL, ids=lambda t: t.name)
-def test_qemu_gives_unicorns_results_traps_and_libcalls(target) -> None:  # type: ignore[no-untyped-def]
+def test_qemu_gives_unicorns_results_traps_and_libcalls(target, qemu_path) -> None:  # type: ignore[no-untyped-def]
     text = _case(
         """function %f(i64, i64, f32) -> i64, f32 {
 block0(v0: i64, v1: i64, v2: f32):
@@ -108,9 +211,105 @@ block0(v0: i64, v1: i64, v2: f32):
     assert on_qemu[0].judgement.verdicts[target.name] is Verdict.AGREE
 
 
+NEW_EXTENSIONS = """test interpret
+test run
+set enable_multi_ret_implicit_sret
+target riscv64 has_c has_zcb
+target riscv64 has_zfa has_zicond has_zbb
+target riscv64 has_v has_zvbb has_zvfh
+
+function %zext(i8) -> i64 {
+block0(v0: i8):
+    v1 = uextend.i64 v0
+    return v1
+}
+; run: %zext(-1) == 255
+
+function %sel(i64, i64, i64) -> i64 {
+block0(v0: i64, v1: i64, v2: i64):
+    v3 = select v0, v1, v2
+    return v3
+}
+; run: %sel(0, 1, 2) == 2
+; run: %sel(5, 1, 2) == 1
+
+function %fmin(f64, f64) -> f64 {
+block0(v0: f64, v1: f64):
+    v2 = fmin v0, v1
+    return v2
+}
+; run: %fmin(0x1.0, 0x2.0) == 0x1.0
+
+function %div(i64, i64) -> i64 {
+block0(v0: i64, v1: i64):
+    v2 = udiv v0, v1
+    return v2
+}
+; run: %div(7, 2) == 3
+; run: %div(1, 0) == 0
+"""
+VECTOR_EXTENSIONS = """test interpret
+test run
+set enable_multi_ret_implicit_sret
+target riscv64 has_v has_zvbb has_zvfh
+
+function %pop(i8x16) -> i8x16 {
+block0(v0: i8x16):
+    v1 = popcnt v0
+    return v1
+}
+; run: %pop([1 3 7 15 0 0 0 0 0 0 0 0 0 0 0 -1]) == [1 2 3 4 0 0 0 0 0 0 0 0 0 0 0 8]
+"""
+
+
+@needs_qemu_10
+def test_riscv64_extensions_of_qemu_10_run_and_agree_with_the_interpreter(qemu_path: str) -> None:
+    """Compressed code (Zca, Zcd, Zcb: its trap sites are 2-byte `c.unimp`),
+    Zfa, Zicond, Zvbb and Zvfh run on qemu-user 10, each line's -cpu asking
+    for what its flags set; a division by zero is the interpreter's trap."""
+    results = []
+    for text in (NEW_EXTENSIONS, VECTOR_EXTENSIONS):
+        ft = parse_text(text)
+        results += Runner(executor=ExecutorChoice.QEMU).run_file(ft, default_lines(ft, None))
+    ran = 0
+    for r in results:
+        for name, outcome in r.outcomes.items():
+            if name == "interpreter":
+                continue
+            assert outcome.executor == QEMU, (name, r.command.text, outcome)
+            ran += 1
+            if "%div(1, 0)" in r.command.text:  # the interpreter's trap, not a heap_oob
+                assert (outcome.kind, outcome.detail) == (Kind.TRAP, "int_divz"), outcome
+                continue
+            assert r.judgement.verdicts[name] is Verdict.AGREE, (name, r.command.text, outcome)
+    assert ran == 3 * 6 + 1
+
+
 @needs_qemu
 @pytest.mark.parametrize("target", ALL, ids=lambda t: t.name)
-def test_a_crash_names_the_faulting_address_and_the_server_survives(target) -> None:  # type: ignore[no-untyped-def]
+def test_a_libcalls_result_register_is_written_right(target) -> None:  # type: ignore[no-untyped-def]
+    """A libcall's result goes into a vector register with a `P` packet;
+    qemu 10.0.2's gdbstub swaps the 64-bit halves of an SVE register it
+    writes (aarch64 `z0`), so the server probes that once and pre-swaps."""
+    text = _case(
+        """function %f(f32) -> f32 {
+    fn0 = %CeilF32(f32) -> f32
+block0(v0: f32):
+    v1 = call fn0(v0)
+    return v1
+}""",
+        "%f(0x0.5) == 0x1.0",
+        f"target {target.name}",
+    )
+    [result] = Runner(executor=ExecutorChoice.QEMU).run_file(parse_text(text), [TargetLine(target)])
+    outcome = result.outcomes[target.name]
+    assert outcome.executor == QEMU and outcome.kind is Kind.RETURN, outcome
+    assert result.judgement.verdicts[target.name] is Verdict.AGREE, outcome
+
+
+@needs_qemu
+@pytest.mark.parametrize("target", ALL, ids=lambda t: t.name)
+def test_a_crash_names_the_faulting_address_and_the_server_survives(target, qemu_path) -> None:  # type: ignore[no-untyped-def]
     text = _case(
         """function %f(i64) -> i64 {
 block0(v0: i64):
@@ -138,7 +337,7 @@ block0(v0: i64):
 
 
 @needs_qemu
-def test_a_loop_past_its_deadline_is_a_timeout_and_the_next_run_is_clean() -> None:
+def test_a_loop_past_its_deadline_is_a_timeout_and_the_next_run_is_clean(qemu_path: str) -> None:
     spin = parse_text(
         _case(
             """function %spin(i64) -> i64 {
@@ -175,7 +374,7 @@ block0(v0: i64):
 
 
 @needs_qemu
-def test_a_new_image_at_the_same_addresses_runs_its_own_code() -> None:
+def test_a_new_image_at_the_same_addresses_runs_its_own_code(qemu_path: str) -> None:
     """qemu translates code once: loading another image must drop the old
     translation, or a run would execute the previous file's code."""
     runner = Runner(executor=ExecutorChoice.QEMU)
@@ -198,7 +397,7 @@ block0:
 
 
 @needs_qemu
-def test_a_run_is_the_same_from_the_same_state_whatever_ran_before() -> None:
+def test_a_run_is_the_same_from_the_same_state_whatever_ran_before(qemu_path: str) -> None:
     """The variant's initial state is set in full each run: registers the
     code never writes read the same canaries on qemu as on unicorn."""
     text = _case(
@@ -299,7 +498,9 @@ BROKEN = [(t, what) for t, cases in FINAL_STOP.items() for what in cases]
 
 @needs_qemu
 @pytest.mark.parametrize(("target", "what"), BROKEN, ids=[f"{t}-{w}" for t, w in BROKEN])
-def test_qemu_checks_the_harness_call_at_the_final_stop(target: str, what: str) -> None:
+def test_qemu_checks_the_harness_call_at_the_final_stop(
+    target: str, what: str, qemu_path: str
+) -> None:
     """qemu-user has no per-call hooks, but at the sentinel stop it reads
     every register: the trampoline's convention's callee-saved registers
     must hold the canaries the run started with (of either variant), and SP
@@ -310,7 +511,8 @@ def test_qemu_checks_the_harness_call_at_the_final_stop(target: str, what: str) 
     image = link([CompiledFunction("%t", bytes.fromhex(code), [], [])], t)
     entry = image.symbols["%t"]
     calls = CallMap({entry: Function("%t", "system_v")}, {})
-    server = QemuServer(t, cpu_option(t.qemu, frozenset()))
+    server_kind = QemuServer if qemu_path == "gdbstub" else LoopServer
+    server = server_kind(t, cpu_option(installed_facts(t.qemu), frozenset()))
     try:
         for variant in (0, 1):
             raw = server.run(image, entry, entry, bytes(16), 1_000_000, variant, calls)
@@ -333,7 +535,7 @@ def test_qemu_checks_the_harness_call_at_the_final_stop(target: str, what: str) 
 
 
 @needs_qemu
-def test_qemu_finds_a_callee_saved_register_cranelift_does_not_preserve() -> None:
+def test_qemu_finds_a_callee_saved_register_cranelift_does_not_preserve(qemu_path: str) -> None:
     """The known riscv64 fs1 bug (corpus/known.toml), found by qemu-user
     alone: the trampoline returns to the harness with f9 changed."""
     ft = parse_file(str(CORPUS / "riscv64-fs1-not-preserved.clif"))
@@ -348,7 +550,7 @@ def test_qemu_finds_a_callee_saved_register_cranelift_does_not_preserve() -> Non
 
 @needs_qemu
 @pytest.mark.parametrize("target", ALL, ids=lambda t: t.name)
-def test_correct_code_breaks_no_contract_on_qemu(target) -> None:  # type: ignore[no-untyped-def]
+def test_correct_code_breaks_no_contract_on_qemu(target, qemu_path) -> None:  # type: ignore[no-untyped-def]
     """Cranelift's own code, run on qemu-user from both initial states,
     gives the harness back every register and SP: no false alarm."""
     text = _case(

@@ -25,7 +25,7 @@ from fuzz.pipeline.emulate import RawOutcome
 from fuzz.pipeline.filetest import RunCommand, TargetLine, parse_file, parse_text
 from fuzz.pipeline.link import link
 from fuzz.pipeline.oracle import Judgement, Kind, Outcome, Verdict
-from fuzz.pipeline.qemu import process, qemu_version, server
+from fuzz.pipeline.qemu import loop, process, qemu_version, server
 from fuzz.pipeline.routing import ExecutorChoice
 from fuzz.pipeline.runner import Runner, RunResult, default_lines
 from fuzz.targets import TARGETS
@@ -81,17 +81,17 @@ def test_a_missing_qemu_program_abstains_naming_it(monkeypatch: pytest.MonkeyPat
     target = TARGETS["aarch64"]
     assert target.qemu is not None
     image = link([], target)
-    raw = server.QemuServer(target, target.qemu.cpu).run(image, 0, 0, b"", budget=1000)
+    raw = server.QemuServer(target, target.qemu.releases[0].cpu).run(image, 0, 0, b"", budget=1000)
     assert raw.kind == "not-executable" and "qemu-aarch64" in raw.detail
 
 
 @needs_qemu
 def test_a_server_that_fails_is_a_harness_error_and_the_next_run_is_clean(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, qemu_path: str
 ) -> None:
     runner = Runner(executor=ExecutorChoice.QEMU)
     assert run_one(runner)[2] is Verdict.AGREE
-    monkeypatch.setattr(server, "CODE_SPACE", 0)  # no image fits
+    monkeypatch.setattr(server if qemu_path == "gdbstub" else loop, "CODE_SPACE", 0)  # none fits
     kind, detail, verdict = run_one(runner)
     assert (kind, verdict) == (Kind.HARNESS, Verdict.HARNESS_ERROR)
     assert "does not fit the code space" in detail
@@ -100,7 +100,9 @@ def test_a_server_that_fails_is_a_harness_error_and_the_next_run_is_clean(
 
 
 @needs_qemu
-def test_a_failed_referee_neither_confirms_nor_refutes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_referee_neither_confirms_nor_refutes(
+    monkeypatch: pytest.MonkeyPatch, qemu_path: str
+) -> None:
     """unicorn's known s390x overflow defect: qemu-user refutes it; when the
     referee fails instead, the divergence stays unicorn's, unconfirmed (it
     used to be "confirmed" by the referee's crash)."""
@@ -109,7 +111,7 @@ def test_a_failed_referee_neither_confirms_nor_refutes(monkeypatch: pytest.Monke
     [refereed] = Runner().run_file(ft, lines)
     assert refereed.judgement.verdicts["s390x"] is Verdict.EMULATOR_DISAGREEMENT
     monkeypatch.setattr(
-        server.QemuServer,
+        server.QemuServer if qemu_path == "gdbstub" else loop.LoopServer,
         "run",
         lambda *args, **kwargs: RawOutcome("harness", detail="qemu-user died: planted"),
     )
@@ -120,7 +122,7 @@ def test_a_failed_referee_neither_confirms_nor_refutes(monkeypatch: pytest.Monke
 
 @needs_qemu
 def test_a_deadline_longer_than_the_usual_wait_is_a_timeout(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, qemu_path: str
 ) -> None:
     """The connection used to wait 30 s whatever the deadline: with a budget
     worth more than that, a spin loop was a crash, "timed out". Here the
@@ -133,7 +135,7 @@ def test_a_deadline_longer_than_the_usual_wait_is_a_timeout(
 
 
 @needs_qemu
-def test_a_late_alarm_does_not_spoil_the_next_run() -> None:
+def test_a_late_alarm_does_not_spoil_the_next_run(qemu_path: str) -> None:
     """A SIGALRM that rings after a run's last stop is pending when the next
     run starts: it used to stop the fill, a crash."""
     runner = Runner(executor=ExecutorChoice.QEMU)
@@ -197,7 +199,7 @@ def _gone(pid: int, seconds: float = 10.0) -> bool:
 
 @needs_qemu
 @pytest.mark.parametrize("round_", range(3))
-def test_a_killed_process_leaves_no_qemu_and_no_file(round_: int) -> None:
+def test_a_killed_process_leaves_no_qemu_and_no_file(round_: int, qemu_path: str) -> None:
     """A campaign SIGKILLs hung workers: their qemu-user used to live on,
     re-parented to PID 1 and spinning, and their server files stayed in /tmp."""
     tmp = tempfile.gettempdir()

@@ -31,7 +31,7 @@ from fuzz.gen.generate import generate
 from fuzz.pipeline.cabi.check import precompile
 from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_text
 from fuzz.pipeline.oracle import Verdict, is_recorded
-from fuzz.pipeline.routing import ExecutorChoice
+from fuzz.pipeline.routing import ExecutorChoice, for_installed_qemu
 from fuzz.pipeline.runner import C_ABI_DIRECTIVE, C_ABI_RUN, Runner, default_lines, line_flags
 from fuzz.targets import TARGETS, Target
 from fuzz.triage.attribution import attributed_bucket
@@ -234,19 +234,20 @@ def release_under_test() -> Version:
 
 def generated(seed: int, targets: Sequence[Target]) -> str:
     """The random engine's case for a seed: the same text in any process."""
-    return generate(
-        RandomSource(seed), targets[seed % len(targets)], version=release_under_test()
-    ).text
+    target = for_installed_qemu(targets[seed % len(targets)])
+    return generate(RandomSource(seed), target, version=release_under_test()).text
 
 
 def from_bytes(data: bytes, targets: Sequence[Target]) -> str:
     """Any byte string is a case: the first byte picks the target."""
     target = targets[data[0] % len(targets)] if data else targets[0]
-    return generate(ByteSource(data[1:]), target, version=release_under_test()).text
+    return generate(
+        ByteSource(data[1:]), for_installed_qemu(target), version=release_under_test()
+    ).text
 
 
 def from_source(src: Source, targets: Sequence[Target]) -> str:
-    target = targets[src.integer(0, len(targets) - 1)]
+    target = for_installed_qemu(targets[src.integer(0, len(targets) - 1)])
     return generate(src, target, version=release_under_test()).text
 
 

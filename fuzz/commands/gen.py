@@ -19,6 +19,7 @@ from fuzz.gen.cells import CALL_FORMS, Cell, supported_cells
 from fuzz.gen.choices import RandomSource
 from fuzz.gen.expect import with_expectations
 from fuzz.gen.generate import Case, generate
+from fuzz.pipeline.routing import for_installed_qemu
 from fuzz.pipeline.runner import Runner
 from fuzz.targets import TARGETS, Target
 from fuzz.versions import parse_version
@@ -60,7 +61,8 @@ def run_gen(
         out.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         case_seed = seed + i
-        case = generate(RandomSource(case_seed), targets[i % len(targets)], version=version)
+        target = for_installed_qemu(targets[i % len(targets)])
+        case = generate(RandomSource(case_seed), target, version=version)
         cells.update(case.cells)
         writes = out is not None or not (stats or check)
         text = with_expectations(case.text, runner) if writes and expect else case.text

@@ -16,14 +16,16 @@ sure nothing outlives it), `server` loads images and runs them, `libcall`
 computes libcalls at their stubs, `signals` says what a stop means.
 """
 
+from fuzz.pipeline.qemu.executor import QemuExecutor
 from fuzz.pipeline.qemu.process import (
     QemuUnavailable,
+    binary_version,
+    installed_facts,
     missing_reason,
     qemu_installed,
     qemu_version,
 )
 from fuzz.pipeline.qemu.server import (
-    QemuExecutor,
     QemuServer,
     ServerFailure,
     alarm_seconds,
@@ -35,8 +37,10 @@ __all__ = [
     "QemuServer",
     "QemuUnavailable",
     "ServerFailure",
+    "binary_version",
     "alarm_seconds",
     "cpu_option",
+    "installed_facts",
     "missing_reason",
     "qemu_installed",
     "qemu_version",

@@ -16,6 +16,7 @@ FILL_AT = STUB_BASE + 0x1000
 SYSCALL_AT = STUB_BASE + 0x1800
 HANDLER_AT = STUB_BASE + 0x1C00
 DATA_AT = STUB_BASE + 0x2000  # iovecs, sigaction, the float canary blocks
+DATA_SIZE = 0x2000  # (its second page: the run loop's, fuzz.pipeline.qemu.guest)
 ALT_STACK = STUB_BASE + 0x10000  # the signal handler's stack
 ALT_STACK_SIZE = 0x10000
 IOV_AT = DATA_AT
@@ -30,7 +31,6 @@ def server_elf(target: Target) -> bytes:
     area and the stack at the addresses unicorn uses."""
     setup = target.qemu
     assert setup is not None
-    endian = ">" if target.big_endian else "<"
     page = bytearray(0x1000)
     fill = setup.fp_restore + setup.syscall_insn
     page[0 : len(fill)] = fill
@@ -41,13 +41,27 @@ def server_elf(target: Target) -> bytes:
     page[at : at + len(setup.loop_insn)] = setup.loop_insn
     at = HANDLER_AT - FILL_AT
     page[at : at + len(setup.loop_insn)] = setup.loop_insn
+    return _elf(target, bytes(page), SYSCALL_AT + len(setup.syscall_insn))  # SYSCALL's loop
+
+
+def loop_elf(target: Target, code: bytes) -> bytes:
+    """The run loop's program (fuzz.pipeline.qemu.guest): `code` at FILL_AT,
+    entered there, with the same segments as the server program's."""
+    assert len(code) <= 0x1000
+    return _elf(target, code + bytes(0x1000 - len(code)), FILL_AT)
+
+
+def _elf(target: Target, page: bytes, entry: int) -> bytes:
+    setup = target.qemu
+    assert setup is not None
+    endian = ">" if target.big_endian else "<"
     # (vaddr, file bytes, memory size, flags) in address order; the first
     # holds the headers (qemu 7.2 wants the first segment at file offset 0)
     text = bytes(0x1000) + bytes(page)
     segments = [
         (CODE_BASE, 0, CODE_SPACE, 7),
         (STUB_BASE, len(text), len(text), 5),
-        (DATA_AT, 0, 0x1000, 6),
+        (DATA_AT, 0, DATA_SIZE, 6),
         (ALT_STACK, 0, ALT_STACK_SIZE, 6),
         (SLOTS_BASE, 0, SLOTS_SIZE, 6),
         (STACK_BASE, 0, STACK_SIZE, 6),
@@ -58,7 +72,7 @@ def server_elf(target: Target) -> bytes:
         2,  # ET_EXEC
         setup.elf_machine,
         1,
-        SYSCALL_AT + len(setup.syscall_insn),  # the entry: SYSCALL's loop
+        entry,
         64,
         0,
         setup.elf_flags,

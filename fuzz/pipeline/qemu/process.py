@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from fuzz import scratch
-from fuzz.targets import TARGETS, Target
+from fuzz.targets import TARGETS, QemuFacts, QemuSetup, Target
 
 PACKAGE = "qemu-user"  # the Debian package with every qemu-ARCH program
 CONNECT_SECONDS = 10.0  # for qemu-user to start listening
@@ -57,20 +57,42 @@ def missing_reason(target: Target) -> str:
 
 
 @cache
+def binary_version(binary: str) -> str | None:
+    """The version ("10.0.2") of the qemu-user program `binary` that
+    `binary_path` finds; "unknown" when it does not say; None when it is
+    not installed. Per program: PATH may mix releases."""
+    path = binary_path(binary)
+    if path is None:
+        return None
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    words = out.stdout.split()
+    return words[2] if len(words) > 2 and words[1] == "version" else "unknown"
+
+
+def release(version: str | None) -> tuple[int, int] | None:
+    """(major, minor) of a version string; None when it has none."""
+    parts = (version or "").split(".")
+    if len(parts) < 2 or not (parts[0].isdigit() and parts[1].isdigit()):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def installed_facts(setup: QemuSetup) -> QemuFacts:
+    """What the installed qemu-user program of a target runs (the table row
+    of its version; the oldest row when the version is unknown)."""
+    return setup.facts(release(binary_version(setup.binary)))
+
+
+@cache
 def qemu_version() -> str | None:
     """qemu-user's version ("7.2.22"), from the first of its programs
     installed; None when none is."""
     for target in TARGETS.values():
-        if target.qemu is None or not qemu_installed(target):
-            continue
-        path = binary_path(target.qemu.binary)
-        assert path is not None
-        try:
-            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        words = out.stdout.split()
-        return words[2] if len(words) > 2 and words[1] == "version" else "unknown"
+        if target.qemu is not None and qemu_installed(target):
+            return binary_version(target.qemu.binary)
     return None
 
 
@@ -136,6 +158,66 @@ def start(binary: str, cpu: str, program: bytes, extra: Sequence[str] = ()) -> Q
         proc.wait()
         raise QemuUnavailable(f"{binary} -cpu {cpu} did not start (exit {proc.returncode})")
     return QemuProcess(proc, sock)
+
+
+@dataclass
+class LoopProcess:
+    """A running qemu-user serving the run loop (fuzz.pipeline.qemu.guest):
+    its stdin takes requests, the pipe `bulk` (the guest's fd `bulk_fd`)
+    the data they read, its stdout gives reports."""
+
+    proc: subprocess.Popen[bytes]
+    bulk: int  # the write end
+    bulk_fd: int  # the read end's number, in the guest too
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def died(self) -> bool:
+        try:
+            self.proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.bulk)
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+
+def start_loop(binary: str, cpu: str, program: bytes, extra: Sequence[str] = ()) -> LoopProcess:
+    """qemu-user's `binary` on the run loop's `program`, without a gdbstub;
+    QemuUnavailable when it is missing."""
+    path = binary_path(binary)
+    if path is None:
+        raise QemuUnavailable(f"{binary} is not installed (Debian package {PACKAGE})")
+    memfd = os.memfd_create("callfuzz-loop")
+    read_end, write_end = os.pipe()
+    try:
+        _write_all(memfd, program)
+        proc = subprocess.Popen(
+            [path, *extra, "-cpu", cpu, f"/proc/self/fd/{memfd}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None if extra else subprocess.DEVNULL,
+            pass_fds=(memfd, read_end),
+            preexec_fn=_die_with(os.getpid()),  # noqa: PLW1509 - only prctl runs there
+        )
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(memfd)
+        os.close(read_end)
+    return LoopProcess(proc, write_end, read_end)
 
 
 def _die_with(parent: int) -> Callable[[], None]:

@@ -25,7 +25,6 @@ import fcntl
 import os
 import signal
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -65,10 +64,10 @@ from fuzz.pipeline.qemu.elf import (
     SYSCALL_AT,
     server_elf,
 )
-from fuzz.pipeline.qemu.libcall import QemuMemory, QemuRegisters
+from fuzz.pipeline.qemu.libcall import QemuMemory, QemuRegisters, write_swaps_halves
 from fuzz.pipeline.qemu.process import QemuProcess, QemuUnavailable, start
 from fuzz.pipeline.qemu.signals import SIGALRM, SIGSEGV, SIGTRAP, classify
-from fuzz.targets import QemuSetup, Reg, Target
+from fuzz.targets import QemuFacts, Reg, Target
 
 _PROT_NONE, _PROT_RW, _PROT_RX = 0, 3, 5
 _SA_SIGINFO, _SA_ONSTACK, _SA_RESTORER, _SA_NODEFER = 4, 0x0800_0000, 0x0400_0000, 0x4000_0000
@@ -89,10 +88,15 @@ class ServerFailure(Exception):
     """The server, not the code it ran, went wrong: a harness error."""
 
 
-def cpu_option(setup: QemuSetup, flags_on: frozenset[str]) -> str:
-    """The -cpu argument for a target line whose ISA flags `flags_on` are set."""
-    props = [setup.properties[f] for f in sorted(flags_on) if f in setup.properties]
-    return ",".join([setup.cpu, *props])
+def cpu_option(facts: QemuFacts, flags_on: frozenset[str]) -> str:
+    """The -cpu argument for a target line whose ISA flags `flags_on` are set
+    (each property once, in the order the table gives them)."""
+    props: dict[str, None] = {}
+    for flag in sorted(flags_on):
+        for prop in facts.properties.get(flag, "").split(","):
+            if prop:
+                props[prop] = None
+    return ",".join([facts.cpu, *props])
 
 
 # --- one server ------------------------------------------------------------------
@@ -114,11 +118,12 @@ class _Alarm:
 class QemuServer:
     """qemu-user for one target and CPU configuration, reused across runs."""
 
-    def __init__(self, target: Target, cpu: str) -> None:
+    def __init__(self, target: Target, cpu: str, flags_on: frozenset[str] = frozenset()) -> None:
         assert target.qemu is not None
         self.target = target
         self.setup = target.qemu
         self.cpu = cpu
+        self.flags_on = flags_on  # the ISA flags `cpu` was made for
         self._order: Literal["little", "big"] = "big" if target.big_endian else "little"
         self._writer: threading.Thread | None = None
         self._process: QemuProcess | None = None
@@ -155,6 +160,9 @@ class QemuServer:
         )
         self._template = remote.read_registers()
         self._pc = self._regs[self.setup.pc]
+        # the fill loads the vector registers afterwards: the probe may clobber one
+        vectors = [r for r in t.registers if r.name in self.setup.fp_pieces]
+        self._swapped = bool(vectors) and write_swaps_halves(remote, self._gdb_reg(vectors[0].name))
         self._breakpoints = set()
         self._loaded = None
         self._mapped = (CODE_BASE, CODE_BASE)
@@ -243,7 +251,10 @@ class QemuServer:
             act += self._word(flags)
         act += bytes(8)  # no signal blocked
         remote.write_memory(SIGACTION_AT, act)
-        for signo in (7, 11):  # SIGBUS, SIGSEGV
+        # SIGBUS, SIGSEGV; and SIGALRM (a run past its deadline): qemu 10 leaves
+        # a fatal signal the guest has no handler for to the host, which would
+        # kill qemu instead of stopping the guest
+        for signo in (7, 11, SIGALRM):
             self._syscall(self.setup.rt_sigaction, signo, SIGACTION_AT, 0, 8)
         self._syscall(self.setup.mprotect, CODE_BASE, CODE_SPACE, _PROT_NONE)
         # the whole stack holds variant 0's fill (runs refill its top)
@@ -447,7 +458,7 @@ class QemuServer:
             return RawOutcome(
                 "return", slots=remote.read_memory(SLOTS_BASE, len(slots)), violations=found
             )
-        return classify(t, image, stop.signal, pc, self._fault_address)
+        return classify(t, image, stop.signal, pc, self._fault_address, self.flags_on)
 
     def _contract(
         self, calls: CallMap, entry: int, entry_sp: int, variant: int, regs: bytes
@@ -516,7 +527,7 @@ class QemuServer:
         assert self.target.libcall_abi is not None
         remote = self._remote
         assert remote is not None
-        registers = QemuRegisters(remote, self._gdb_reg, self._order)
+        registers = QemuRegisters(remote, self._gdb_reg, self._order, self._swapped)
         machine = libcalls.Machine(registers.get, registers.set, self.target)
         try:
             libcalls.call(name, machine, QemuMemory(remote))
@@ -546,33 +557,3 @@ def _write_all(pipe: object, data: bytes) -> None:
         pipe.flush()  # type: ignore[attr-defined]
     except OSError:
         pass  # the server died; its run reports that
-
-
-class QemuExecutor:
-    """The servers of one process, by (target, -cpu); the least recently
-    used stops when more than MAX_SERVERS run (each is a qemu process)."""
-
-    MAX_SERVERS = 8
-
-    def __init__(self) -> None:
-        self._servers: dict[tuple[str, str], QemuServer] = {}
-
-    def server(self, target: Target, flags_on: frozenset[str]) -> QemuServer:
-        assert target.qemu is not None
-        cpu = cpu_option(target.qemu, flags_on)
-        key = (target.name, cpu)
-        server = self._servers.pop(key, None) or QemuServer(target, cpu)
-        self._servers[key] = server  # the most recently used last
-        while len(self._servers) > self.MAX_SERVERS:
-            oldest = next(iter(self._servers))
-            self._servers.pop(oldest).stop()
-        return server
-
-    def close(self) -> None:
-        for server in self._servers.values():
-            server.stop()
-        self._servers.clear()
-
-    @property
-    def servers(self) -> Mapping[tuple[str, str], QemuServer]:
-        return self._servers
