@@ -298,6 +298,11 @@ class Target:
     # conventions that take an explicit `sret` parameter (aarch64 panics on
     # `tail` + sret: corpus/aarch64-tail-sret-panic.clif)
     sret_convs: tuple[str, ...] = ("system_v", "fast", "tail")
+    # conventions a `try_call` callee may have (CallConv::supports_exceptions,
+    # cranelift-codegen isa/call_conv.rs, 0.135), each with the number of i64
+    # exception payloads its handlers receive (exception_payload_types);
+    # releases before 0.135 accept fewer (fuzz.features, `exceptions:CC`)
+    exception_payloads: Mapping[str, int] = field(default_factory=lambda: dict(_EXCEPTION_PAYLOADS))
     # x86_64 panics on `return_call` without preserve_frame_pointers
     tail_calls_need_frame_pointers: bool = False
     # types allowed in signatures per convention ("*": every other one)
@@ -461,6 +466,17 @@ _X86_LITE.skipdata = True
 
 _LEGACY_PREFIXES = frozenset({0x66, 0x67, 0xF2, 0xF3, 0x2E, 0x3E, 0x26, 0x36, 0x64, 0x65, 0xF0})
 
+
+_EXCEPTION_PAYLOADS: dict[str, int] = {
+    "system_v": 2,
+    "tail": 2,
+    "preserve_all": 2,
+    "apple_aarch64": 2,
+    "winch": 0,
+}
+# riscv64 and s390x have no payload registers for apple_aarch64 (a panic:
+# corpus/try-call-apple-aarch64-payload-panic.clif), nor winch (an assert)
+_EXCEPTION_PAYLOADS_RISCV_S390X = {"system_v": 2, "tail": 2, "preserve_all": 2}
 
 # riscv64 and s390x: every convention they accept (winch asserts on both)
 _CONVS_WITHOUT_WINCH = (
@@ -901,6 +917,7 @@ TARGETS: dict[str, Target] = {
             ),
             # winch asserts on riscv64 (corpus/riscv64-winch-callconv.clif)
             call_convs=_CONVS_WITHOUT_WINCH,
+            exception_payloads=_EXCEPTION_PAYLOADS_RISCV_S390X,
             # vectors need has_v, which unicorn lacks: only in cases for qemu-user
             abi_types={"*": SCALAR_TYPES},
             fuzz_isa_flags=("has_zca", "has_zcd"),
@@ -1006,6 +1023,7 @@ TARGETS: dict[str, Target] = {
             emulator_lacks=frozenset({"has_mie3", "has_mie4", "has_vxrs_ext2", "has_vxrs_ext3"}),
             # winch asserts on s390x (corpus/s390x-winch-callconv.clif)
             call_convs=_CONVS_WITHOUT_WINCH,
+            exception_payloads=_EXCEPTION_PAYLOADS_RISCV_S390X,
             abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
             qemu_isa_flags=("has_vxrs_ext2", "has_mie3"),
             aliases=("s390x",),

@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 
 Cell = tuple[str, str, str, str]
 
-CALL_FORMS = ("call", "call_indirect", "return_call", "return_call_indirect")
-TAIL_FORMS = CALL_FORMS[2:]
+PLAIN_FORMS = ("call", "call_indirect")
+TAIL_FORMS = ("return_call", "return_call_indirect")
+TRY_FORMS = ("try_call", "try_call_indirect")  # with an exception table
+CALL_FORMS = PLAIN_FORMS + TAIL_FORMS + TRY_FORMS
 SRET = "sret"
 NO_VALUES = "-"
 
@@ -48,7 +50,9 @@ def supported_cells(target: Target) -> set[Cell]:
     """The cells the generator can reach on `target` (signatures with no values aside)."""
     cells: set[Cell] = set()
     for cc in target.call_convs:
-        forms = CALL_FORMS if cc in target.tail_call_convs else CALL_FORMS[:2]
+        forms: tuple[str, ...] = PLAIN_FORMS
+        forms += TAIL_FORMS if cc in target.tail_call_convs else ()
+        forms += TRY_FORMS if cc in target.exception_payloads else ()
         for form in forms:
             for types in (target.abi_types, target.qemu_abi_types):
                 for ty in types.get(cc, types.get("*", ())):

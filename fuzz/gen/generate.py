@@ -32,7 +32,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from fuzz.features import Version, for_version, has
-from fuzz.gen.cells import CALL_FORMS, TAIL_FORMS, Cell, call_cells
+from fuzz.gen.cells import PLAIN_FORMS, TAIL_FORMS, TRY_FORMS, Cell, call_cells
 from fuzz.gen.choices import Source, boolean, choice
 from fuzz.targets import Target
 from fuzz.values import NARROW_INT_TYPES, type_info
@@ -46,6 +46,9 @@ STACK_HEAVY_PCT = 12  # signatures that spill narrow extended arguments to the s
 QEMU_ONLY_PCT = 10
 MIX = 0x9E37_79B9_7F4A_7C15  # a well-mixed 64-bit constant
 _MASK64 = (1 << 64) - 1
+TRY_CALL_PCT = 20  # non-tail calls made `try_call` where the callee's convention allows
+MAX_HANDLERS = 3  # exception-table entries of one `try_call`
+MAX_PASSED = 3  # values a `try_call` hands its normal-return block beside the results
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,12 @@ class _Body:
         self.pool: dict[str, list[str]] = {}
         self.consts: dict[int, str] = {}
         self.canary = ""  # the address of the function's canary slot
+        self.blocks = 1  # block0 is the entry
+
+    def block(self) -> str:
+        name = f"block{self.blocks}"
+        self.blocks += 1
+        return name
 
     def slot(self, size: int) -> str:
         """A new explicit stack slot; returns the value holding its address."""
@@ -193,11 +202,13 @@ class Generator:
         max_callees: int = 5,
         qemu_only: bool = False,
         slot_align: bool = True,
+        try_context: bool = True,
     ) -> None:
         self.src = src
         self.t = target
         self.abi_types = (target.qemu_abi_types if qemu_only else None) or target.abi_types
         self.slot_align = slot_align  # `explicit_slot N, align = A` (fuzz.features)
+        self.try_context = try_context  # `context vN` in exception tables (fuzz.features)
         self.functions: list[str] = []
         self.cells: Counter[Cell] = Counter()
         self.count = 0
@@ -322,11 +333,15 @@ class Generator:
     ) -> tuple[str, int, bool]:
         tail_ok = last and caller.cc in self.t.tail_call_convs
         # Tail calls are where stack arguments get rewritten in place: favour them.
+        try_convs = [cc for cc in self.t.call_convs if cc in self.t.exception_payloads]
         if tail_ok and boolean(self.src, 60):
             form = choice(self.src, TAIL_FORMS)
+        elif try_convs and boolean(self.src, TRY_CALL_PCT):
+            form = choice(self.src, TRY_FORMS)
         else:
-            form = choice(self.src, CALL_FORMS[:2])
+            form = choice(self.src, PLAIN_FORMS)
         is_tail = form.startswith("return_call")
+        is_try = form.startswith("try_call")
         if is_tail:
             # A tail call needs the caller's convention and return types.
             cc = caller.cc
@@ -334,6 +349,11 @@ class Generator:
             # writes the caller's results.
             callee_sig = self.draw_signature(cc, want_sret=sret_ptr is not None, many_pct=35)
             callee_sig = Signature(callee_sig.params, caller.returns, cc)
+        elif is_try:
+            cc = choice(self.src, try_convs)
+            callee_sig = self.draw_signature(
+                cc, want_sret=cc in self.t.sret_convs and boolean(self.src, 15)
+            )
         else:
             tail_cc = self.t.tail_call_convs
             cc = choice(
@@ -392,9 +412,9 @@ class Generator:
                     f"    store {b.from_word(acc, 'i64', salt + 50 + k)}, {kept[0]}+{8 * k}"
                 )
 
-        if form in ("call_indirect", "return_call_indirect"):
+        if form.endswith("_indirect"):
             addr = b.emit(f"func_addr.i64 {fref}")
-            target = f"{sref}, {addr}"
+            target = f"{sref}, {addr}" if not is_try else addr
         else:
             target = fref
         call = f"{form} {target}({', '.join(args)})"
@@ -402,8 +422,11 @@ class Generator:
             self.has_tail_call = True
             b.lines.append(f"    {call}")
             return acc, salt, True
-        results = [b.value(r.ty) for r in callee_sig.returns]
-        b.lines.append(f"    {', '.join(results)} = {call}" if results else f"    {call}")
+        if is_try:
+            results, acc, live = self.try_call(b, caller, call, sref, callee_sig, acc, live, salt)
+        else:
+            results = [b.value(r.ty) for r in callee_sig.returns]
+            b.lines.append(f"    {', '.join(results)} = {call}" if results else f"    {call}")
         for r, p in zip(results, callee_sig.returns, strict=True):
             for w in b.to_words(r, p.ty, p.ext):
                 acc = b.fold(acc, w, salt)
@@ -422,6 +445,78 @@ class Generator:
                 acc = b.fold(acc, loaded, salt)
                 salt += 1
         return acc, salt, False
+
+    def try_call(
+        self,
+        b: _Body,
+        caller: Signature,
+        call: str,
+        sref: str,
+        callee_sig: Signature,
+        acc: str,
+        live: list[tuple[str, str]],
+        salt: int,
+    ) -> tuple[list[str], str, list[tuple[str, str]]]:
+        """Ends the current block with `call` as a `try_call`: its results
+        and some values made before it (the checksum, live values) go to a
+        new normal-return block as block arguments, its exceptions to handler
+        blocks that take the payloads and return. Returns the results, the
+        checksum and the live values as the normal-return block names them.
+
+        No callee throws (CLIF has no instruction that raises; the executors
+        have no unwinder), so the handlers are compiled, never run."""
+        passed = [(acc, "i64")] + live[: self.src.integer(0, MAX_PASSED - 1)]
+        normal = b.block()
+        rets = [f"ret{i}" for i in range(len(callee_sig.returns))]
+        args = ", ".join(rets + [v for v, _ in passed])
+        # the handler blocks go after the try_call that ends this block
+        before, b.lines = b.lines, []
+        table = self.exception_table(b, caller, callee_sig.cc, acc, salt)
+        handlers, b.lines = b.lines, before
+        b.lines.append(f"    {call}, {sref}, {normal}({args}), [{table}]")
+        b.lines += handlers
+        results = [b.value(r.ty) for r in callee_sig.returns]
+        renamed = [b.value(ty) for _, ty in passed]
+        params = [f"{v}: {p.ty}" for v, p in zip(results, callee_sig.returns, strict=True)]
+        params += [f"{v}: {ty}" for v, (_, ty) in zip(renamed, passed, strict=True)]
+        b.lines.append(f"{normal}({', '.join(params)}):")
+        # only the renamed values are used from here on: block arguments move
+        live = [(v, ty) for v, (_, ty) in zip(renamed[1:], passed[1:], strict=True)] + live[
+            len(passed) - 1 :
+        ]
+        return results, renamed[0], live
+
+    def exception_table(self, b: _Body, caller: Signature, cc: str, acc: str, salt: int) -> str:
+        """The `[...]` entries of a `try_call` to a callee of convention `cc`:
+        tagged and default handlers, each a block of its own (emitted into
+        `b.lines`) taking the exception payloads and the
+        checksum; `context` where the release has it."""
+        payloads = self.t.exception_payloads[cc]
+        entries = []
+        n = self.src.integer(1, MAX_HANDLERS)
+        for k in range(n):
+            handler = b.block()
+            exn = [f"exn{i}" for i in range(payloads)]
+            label = "default" if k == n - 1 and boolean(self.src, 50) else f"tag{k + 1}"
+            entries.append(f"{label}: {handler}({', '.join(exn + [acc])})")
+            self.handler(b, caller, handler, payloads, salt + 200 + k)
+        if self.try_context and boolean(self.src, 30):
+            entries.append(f"context {acc}")
+        return ", ".join(entries)
+
+    def handler(self, b: _Body, caller: Signature, name: str, payloads: int, salt: int) -> None:
+        """A handler block: folds its payloads into the checksum and returns
+        values derived from it. Its constants stay its own (they would not
+        dominate the code after the normal-return block)."""
+        consts, b.consts = b.consts, {}
+        params = [b.value() for _ in range(payloads + 1)]
+        b.lines.append(f"{name}({', '.join(f'{v}: i64' for v in params)}):")
+        acc = params[-1]
+        for i, word in enumerate(params[:-1]):
+            acc = b.fold(acc, word, salt + i)
+        rets = [b.from_word(acc, r.ty, salt + i) for i, r in enumerate(caller.returns)]
+        b.lines.append(f"    return {', '.join(rets)}".rstrip())
+        b.consts = consts
 
 
 def sig_text(sig: Signature) -> str:
@@ -475,7 +570,14 @@ def generate(
     only what Cranelift `version` has (fuzz.features; None: the newest)."""
     target = for_version(target, version)
     qemu_only = bool(target.qemu_isa_flags) and boolean(src, QEMU_ONLY_PCT)
-    g = Generator(src, target, max_callees, qemu_only, has("slot_align", version))
+    g = Generator(
+        src,
+        target,
+        max_callees,
+        qemu_only,
+        has("slot_align", version),
+        has("try_call_context", version),
+    )
     # %main: default convention, integer inputs only.
     n_inputs = src.integer(1, 8)
     input_types = [choice(src, ("i64", "i64", "i32", "i128")) for _ in range(n_inputs)]
