@@ -298,6 +298,9 @@ class Target:
     # conventions that take an explicit `sret` parameter (aarch64 panics on
     # `tail` + sret: corpus/aarch64-tail-sret-panic.clif)
     sret_convs: tuple[str, ...] = ("system_v", "fast", "tail")
+    # conventions that take `sarg(N)` struct arguments (only x86_64 has them:
+    # the other backends reject StructArgument in compute_arg_locs)
+    sarg_convs: tuple[str, ...] = ()
     # conventions a `try_call` callee may have (CallConv::supports_exceptions,
     # cranelift-codegen isa/call_conv.rs, 0.135), each with the number of i64
     # exception payloads its handlers receive (exception_payload_types);
@@ -662,6 +665,9 @@ TARGETS: dict[str, Target] = {
                 }
             ),
             call_convs=("system_v", "fast", "tail", "windows_fastcall", "preserve_all", "winch"),
+            # not preserve_all nor windows_fastcall: their struct-argument
+            # memcpy takes the callee's convention (corpus/x86_64-sarg-memcpy-*)
+            sarg_convs=("system_v", "fast", "tail", "winch"),
             abi_types={
                 "*": SCALAR_TYPES + VECTOR_TYPES,
                 # winch is x86's convention without SIMD: scalars only

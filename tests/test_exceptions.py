@@ -61,6 +61,11 @@ def test_the_twin_makes_each_try_call_a_call_and_a_jump() -> None:
     assert "    v12, v13 = call fn0(v0, v1)\n    jump block1(v13, v12, v0)\n" in twin
     assert "    v14, v15 = call_indirect sig0, v9(v2, v3)\n    jump block3(v14, v15)\n" in twin
     assert interpretable("function %f() {\nblock0:\n    return\n}\n").count("return") == 1
+    # a struct argument's parentheses in the signature
+    sarg = "function %g(i64) {\n    sig0 = (i64 sarg(24)) -> i64 tail\n" + (
+        "block0(v1: i64):\n    try_call fn0(v1), sig0, block1(ret0), [ default: block2 ]\n"
+    )
+    assert "    v2 = call fn0(v1)\n    jump block1(v2)\n" in interpretable(sarg)
 
 
 def test_try_calls_run_on_every_target_and_agree_with_the_interpreter() -> None:

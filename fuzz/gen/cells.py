@@ -23,14 +23,21 @@ TAIL_FORMS = ("return_call", "return_call_indirect")
 TRY_FORMS = ("try_call", "try_call_indirect")  # with an exception table
 CALL_FORMS = PLAIN_FORMS + TAIL_FORMS + TRY_FORMS
 SRET = "sret"
+SARG = "sarg"  # a struct argument, of any size
 NO_VALUES = "-"
 
 
 def call_cells(target: str, values: Iterable[tuple[str, str]], cc: str, form: str) -> list[Cell]:
     """The cells of one call site; `values` are its signature's (type,
     purpose) pairs, parameters and returns."""
-    types = [SRET if purpose == SRET else ty for ty, purpose in values] or [NO_VALUES]
+    types = [_cell_type(ty, purpose) for ty, purpose in values] or [NO_VALUES]
     return [(target, ty, cc, form) for ty in types]
+
+
+def _cell_type(ty: str, purpose: str) -> str:
+    if purpose == SRET:
+        return SRET
+    return SARG if purpose.startswith(f"{SARG}(") else ty
 
 
 def module_cells(target: str, functions: Mapping[str, FunctionInfo]) -> set[Cell]:
@@ -59,4 +66,6 @@ def supported_cells(target: Target) -> set[Cell]:
                     cells.add((target.name, ty, cc, form))
             if cc in target.sret_convs:
                 cells.add((target.name, SRET, cc, form))
+            if cc in target.sarg_convs and form not in TAIL_FORMS:
+                cells.add((target.name, SARG, cc, form))
     return cells

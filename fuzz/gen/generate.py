@@ -49,16 +49,34 @@ _MASK64 = (1 << 64) - 1
 TRY_CALL_PCT = 20  # non-tail calls made `try_call` where the callee's convention allows
 MAX_HANDLERS = 3  # exception-table entries of one `try_call`
 MAX_PASSED = 3  # values a `try_call` hands its normal-return block beside the results
+SARG_PCT = 12  # signatures of non-tail callees with struct arguments (where the target has them)
+# struct-argument sizes: every one is copied with the Memcpy libcall (x86_64
+# gen_memcpy), small and large alike
+SARG_SIZES = (8, 16, 24, 64, 136, 520, 4096)
 
 
 @dataclass(frozen=True)
 class Param:
     ty: str
     ext: str = ""  # "", "uext", "sext"
-    purpose: str = ""  # "" or "sret"
+    purpose: str = ""  # "", "sret", or "sarg(N)": a struct of N bytes passed by copy
 
     def __str__(self) -> str:
         return " ".join(p for p in (self.ty, self.ext, self.purpose) if p)
+
+
+def is_sarg(purpose: str) -> bool:
+    return purpose.startswith("sarg(")
+
+
+def sarg_size(purpose: str) -> int:
+    return int(purpose[len("sarg(") : -1])
+
+
+def sarg_offsets(size: int) -> list[int]:
+    """The words of a struct argument its caller writes and its callee reads
+    (first, middle, last: a struct of any size costs a few stores)."""
+    return sorted({0, (size // 16) * 8, size - 8})
 
 
 @dataclass(frozen=True)
@@ -244,7 +262,9 @@ class Generator:
             params.append(Param(ty, ext))
         return params
 
-    def draw_signature(self, cc: str, want_sret: bool = False, many_pct: int = 15) -> Signature:
+    def draw_signature(
+        self, cc: str, want_sret: bool = False, many_pct: int = 15, sarg_ok: bool = False
+    ) -> Signature:
         many = boolean(self.src, many_pct)
         n_params = self.src.integer(0, MAX_PARAMS if many else 6)
         n_rets = self.src.integer(0, MAX_RETURNS if boolean(self.src, 25) else 3)
@@ -255,6 +275,10 @@ class Generator:
             params = self.stack_heavy_params(cc)
         else:
             params = [self.draw_param(cc) for _ in range(n_params)]
+        if sarg_ok and cc in self.t.sarg_convs and boolean(self.src, SARG_PCT):
+            for _ in range(self.src.integer(1, 2)):
+                size = choice(self.src, SARG_SIZES)
+                params.insert(self.src.integer(0, len(params)), Param("i64", "", f"sarg({size})"))
         if want_sret:
             params.insert(0, Param("i64", "", "sret"))
         returns = tuple(self.draw_param(cc) for _ in range(n_rets))
@@ -271,7 +295,8 @@ class Generator:
         b = _Body()
         params = []
         for p in sig.params:
-            params.append(b.value(p.ty if p.purpose != "sret" else None))
+            # an sret or sarg pointer is an address: never folded, never passed on
+            params.append(b.value(p.ty if not p.purpose else None))
         typed = ", ".join(f"{v}: {p.ty}" for v, p in zip(params, sig.params, strict=True))
         # `block0:` when there are none: before 0.106 the reader rejects `block0():`
         head = f"block0({typed}):" if typed else "block0:"
@@ -281,6 +306,11 @@ class Generator:
         for v, p in zip(params, sig.params, strict=True):
             if p.purpose == "sret":
                 sret_ptr = v
+                continue
+            if is_sarg(p.purpose):
+                for offset in sarg_offsets(sarg_size(p.purpose)):
+                    acc = b.fold(acc, b.emit(f"load.i64 {v}+{offset}"), salt)
+                    salt += 1
                 continue
             for w in b.to_words(v, p.ty, p.ext):
                 acc = b.fold(acc, w, salt)
@@ -352,7 +382,7 @@ class Generator:
         elif is_try:
             cc = choice(self.src, try_convs)
             callee_sig = self.draw_signature(
-                cc, want_sret=cc in self.t.sret_convs and boolean(self.src, 15)
+                cc, want_sret=cc in self.t.sret_convs and boolean(self.src, 15), sarg_ok=True
             )
         else:
             tail_cc = self.t.tail_call_convs
@@ -360,7 +390,7 @@ class Generator:
                 self.src, tail_cc if tail_cc and boolean(self.src, 30) else self.t.call_convs
             )
             callee_sig = self.draw_signature(
-                cc, want_sret=cc in self.t.sret_convs and boolean(self.src, 15)
+                cc, want_sret=cc in self.t.sret_convs and boolean(self.src, 15), sarg_ok=True
             )
         colocated = boolean(self.src)
         self.budget -= 1
@@ -385,6 +415,13 @@ class Generator:
         for i, p in enumerate(callee_sig.params):
             if p.purpose == "sret" and is_tail and sret_ptr is not None:
                 args.append(sret_ptr)
+            elif is_sarg(p.purpose):
+                size = sarg_size(p.purpose)
+                struct = b.slot(size)
+                for k, offset in enumerate(sarg_offsets(size)):
+                    word = b.from_word(acc, "i64", salt + 150 + k)
+                    b.lines.append(f"    store {word}, {struct}+{offset}")
+                args.append(struct)
             elif p.purpose == "sret":
                 slot = f"ss{len(b.slots)}"
                 align = ", align = 16" if self.slot_align else ""

@@ -18,7 +18,8 @@ _TRY_CALL = re.compile(
     r"\((?P<args>[^()]*)\),\s*(?P<sig>sig\d+),\s*(?P<block>block\d+)"
     r"(?:\((?P<bargs>[^()]*)\))?,\s*\[.*\]\s*(?P<comment>;.*)?$"
 )
-_SIG_DECL = re.compile(r"^\s*(?P<sig>sig\d+)\s*=\s*\((?P<params>[^()]*)\)(?P<rest>.*)$")
+# parameters may hold parentheses (`i64 sarg(24)`), returns never do
+_SIG_DECL = re.compile(r"^\s*(?P<sig>sig\d+)\s*=\s*\((?P<params>.*)\)(?P<rest>[^()]*)$")
 _VALUE = re.compile(r"\bv(\d+)\b")
 _RET = re.compile(r"^ret(\d+)$")
 
