@@ -298,6 +298,11 @@ class Target:
     # conventions that take an explicit `sret` parameter (aarch64 panics on
     # `tail` + sret: corpus/aarch64-tail-sret-panic.clif)
     sret_convs: tuple[str, ...] = ("system_v", "fast", "tail")
+    # `probestack_strategy` values the generator sets (outline: a call of
+    # the Probestack libcall on x86_64; unimplemented!() on aarch64 and
+    # s390x, corpus/*-outline-probestack.clif; riscv64 overwrites the first
+    # argument, corpus/riscv64-outline-probestack-a0.clif)
+    probestack_strategies: tuple[str, ...] = ("inline", "outline")
     # conventions that take `sarg(N)` struct arguments (only x86_64 has them:
     # the other backends reject StructArgument in compute_arg_locs)
     sarg_convs: tuple[str, ...] = ()
@@ -806,6 +811,7 @@ TARGETS: dict[str, Target] = {
                 "probestack",
             ),
             sret_convs=("system_v", "fast"),
+            probestack_strategies=("inline",),
             abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
             fuzz_isa_flags=("has_lse", "has_pauth", "has_fp16", "sign_return_address"),
             # AAPCS64 6.8.2 (128-bit vectors in v0-v7, lanes little-endian)
@@ -924,6 +930,7 @@ TARGETS: dict[str, Target] = {
             # winch asserts on riscv64 (corpus/riscv64-winch-callconv.clif)
             call_convs=_CONVS_WITHOUT_WINCH,
             exception_payloads=_EXCEPTION_PAYLOADS_RISCV_S390X,
+            probestack_strategies=("inline",),
             # vectors need has_v, which unicorn lacks: only in cases for qemu-user
             abi_types={"*": SCALAR_TYPES},
             fuzz_isa_flags=("has_zca", "has_zcd"),
@@ -1030,6 +1037,7 @@ TARGETS: dict[str, Target] = {
             # winch asserts on s390x (corpus/s390x-winch-callconv.clif)
             call_convs=_CONVS_WITHOUT_WINCH,
             exception_payloads=_EXCEPTION_PAYLOADS_RISCV_S390X,
+            probestack_strategies=("inline",),
             abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
             qemu_isa_flags=("has_vxrs_ext2", "has_mie3"),
             aliases=("s390x",),

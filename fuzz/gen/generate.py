@@ -53,6 +53,14 @@ SARG_PCT = 12  # signatures of non-tail callees with struct arguments (where the
 # struct-argument sizes: every one is copied with the Memcpy libcall (x86_64
 # gen_memcpy), small and large alike
 SARG_SIZES = (8, 16, 24, 64, 136, 520, 4096)
+STACK_LIMIT_PCT = 10  # callee signatures with a vmctx parameter and a `stack_limit`
+LIMIT_TRIPPED_PCT = 20  # calls to such a callee whose limit is above any stack
+# a limit no stack reaches (the interpreter's twin traps on a limit >= 2**63),
+# low enough that the prologue's `limit + frame size` does not wrap
+TRIPPED_LIMIT = -(1 << 16)
+BIG_FRAME_PCT = 8  # functions with an explicit slot larger than the probe interval
+BIG_FRAME_SIZES = (4104, 8200, 20000, 70000, 300000)
+PROBESTACK_PCT = 25  # cases with `enable_probestack` (strategies: Target.probestack_strategies)
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,9 @@ class Signature:
     params: tuple[Param, ...]
     returns: tuple[Param, ...]
     cc: str
+    # how the function finds its `stack_limit` from its vmctx parameter: "" (no
+    # limit), "vmctx" (the parameter is the limit), "load" (it points at it, +8)
+    limit: str = ""
 
     def __str__(self) -> str:
         params = ", ".join(map(str, self.params))
@@ -113,7 +124,8 @@ class _Body:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
-        # declarations: stack slots, signatures, function references
+        # declarations: global values, stack slots, signatures, function references
+        self.gvs: list[str] = []
         self.slots: list[str] = []
         self.sigs: list[str] = []
         self.fns: list[str] = []
@@ -263,7 +275,11 @@ class Generator:
         return params
 
     def draw_signature(
-        self, cc: str, want_sret: bool = False, many_pct: int = 15, sarg_ok: bool = False
+        self,
+        cc: str,
+        want_sret: bool = False,
+        many_pct: int = 15,
+        sarg_ok: bool = False,
     ) -> Signature:
         many = boolean(self.src, many_pct)
         n_params = self.src.integer(0, MAX_PARAMS if many else 6)
@@ -279,10 +295,16 @@ class Generator:
             for _ in range(self.src.integer(1, 2)):
                 size = choice(self.src, SARG_SIZES)
                 params.insert(self.src.integer(0, len(params)), Param("i64", "", f"sarg({size})"))
+        limit = ""
+        if boolean(self.src, STACK_LIMIT_PCT):
+            limit = choice(self.src, ("vmctx", "load"))
+            # among the first parameters: a vmctx passed on the stack panics
+            # (corpus/stack-limit-vmctx-on-stack.clif)
+            params.insert(self.src.integer(0, min(1, len(params))), Param("i64", "", "vmctx"))
         if want_sret:
             params.insert(0, Param("i64", "", "sret"))
         returns = tuple(self.draw_param(cc) for _ in range(n_rets))
-        return Signature(tuple(params), returns, cc)
+        return Signature(tuple(params), returns, cc, limit)
 
     # -- functions ----------------------------------------------------------
 
@@ -312,12 +334,26 @@ class Generator:
                     acc = b.fold(acc, b.emit(f"load.i64 {v}+{offset}"), salt)
                     salt += 1
                 continue
+            if p.purpose == "vmctx":
+                continue  # the limit, or its address: the prologue's business
             for w in b.to_words(v, p.ty, p.ext):
                 acc = b.fold(acc, w, salt)
                 salt += 1
+        if sig.limit:
+            b.gvs.append("    gv0 = vmctx")
+            if sig.limit == "load":
+                b.gvs.append("    gv1 = load.i64 notrap aligned gv0+8")
+            b.gvs.append(f"    stack_limit = gv{int(sig.limit == 'load')}")
         # the function's canary: stored now, folded back before it returns
         b.canary = b.slot(8)
         b.lines.append(f"    store {acc}, {b.canary}")
+        big = None
+        if boolean(self.src, BIG_FRAME_PCT):
+            # a frame past the probe interval (probestack), its far end written
+            # and read back (touched from the top down: what a probe must allow)
+            size = choice(self.src, BIG_FRAME_SIZES)
+            big = (b.slot(size), size - 8)
+            b.lines.append(f"    store {acc}, {big[0]}+{big[1]}")
 
         n_calls = min(self.src.integer(0, 3) if depth < 3 else 0, self.budget)
         tail = False
@@ -327,6 +363,9 @@ class Generator:
             if tail:
                 break
 
+        if big is not None and not tail:
+            acc = b.fold(acc, b.emit(f"load.i64 {big[0]}+{big[1]}"), salt)
+            salt += 1
         if not tail:
             acc = b.fold(acc, b.emit(f"load.i64 {b.canary}"), salt)
             salt += 1
@@ -340,6 +379,7 @@ class Generator:
             "\n".join(
                 [
                     f"function {name}{sig_text(sig)} {{",
+                    *b.gvs,
                     *b.slots,
                     *b.sigs,
                     *b.fns,
@@ -378,7 +418,9 @@ class Generator:
             # A caller with an sret pointer hands it on: the tail callee
             # writes the caller's results.
             callee_sig = self.draw_signature(cc, want_sret=sret_ptr is not None, many_pct=35)
-            callee_sig = Signature(callee_sig.params, caller.returns, cc)
+            # the limit itself, not its address: the caller's frame goes with the call
+            limit = "vmctx" if callee_sig.limit else ""
+            callee_sig = Signature(callee_sig.params, caller.returns, cc, limit)
         elif is_try:
             cc = choice(self.src, try_convs)
             callee_sig = self.draw_signature(
@@ -415,6 +457,13 @@ class Generator:
         for i, p in enumerate(callee_sig.params):
             if p.purpose == "sret" and is_tail and sret_ptr is not None:
                 args.append(sret_ptr)
+            elif p.purpose == "vmctx":
+                limit = b.const64(TRIPPED_LIMIT if boolean(self.src, LIMIT_TRIPPED_PCT) else 0)
+                if callee_sig.limit == "load":
+                    at = b.slot(16)
+                    b.lines.append(f"    store {limit}, {at}+8")
+                    limit = at
+                args.append(limit)
             elif is_sarg(p.purpose):
                 size = sarg_size(p.purpose)
                 struct = b.slot(size)
@@ -632,6 +681,9 @@ def generate(
     if has("enable_multi_ret_implicit_sret", version):
         flags.append("enable_multi_ret_implicit_sret=true")
     flags.append("enable_llvm_abi_extensions=true")
+    if boolean(src, PROBESTACK_PCT):
+        flags.append("enable_probestack=true")
+        flags.append(f"probestack_strategy={choice(src, target.probestack_strategies)}")
     isa_flags = [f for f in target.fuzz_isa_flags if boolean(src, 40)]
     if qemu_only:
         # every extension at once: one qemu-user CPU per target (and has_v or

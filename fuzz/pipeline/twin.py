@@ -1,17 +1,25 @@
-"""The interpreter's twin of a module with `try_call`s.
+"""The interpreter's twin of a module: what cranelift-interpreter (0.135)
+cannot run, rewritten into what it can, for the reference only (the
+executors run the original).
 
-cranelift-interpreter has no `try_call`/`try_call_indirect` (0.135: an
-`unimplemented!`). No CLIF instruction raises an exception (only an
-embedder's unwinder can), so in a module the executors run a `try_call`
-always returns normally, and then it is exactly a `call` followed by a
-`jump` to its normal-return block, `retN` being the call's results. The twin
-is the module so rewritten, for the reference only: the executors run the
-original, whose exception tables and handlers they compile but never take.
+- `try_call`/`try_call_indirect`: the interpreter has none (`unimplemented!`).
+  No CLIF instruction raises an exception (only an embedder's unwinder can),
+  so a `try_call` always returns normally, and then it is exactly a `call`
+  followed by a `jump` to its normal-return block, `retN` being the call's
+  results. Exception tables and handlers are compiled, never taken.
+- `stack_limit`: the interpreter ignores it (it has no machine stack). The
+  prologue of a function with a frame traps `stk_ovf` when the stack would
+  go below the limit; the twin traps at its entry when the limit is at or
+  above 2**63, where no stack of the executors (nor of a real 64-bit
+  process) lies, and never otherwise. Exact for limits far from the stack
+  (generated cases use 0 and -65536); a limit near the real stack pointer
+  depends on the frame size and stays the executors' own.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 _TRY_CALL = re.compile(
     r"^(?P<indent>\s*)(?P<op>try_call|try_call_indirect)\s+(?P<callee>[%\w.:]+)"
@@ -20,8 +28,30 @@ _TRY_CALL = re.compile(
 )
 # parameters may hold parentheses (`i64 sarg(24)`), returns never do
 _SIG_DECL = re.compile(r"^\s*(?P<sig>sig\d+)\s*=\s*\((?P<params>.*)\)(?P<rest>[^()]*)$")
+_FUNCTION = re.compile(r"^function\s+\S+?\((?P<params>.*)\)[^()]*\{")
+_GV_VMCTX = re.compile(r"^\s*(?P<gv>gv\d+)\s*=\s*vmctx\s*$")
+_GV_LOAD = re.compile(
+    r"^\s*(?P<gv>gv\d+)\s*=\s*load\.(?P<ty>i64)(?P<flags>(?:\s+[a-z]+)*)\s+"
+    r"(?P<base>gv\d+)(?P<offset>[+-]\d+)?\s*$"
+)
+_STACK_LIMIT = re.compile(r"^\s*stack_limit\s*=\s*(?P<gv>gv\d+)\s*$")
+_FRAME = re.compile(r"^\s*(?:ss\d+\s*=\s*explicit_slot|fn\d+\s*=|sig\d+\s*=)")
+_BLOCK0 = re.compile(r"^block0(?:\((?P<params>.*)\))?:")
 _VALUE = re.compile(r"\bv(\d+)\b")
 _RET = re.compile(r"^ret(\d+)$")
+# the lowest limit the twin takes for one no stack reaches
+UNREACHABLE_LIMIT = 1 << 63
+
+
+@dataclass
+class _Function:
+    """What the twin needs to know of the function it is reading."""
+
+    vmctx: int | None = None  # the index of the vmctx parameter
+    returns: dict[str, int] = field(default_factory=dict)  # sigN -> return count
+    gvs: dict[str, str | tuple[str, str, str]] = field(default_factory=dict)
+    limit: str | None = None  # the global value `stack_limit` names
+    frame: bool = False  # a slot or a call: Cranelift checks the limit
 
 
 def _return_count(rest: str) -> int:
@@ -32,36 +62,109 @@ def _return_count(rest: str) -> int:
     return len([r for r in rest.split("->", 1)[1].split(",") if r.strip()])
 
 
+class _Fresh:
+    def __init__(self, text: str) -> None:
+        self.next = max((int(n) for n in _VALUE.findall(text)), default=0) + 1
+
+    def __call__(self) -> str:
+        self.next += 1
+        return f"v{self.next - 1}"
+
+
 def interpretable(text: str) -> str:
-    """`text` with every `try_call` and `try_call_indirect` made a call
-    and a jump (the text itself when it has none)."""
-    if "try_call" not in text:
+    """`text` with every `try_call` made a call and a jump and every
+    `stack_limit` an explicit check (the text itself when it has neither)."""
+    if "try_call" not in text and "stack_limit" not in text:
         return text
-    fresh = max((int(n) for n in _VALUE.findall(text)), default=0) + 1
-    returns: dict[str, int] = {}
+    fresh = _Fresh(text)
+    fn = _Function()
     out = []
     for line in text.splitlines(keepends=True):
         if line.startswith("function"):
-            returns = {}
-        decl = _SIG_DECL.match(line)
-        if decl:
-            returns[decl["sig"]] = _return_count(decl["rest"])
+            fn = _Function(vmctx=_vmctx_index(line))
+        _declare(fn, line)
+        if block0 := _BLOCK0.match(line):
+            out.append(line)
+            out += _limit_check(fn, block0["params"] or "", fresh)
+            continue
         m = _TRY_CALL.match(line)
-        if m is None or m["sig"] not in returns:
+        if m is None or m["sig"] not in fn.returns:
             out.append(line)
             continue
-        results = [f"v{fresh + i}" for i in range(returns[m["sig"]])]
-        fresh += len(results)
-        if m["op"] == "try_call":
-            call = f"call {m['callee']}({m['args']})"
-        else:
-            call = f"call_indirect {m['sig']}, {m['callee']}({m['args']})"
-        defs = f"{', '.join(results)} = " if results else ""
-        bargs = [a.strip() for a in (m["bargs"] or "").split(",") if a.strip()]
-        passed = []
-        for a in bargs:
+        out.append(_call_and_jump(m, fn.returns[m["sig"]], fresh))
+    return "".join(out)
+
+
+def _vmctx_index(header: str) -> int | None:
+    m = _FUNCTION.match(header)
+    if m is None:
+        return None
+    params = [p.split() for p in m["params"].split(",")]
+    return next((i for i, words in enumerate(params) if "vmctx" in words), None)
+
+
+def _declare(fn: _Function, line: str) -> None:
+    if decl := _SIG_DECL.match(line):
+        fn.returns[decl["sig"]] = _return_count(decl["rest"])
+    if gv := _GV_VMCTX.match(line):
+        fn.gvs[gv["gv"]] = "vmctx"
+    elif gv := _GV_LOAD.match(line):
+        fn.gvs[gv["gv"]] = (gv["base"], gv["offset"] or "", gv["flags"].strip())
+    elif limit := _STACK_LIMIT.match(line):
+        fn.limit = limit["gv"]
+    if _FRAME.match(line):
+        fn.frame = True
+
+
+def _limit_check(fn: _Function, block0_params: str, fresh: _Fresh) -> list[str]:
+    """The entry check of a function with a `stack_limit`, as lines."""
+    if fn.limit is None or fn.vmctx is None or not fn.frame:
+        return []
+    names = [p.split(":")[0].strip() for p in block0_params.split(",")]
+    if fn.vmctx >= len(names):
+        return []
+    lines: list[str] = []
+    value = _gv_value(fn, fn.limit, names[fn.vmctx], fresh, lines)
+    if value is None:
+        return []
+    zero, below = fresh(), fresh()
+    return [
+        *lines,
+        f"    {zero} = iconst.i64 0\n",
+        f"    {below} = icmp slt {value}, {zero}\n",  # limit >= 2**63
+        f"    trapnz {below}, stk_ovf\n",
+    ]
+
+
+def _gv_value(fn: _Function, gv: str, vmctx: str, fresh: _Fresh, lines: list[str]) -> str | None:
+    """The value of global value `gv` computed into `lines` (None: a kind
+    the prologue's check does not read either)."""
+    data = fn.gvs.get(gv)
+    if data == "vmctx":
+        return vmctx
+    if not isinstance(data, tuple):
+        return None
+    base, offset, flags = data
+    address = _gv_value(fn, base, vmctx, fresh, lines)
+    if address is None:
+        return None
+    loaded = fresh()
+    load = " ".join(w for w in ("load.i64", flags, f"{address}{offset}") if w)
+    lines.append(f"    {loaded} = {load}\n")
+    return loaded
+
+
+def _call_and_jump(m: re.Match[str], returns: int, fresh: _Fresh) -> str:
+    results = [fresh() for _ in range(returns)]
+    if m["op"] == "try_call":
+        call = f"call {m['callee']}({m['args']})"
+    else:
+        call = f"call_indirect {m['sig']}, {m['callee']}({m['args']})"
+    defs = f"{', '.join(results)} = " if results else ""
+    passed = []
+    for a in (a.strip() for a in (m["bargs"] or "").split(",")):
+        if a:
             ret = _RET.match(a)
             passed.append(results[int(ret[1])] if ret else a)
-        jump = f"jump {m['block']}({', '.join(passed)})" if passed else f"jump {m['block']}"
-        out.append(f"{m['indent']}{defs}{call}\n{m['indent']}{jump}\n")
-    return "".join(out)
+    jump = f"jump {m['block']}({', '.join(passed)})" if passed else f"jump {m['block']}"
+    return f"{m['indent']}{defs}{call}\n{m['indent']}{jump}\n"
