@@ -97,6 +97,13 @@ FEATURES: dict[str, Feature] = {
             (0, 135, 0),
             "supports_exceptions: 0.135.8, not 0.132.3 (0.133-0.134 not checked)",
         ),
+        Feature(
+            "s390x:probestack_strategy=inline",
+            "setting value",
+            (0, 121, 0),
+            "isa/s390x/abi.rs: unimplemented!() in 0.105.4-0.109.1, implemented in 0.121.2 "
+            "(0.110-0.120 not checked)",
+        ),
         # Rules, not features: a convention in `Target.no_return_convs` is
         # one whose functions cannot return values from this release on
         # (before it, the generator gives them returns, as Cranelift accepted)
@@ -168,6 +175,11 @@ def for_version(target: Target, version: Version | None) -> Target:
             for cc, n in target.exception_payloads.items()
             if has("try_call", version) and has(f"exceptions:{cc}", version)
         },
+        probestack_strategies=tuple(
+            s
+            for s in target.probestack_strategies
+            if has(f"probestack_strategy={s}", version, name)
+        ),
         fuzz_isa_flags=_kept(target.fuzz_isa_flags, version),
         qemu_isa_flags=_kept(target.qemu_isa_flags, version),
     )

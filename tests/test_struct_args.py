@@ -47,7 +47,7 @@ def test_struct_arguments_are_copied_by_memcpy_and_agree() -> None:
 
 def test_struct_arguments_only_where_the_backend_copies_them_right() -> None:
     convs: dict[str, set[str]] = {name: set() for name in TARGETS}
-    for seed in range(400):
+    for seed in range(1200):
         target = list(TARGETS.values())[seed % len(TARGETS)]
         text = generate(RandomSource(seed), target).text
         convs[target.name] |= {cc for _params, cc in _SARG_SIG.findall(text)}

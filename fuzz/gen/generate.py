@@ -60,6 +60,8 @@ LIMIT_TRIPPED_PCT = 20  # calls to such a callee whose limit is above any stack
 TRIPPED_LIMIT = -(1 << 16)
 BIG_FRAME_PCT = 8  # functions with an explicit slot larger than the probe interval
 BIG_FRAME_SIZES = (4104, 8200, 20000, 70000, 300000)
+MACHINE_VALUES_PCT = 10  # functions that read their frame, stack pointer and return address
+SYMBOL_PCT = 10  # calls preceded by `symbol_value` of the callee, compared with its func_addr
 PROBESTACK_PCT = 25  # cases with `enable_probestack` (strategies: Target.probestack_strategies)
 
 
@@ -126,6 +128,7 @@ class _Body:
         self.lines: list[str] = []
         # declarations: global values, stack slots, signatures, function references
         self.gvs: list[str] = []
+        self.ngv = 0  # global values declared so far
         self.slots: list[str] = []
         self.sigs: list[str] = []
         self.fns: list[str] = []
@@ -233,12 +236,15 @@ class Generator:
         qemu_only: bool = False,
         slot_align: bool = True,
         try_context: bool = True,
+        frame_pointers: bool = False,
     ) -> None:
         self.src = src
         self.t = target
         self.abi_types = (target.qemu_abi_types if qemu_only else None) or target.abi_types
         self.slot_align = slot_align  # `explicit_slot N, align = A` (fuzz.features)
         self.try_context = try_context  # `context vN` in exception tables (fuzz.features)
+        # preserve_frame_pointers: get_frame_pointer and get_return_address need it
+        self.frame_pointers = frame_pointers
         self.functions: list[str] = []
         self.cells: Counter[Cell] = Counter()
         self.count = 0
@@ -343,10 +349,13 @@ class Generator:
             b.gvs.append("    gv0 = vmctx")
             if sig.limit == "load":
                 b.gvs.append("    gv1 = load.i64 notrap aligned gv0+8")
-            b.gvs.append(f"    stack_limit = gv{int(sig.limit == 'load')}")
+            b.ngv = 1 + (sig.limit == "load")
+            b.gvs.append(f"    stack_limit = gv{b.ngv - 1}")
         # the function's canary: stored now, folded back before it returns
         b.canary = b.slot(8)
         b.lines.append(f"    store {acc}, {b.canary}")
+        if boolean(self.src, MACHINE_VALUES_PCT):
+            acc, salt = self.machine_values(b, acc, salt)
         big = None
         if boolean(self.src, BIG_FRAME_PCT):
             # a frame past the probe interval (probestack), its far end written
@@ -452,6 +461,9 @@ class Generator:
         sref = f"sig{len(b.sigs)}"
         b.sigs.append(f"    {sref} = {callee_sig}")
         b.fns.append(f"    {fref} = {'colocated ' if colocated else ''}{callee.name} {sref}")
+        if boolean(self.src, SYMBOL_PCT):
+            acc = self.symbol_relation(b, callee.name, fref, acc, salt)
+            salt += 1
         sret_slot = None
         args = []
         for i, p in enumerate(callee_sig.params):
@@ -531,6 +543,33 @@ class Generator:
                 acc = b.fold(acc, loaded, salt)
                 salt += 1
         return acc, salt, False
+
+    def machine_values(self, b: _Body, acc: str, salt: int) -> tuple[str, int]:
+        """Reads the stack pointer (and, with frame pointers, the frame
+        pointer and return address) and folds in what holds on every
+        machine: sp <= fp, none of them 0 (the interpreter's twin knows
+        these relations, fuzz.pipeline.twin)."""
+        zero = b.const64(0)
+        sp = b.emit("get_stack_pointer.i64")
+        facts = [f"icmp ne {sp}, {zero}"]
+        if self.frame_pointers:
+            fp = b.emit("get_frame_pointer.i64")
+            ra = b.emit("get_return_address.i64")
+            facts += [f"icmp ule {sp}, {fp}", f"icmp ne {fp}, {zero}", f"icmp ne {ra}, {zero}"]
+        for fact in facts:
+            acc = b.fold(acc, b.emit(f"uextend.i64 {b.emit(fact)}"), salt)
+            salt += 1
+        return acc, salt
+
+    def symbol_relation(self, b: _Body, callee: str, fref: str, acc: str, salt: int) -> str:
+        """`symbol_value` of the callee (colocated or not) equals its
+        `func_addr`: folded in, as every machine and the twin agree."""
+        gv = f"gv{b.ngv}"
+        b.ngv += 1
+        b.gvs.append(f"    {gv} = symbol {'colocated ' if boolean(self.src) else ''}{callee}")
+        symbol = b.emit(f"symbol_value.i64 {gv}")
+        same = b.emit(f"icmp eq {symbol}, {b.emit(f'func_addr.i64 {fref}')}")
+        return b.fold(acc, b.emit(f"uextend.i64 {same}"), salt)
 
     def try_call(
         self,
@@ -656,6 +695,7 @@ def generate(
     only what Cranelift `version` has (fuzz.features; None: the newest)."""
     target = for_version(target, version)
     qemu_only = bool(target.qemu_isa_flags) and boolean(src, QEMU_ONLY_PCT)
+    frame_pointers = boolean(src)
     g = Generator(
         src,
         target,
@@ -663,6 +703,7 @@ def generate(
         qemu_only,
         has("slot_align", version),
         has("try_call_context", version),
+        frame_pointers,
     )
     # %main: default convention, integer inputs only.
     n_inputs = src.integer(1, 8)
@@ -676,12 +717,12 @@ def generate(
     flags = [f"opt_level={choice(src, ('none', 'speed', 'speed_and_size'))}"]
     if has("regalloc_algorithm", version):
         flags.append(f"regalloc_algorithm={choice(src, target.regalloc_algorithms)}")
-    frame_pointers = boolean(src) or (g.has_tail_call and target.tail_calls_need_frame_pointers)
+    frame_pointers = frame_pointers or (g.has_tail_call and target.tail_calls_need_frame_pointers)
     flags.append(f"preserve_frame_pointers={str(frame_pointers).lower()}")
     if has("enable_multi_ret_implicit_sret", version):
         flags.append("enable_multi_ret_implicit_sret=true")
     flags.append("enable_llvm_abi_extensions=true")
-    if boolean(src, PROBESTACK_PCT):
+    if target.probestack_strategies and boolean(src, PROBESTACK_PCT):
         flags.append("enable_probestack=true")
         flags.append(f"probestack_strategy={choice(src, target.probestack_strategies)}")
     isa_flags = [f for f in target.fuzz_isa_flags if boolean(src, 40)]

@@ -14,6 +14,13 @@ executors run the original).
   process) lies, and never otherwise. Exact for limits far from the stack
   (generated cases use 0 and -65536); a limit near the real stack pointer
   depends on the frame size and stays the executors' own.
+- machine values (`get_frame_pointer`, `get_stack_pointer`,
+  `get_return_address`, `symbol_value`): the interpreter has none. A
+  function that uses them only in relations every machine guarantees
+  (`icmp ule sp, fp`; `icmp ne` of any of the three and zero; `icmp eq` of
+  `symbol_value` and `func_addr` of the same function) gets those
+  comparisons as the constant 1; a function that uses them any other way
+  is left as it is (the interpreter says it is unsupported).
 """
 
 from __future__ import annotations
@@ -39,6 +46,18 @@ _FRAME = re.compile(r"^\s*(?:ss\d+\s*=\s*explicit_slot|fn\d+\s*=|sig\d+\s*=)")
 _BLOCK0 = re.compile(r"^block0(?:\((?P<params>.*)\))?:")
 _VALUE = re.compile(r"\bv(\d+)\b")
 _RET = re.compile(r"^ret(\d+)$")
+_MACHINE_VALUE = re.compile(
+    r"^\s*(?P<v>v\d+)\s*=\s*(?P<op>get_frame_pointer|get_stack_pointer|get_return_address)"
+    r"\.i64\s*$"
+)
+_SYMBOL_VALUE = re.compile(r"^\s*(?P<v>v\d+)\s*=\s*symbol_value\.i64\s+(?P<gv>gv\d+)\s*$")
+_FUNC_ADDR = re.compile(r"^\s*(?P<v>v\d+)\s*=\s*func_addr\.i64\s+(?P<fn>fn\d+)\s*$")
+_ZERO = re.compile(r"^\s*(?P<v>v\d+)\s*=\s*iconst\.i64\s+0\s*$")
+_GV_SYMBOL = re.compile(r"^\s*(?P<gv>gv\d+)\s*=\s*symbol\s+(?:colocated\s+)?(?P<name>\S+)\s*$")
+_FN_DECL = re.compile(r"^\s*(?P<fn>fn\d+)\s*=\s*(?:colocated\s+)?(?P<name>[^\s(]+)")
+_ICMP = re.compile(
+    r"^(?P<indent>\s*)(?P<c>v\d+)\s*=\s*icmp\s+(?P<cc>\w+)\s+(?P<a>v\d+),\s*(?P<b>v\d+)\s*$"
+)
 # the lowest limit the twin takes for one no stack reaches
 UNREACHABLE_LIMIT = 1 << 63
 
@@ -74,6 +93,8 @@ class _Fresh:
 def interpretable(text: str) -> str:
     """`text` with every `try_call` made a call and a jump and every
     `stack_limit` an explicit check (the text itself when it has neither)."""
+    if "get_" in text or "symbol_value" in text:
+        text = "".join(_relations(f) for f in _functions(text))
     if "try_call" not in text and "stack_limit" not in text:
         return text
     fresh = _Fresh(text)
@@ -168,3 +189,66 @@ def _call_and_jump(m: re.Match[str], returns: int, fresh: _Fresh) -> str:
             passed.append(results[int(ret[1])] if ret else a)
     jump = f"jump {m['block']}({', '.join(passed)})" if passed else f"jump {m['block']}"
     return f"{m['indent']}{defs}{call}\n{m['indent']}{jump}\n"
+
+
+def _functions(text: str) -> list[list[str]]:
+    """`text` in runs of lines, each function one run (and what lies between)."""
+    runs: list[list[str]] = [[]]
+    for line in text.splitlines(keepends=True):
+        if line.startswith("function"):
+            runs.append([])
+        runs[-1].append(line)
+    return runs
+
+
+def _relations(lines: list[str]) -> str:
+    """One function's lines, its machine-value relations made constants
+    when those are the only uses of its machine values."""
+    machine: dict[str, str] = {}  # value -> what it is: fp, sp, ra, sym:NAME
+    addr: dict[str, str] = {}  # value -> the function whose address it is
+    zeros: set[str] = set()
+    symbols: dict[str, str] = {}
+    fns: dict[str, str] = {}
+    for line in lines:
+        if m := _GV_SYMBOL.match(line):
+            symbols[m["gv"]] = m["name"]
+        elif m := _FN_DECL.match(line):
+            fns[m["fn"]] = m["name"]
+        elif m := _MACHINE_VALUE.match(line):
+            machine[m["v"]] = {"get_frame_pointer": "fp", "get_stack_pointer": "sp"}.get(
+                m["op"], "ra"
+            )
+        elif (m := _SYMBOL_VALUE.match(line)) and m["gv"] in symbols:
+            machine[m["v"]] = f"sym:{symbols[m['gv']]}"
+        elif (m := _FUNC_ADDR.match(line)) and m["fn"] in fns:
+            addr[m["v"]] = fns[m["fn"]]
+        elif m := _ZERO.match(line):
+            zeros.add(m["v"])
+    if not machine:
+        return "".join(lines)
+    out = []
+    for line in lines:
+        icmp = _ICMP.match(line)
+        if icmp and _guaranteed(icmp, machine, addr, zeros):
+            out.append(f"{icmp['indent']}{icmp['c']} = iconst.i8 1\n")
+            continue
+        defined = _VALUE.match(line.strip())
+        if defined and defined[0] in machine and " = " in line:
+            out.append(f"{line[: len(line) - len(line.lstrip())]}{defined[0]} = iconst.i64 0\n")
+            continue
+        if any(f"v{n}" in machine for n in _VALUE.findall(line)):
+            return "".join(lines)  # another use: the value itself matters
+        out.append(line)
+    return "".join(out)
+
+
+def _guaranteed(
+    icmp: re.Match[str], machine: dict[str, str], addr: dict[str, str], zeros: set[str]
+) -> bool:
+    """Whether an `icmp` holds on every machine by what its operands are."""
+    cc, a, b = icmp["cc"], machine.get(icmp["a"]), machine.get(icmp["b"])
+    if (cc, a, b) in (("ule", "sp", "fp"), ("uge", "fp", "sp")):
+        return True
+    if cc == "ne" and a in ("fp", "sp", "ra") and icmp["b"] in zeros:
+        return True
+    return cc == "eq" and a is not None and a.startswith("sym:") and addr.get(icmp["b"]) == a[4:]
