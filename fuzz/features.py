@@ -104,6 +104,24 @@ FEATURES: dict[str, Feature] = {
             "isa/s390x/abi.rs: unimplemented!() in 0.105.4-0.109.1, implemented in 0.121.2 "
             "(0.110-0.120 not checked)",
         ),
+        Feature(
+            "patchable",
+            "syntax",
+            (0, 128, 0),
+            "`fnN = colocated patchable %f`: parser.rs of 0.128.4, not 0.127.4",
+        ),
+        Feature(
+            "stack_switch",
+            "instruction",
+            (0, 121, 0),
+            "x64 lower.isle lowers it in 0.121.2, not in 0.109.1 (0.110-0.120 not checked)",
+        ),
+        Feature(
+            "stack_switch_model",
+            "setting",
+            (0, 121, 0),
+            "with stack_switch (0.121.2 has it, 0.109.1 not; 0.110-0.120 not checked)",
+        ),
         # Rules, not features: a convention in `Target.no_return_convs` is
         # one whose functions cannot return values from this release on
         # (before it, the generator gives them returns, as Cranelift accepted)
@@ -175,6 +193,7 @@ def for_version(target: Target, version: Version | None) -> Target:
             for cc, n in target.exception_payloads.items()
             if has("try_call", version) and has(f"exceptions:{cc}", version)
         },
+        stack_switch=target.stack_switch and has("stack_switch", version),
         probestack_strategies=tuple(
             s
             for s in target.probestack_strategies

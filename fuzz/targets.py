@@ -303,6 +303,13 @@ class Target:
     # s390x, corpus/*-outline-probestack.clif; riscv64 overwrites the first
     # argument, corpus/riscv64-outline-probestack-a0.clif)
     probestack_strategies: tuple[str, ...] = ("inline", "outline")
+    # a preserve_all prologue clobbers a callee-saved register for the
+    # stack-limit check, for stack probes (corpus/preserve-all-*,
+    # x86_64-preserve-all-*): the generator leaves those combinations out
+    preserve_all_limit_clobbers: bool = False
+    preserve_all_probe_clobbers: bool = False
+    # `stack_switch` compiles here (x86_64 only, with stack_switch_model=basic)
+    stack_switch: bool = False
     # conventions that take `sarg(N)` struct arguments (only x86_64 has them:
     # the other backends reject StructArgument in compute_arg_locs)
     sarg_convs: tuple[str, ...] = ()
@@ -673,6 +680,9 @@ TARGETS: dict[str, Target] = {
             # not preserve_all nor windows_fastcall: their struct-argument
             # memcpy takes the callee's convention (corpus/x86_64-sarg-memcpy-*)
             sarg_convs=("system_v", "fast", "tail", "winch"),
+            stack_switch=True,
+            preserve_all_limit_clobbers=True,
+            preserve_all_probe_clobbers=True,
             abi_types={
                 "*": SCALAR_TYPES + VECTOR_TYPES,
                 # winch is x86's convention without SIMD: scalars only
@@ -930,6 +940,7 @@ TARGETS: dict[str, Target] = {
             # winch asserts on riscv64 (corpus/riscv64-winch-callconv.clif)
             call_convs=_CONVS_WITHOUT_WINCH,
             exception_payloads=_EXCEPTION_PAYLOADS_RISCV_S390X,
+            preserve_all_probe_clobbers=True,
             probestack_strategies=("inline",),
             # vectors need has_v, which unicorn lacks: only in cases for qemu-user
             abi_types={"*": SCALAR_TYPES},

@@ -60,6 +60,7 @@ _INSTRUCTION = re.compile(r"^ +(?:v\d+(?:, v\d+)* = )?(?!(?:ss|sig|fn)\d+ = )([a
 SYNTAX = {
     "slot_align": re.compile(r"explicit_slot \d+, align = \d+"),
     "try_call_context": re.compile(r"\bcontext v\d+\]"),
+    "patchable": re.compile(r"= colocated patchable "),
 }
 # every kind of feature the table may hold, each read back from cases below
 # (a `rule` restricts releases from its version on: read by its own test)

@@ -62,6 +62,8 @@ BIG_FRAME_PCT = 8  # functions with an explicit slot larger than the probe inter
 BIG_FRAME_SIZES = (4104, 8200, 20000, 70000, 300000)
 MACHINE_VALUES_PCT = 10  # functions that read their frame, stack pointer and return address
 SYMBOL_PCT = 10  # calls preceded by `symbol_value` of the callee, compared with its func_addr
+PATCHABLE_PCT = 50  # direct colocated calls of functions without returns made patchable
+STACK_SWITCH_PCT = 5  # cases with an uncalled function that switches stacks (compile-only)
 PROBESTACK_PCT = 25  # cases with `enable_probestack` (strategies: Target.probestack_strategies)
 
 
@@ -237,6 +239,8 @@ class Generator:
         slot_align: bool = True,
         try_context: bool = True,
         frame_pointers: bool = False,
+        patchable: bool = True,
+        probestack: bool = False,
     ) -> None:
         self.src = src
         self.t = target
@@ -245,6 +249,8 @@ class Generator:
         self.try_context = try_context  # `context vN` in exception tables (fuzz.features)
         # preserve_frame_pointers: get_frame_pointer and get_return_address need it
         self.frame_pointers = frame_pointers
+        self.patchable = patchable  # `fnN = colocated patchable %f` (fuzz.features)
+        self.probestack = probestack  # the case sets enable_probestack
         self.functions: list[str] = []
         self.cells: Counter[Cell] = Counter()
         self.count = 0
@@ -302,7 +308,9 @@ class Generator:
                 size = choice(self.src, SARG_SIZES)
                 params.insert(self.src.integer(0, len(params)), Param("i64", "", f"sarg({size})"))
         limit = ""
-        if boolean(self.src, STACK_LIMIT_PCT):
+        # (not where a preserve_all prologue clobbers a register for the check)
+        limit_ok = not (cc == "preserve_all" and self.t.preserve_all_limit_clobbers)
+        if limit_ok and boolean(self.src, STACK_LIMIT_PCT):
             limit = choice(self.src, ("vmctx", "load"))
             # among the first parameters: a vmctx passed on the stack panics
             # (corpus/stack-limit-vmctx-on-stack.clif)
@@ -357,7 +365,9 @@ class Generator:
         if boolean(self.src, MACHINE_VALUES_PCT):
             acc, salt = self.machine_values(b, acc, salt)
         big = None
-        if boolean(self.src, BIG_FRAME_PCT):
+        # (not where a preserve_all prologue clobbers a register for the probes)
+        probed = self.probestack and self.t.preserve_all_probe_clobbers
+        if not (probed and sig.cc == "preserve_all") and boolean(self.src, BIG_FRAME_PCT):
             # a frame past the probe interval (probestack), its far end written
             # and read back (touched from the top down: what a probe must allow)
             size = choice(self.src, BIG_FRAME_SIZES)
@@ -460,7 +470,16 @@ class Generator:
         fref = f"fn{len(b.fns)}"
         sref = f"sig{len(b.sigs)}"
         b.sigs.append(f"    {sref} = {callee_sig}")
-        b.fns.append(f"    {fref} = {'colocated ' if colocated else ''}{callee.name} {sref}")
+        # a patchable call: direct, colocated, to a function without returns
+        patchable = (
+            self.patchable
+            and form in ("call", "try_call")
+            and colocated
+            and not callee_sig.returns
+            and boolean(self.src, PATCHABLE_PCT)
+        )
+        kind = "colocated patchable " if patchable else "colocated " if colocated else ""
+        b.fns.append(f"    {fref} = {kind}{callee.name} {sref}")
         if boolean(self.src, SYMBOL_PCT):
             acc = self.symbol_relation(b, callee.name, fref, acc, salt)
             salt += 1
@@ -696,6 +715,7 @@ def generate(
     target = for_version(target, version)
     qemu_only = bool(target.qemu_isa_flags) and boolean(src, QEMU_ONLY_PCT)
     frame_pointers = boolean(src)
+    probestack = bool(target.probestack_strategies) and boolean(src, PROBESTACK_PCT)
     g = Generator(
         src,
         target,
@@ -704,6 +724,8 @@ def generate(
         has("slot_align", version),
         has("try_call_context", version),
         frame_pointers,
+        has("patchable", version),
+        probestack,
     )
     # %main: default convention, integer inputs only.
     n_inputs = src.integer(1, 8)
@@ -715,6 +737,9 @@ def generate(
     g.define("%main", main_sig, 0)
 
     flags = [f"opt_level={choice(src, ('none', 'speed', 'speed_and_size'))}"]
+    switch = target.stack_switch and boolean(src, STACK_SWITCH_PCT)
+    if switch:
+        flags.append("stack_switch_model=basic")
     if has("regalloc_algorithm", version):
         flags.append(f"regalloc_algorithm={choice(src, target.regalloc_algorithms)}")
     frame_pointers = frame_pointers or (g.has_tail_call and target.tail_calls_need_frame_pointers)
@@ -722,7 +747,7 @@ def generate(
     if has("enable_multi_ret_implicit_sret", version):
         flags.append("enable_multi_ret_implicit_sret=true")
     flags.append("enable_llvm_abi_extensions=true")
-    if target.probestack_strategies and boolean(src, PROBESTACK_PCT):
+    if probestack:
         flags.append("enable_probestack=true")
         flags.append(f"probestack_strategy={choice(src, target.probestack_strategies)}")
     isa_flags = [f for f in target.fuzz_isa_flags if boolean(src, 40)]
@@ -743,6 +768,22 @@ def generate(
     lines.append("")
     # Functions are emitted callees first (post-order), %main last, so the
     # run lines attach to %main.
+    if switch:
+        # compiled, never called (switching needs a stack made ready for it);
+        # first, as run lines attach to the function before them (%main)
+        lines += [
+            "function %switch(i64, i64, i64) -> i64 {",
+            "    ss0 = explicit_slot 8",  # state kept across the switch
+            "block0(v0: i64, v1: i64, v2: i64):",
+            "    v3 = stack_addr.i64 ss0",
+            "    store v2, v3",
+            "    v4 = stack_switch v0, v1, v2",
+            "    v5 = load.i64 v3",
+            "    v6 = iadd v4, v5",
+            "    return v6",
+            "}",
+            "",
+        ]
     lines += g.functions
     lines += runs
     return Case(target, "\n".join(lines) + "\n", flags, isa_flags, g.cells)

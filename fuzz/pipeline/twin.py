@@ -54,7 +54,9 @@ _SYMBOL_VALUE = re.compile(r"^\s*(?P<v>v\d+)\s*=\s*symbol_value\.i64\s+(?P<gv>gv
 _FUNC_ADDR = re.compile(r"^\s*(?P<v>v\d+)\s*=\s*func_addr\.i64\s+(?P<fn>fn\d+)\s*$")
 _ZERO = re.compile(r"^\s*(?P<v>v\d+)\s*=\s*iconst\.i64\s+0\s*$")
 _GV_SYMBOL = re.compile(r"^\s*(?P<gv>gv\d+)\s*=\s*symbol\s+(?:colocated\s+)?(?P<name>\S+)\s*$")
-_FN_DECL = re.compile(r"^\s*(?P<fn>fn\d+)\s*=\s*(?:colocated\s+)?(?P<name>[^\s(]+)")
+_FN_DECL = re.compile(
+    r"^\s*(?P<fn>fn\d+)\s*=\s*(?:colocated\s+)?(?:patchable\s+)?(?P<name>[^\s(]+)"
+)
 _ICMP = re.compile(
     r"^(?P<indent>\s*)(?P<c>v\d+)\s*=\s*icmp\s+(?P<cc>\w+)\s+(?P<a>v\d+),\s*(?P<b>v\d+)\s*$"
 )
