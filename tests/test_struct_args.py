@@ -57,3 +57,22 @@ def test_struct_arguments_only_where_the_backend_copies_them_right() -> None:
         "riscv64": set(),
         "s390x": set(),
     }
+
+
+def test_large_sret_structs_are_written_and_read_back() -> None:
+    """An `sret` struct of up to 1 KiB: the callee writes its first, middle
+    and last words, the caller reads them back (a wrong pointer shows)."""
+    large = re.compile(r"explicit_slot (264|1032), align = 16")
+    runner = Runner()
+    seen = 0
+    for seed in range(600):
+        text = generate(RandomSource(seed), TARGETS["aarch64"]).text
+        if not large.search(text) or ") preserve_all {" in text:
+            continue
+        assert re.search(r"load.i64 v\d+\+(256|1024)\n", text), text
+        for result in runner.run_file(parse_text(text), [TargetLine(TARGETS["aarch64"])]):
+            assert set(result.judgement.verdicts.values()) == {Verdict.AGREE}, result.outcomes
+        seen += 1
+        if seen == 2:
+            break
+    assert seen == 2

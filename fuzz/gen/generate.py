@@ -53,6 +53,7 @@ SARG_PCT = 12  # signatures of non-tail callees with struct arguments (where the
 # struct-argument sizes: every one is copied with the Memcpy libcall (x86_64
 # gen_memcpy), small and large alike
 SARG_SIZES = (8, 16, 24, 64, 136, 520, 4096)
+SRET_SIZES = (16, 16, 24, 64, 264, 1032)  # bytes of an explicit `sret` struct
 STACK_LIMIT_PCT = 10  # callee signatures with a vmctx parameter and a `stack_limit`
 LIMIT_TRIPPED_PCT = 20  # calls to such a callee whose limit is above any stack
 # a limit no stack reaches (the interpreter's twin traps on a limit >= 2**63),
@@ -86,8 +87,9 @@ def sarg_size(purpose: str) -> int:
 
 
 def sarg_offsets(size: int) -> list[int]:
-    """The words of a struct argument its caller writes and its callee reads
-    (first, middle, last: a struct of any size costs a few stores)."""
+    """The words of a struct argument its caller writes and its callee reads,
+    of an `sret` struct its callee writes and its caller reads (first,
+    middle, last: a struct of any size costs a few stores)."""
     return sorted({0, (size // 16) * 8, size - 8})
 
 
@@ -99,6 +101,7 @@ class Signature:
     # how the function finds its `stack_limit` from its vmctx parameter: "" (no
     # limit), "vmctx" (the parameter is the limit), "load" (it points at it, +8)
     limit: str = ""
+    sret_size: int = 16  # bytes of the struct an `sret` parameter points at
 
     def __str__(self) -> str:
         params = ", ".join(map(str, self.params))
@@ -318,7 +321,8 @@ class Generator:
         if want_sret:
             params.insert(0, Param("i64", "", "sret"))
         returns = tuple(self.draw_param(cc) for _ in range(n_rets))
-        return Signature(tuple(params), returns, cc, limit)
+        sret_size = choice(self.src, SRET_SIZES) if want_sret else 16
+        return Signature(tuple(params), returns, cc, limit, sret_size)
 
     # -- functions ----------------------------------------------------------
 
@@ -389,9 +393,9 @@ class Generator:
             acc = b.fold(acc, b.emit(f"load.i64 {b.canary}"), salt)
             salt += 1
             if sret_ptr is not None:
-                for k in range(2):
+                for k, offset in enumerate(sarg_offsets(sig.sret_size)):
                     out = b.from_word(acc, "i64", salt + k)
-                    b.lines.append(f"    store {out}, {sret_ptr}+{8 * k}")
+                    b.lines.append(f"    store {out}, {sret_ptr}+{offset}")
             rets = [b.from_word(acc, r.ty, salt + i) for i, r in enumerate(sig.returns)]
             b.lines.append(f"    return {', '.join(rets)}".rstrip())
         self.functions.append(
@@ -439,7 +443,7 @@ class Generator:
             callee_sig = self.draw_signature(cc, want_sret=sret_ptr is not None, many_pct=35)
             # the limit itself, not its address: the caller's frame goes with the call
             limit = "vmctx" if callee_sig.limit else ""
-            callee_sig = Signature(callee_sig.params, caller.returns, cc, limit)
+            callee_sig = Signature(callee_sig.params, caller.returns, cc, limit, caller.sret_size)
         elif is_try:
             cc = choice(self.src, try_convs)
             callee_sig = self.draw_signature(
@@ -505,7 +509,7 @@ class Generator:
             elif p.purpose == "sret":
                 slot = f"ss{len(b.slots)}"
                 align = ", align = 16" if self.slot_align else ""
-                b.slots.append(f"    {slot} = explicit_slot 16{align}")
+                b.slots.append(f"    {slot} = explicit_slot {callee_sig.sret_size}{align}")
                 sret_slot = b.emit(f"stack_addr.i64 {slot}")
                 args.append(sret_slot)
             elif b.pool.get(p.ty) and boolean(self.src, 50):
@@ -557,8 +561,8 @@ class Generator:
                 acc = b.fold(acc, b.emit(f"load.i64 {kept[0]}+{8 * k}"), salt)
                 salt += 1
         if sret_slot is not None:
-            for k in range(2):
-                loaded = b.emit(f"load.i64 {sret_slot}+{8 * k}")
+            for offset in sarg_offsets(callee_sig.sret_size):
+                loaded = b.emit(f"load.i64 {sret_slot}+{offset}")
                 acc = b.fold(acc, loaded, salt)
                 salt += 1
         return acc, salt, False
