@@ -308,6 +308,8 @@ class Target:
     # x86_64-preserve-all-*): the generator leaves those combinations out
     preserve_all_limit_clobbers: bool = False
     preserve_all_probe_clobbers: bool = False
+    # `tls_model` values whose `tls_value` this backend lowers
+    tls_models: tuple[str, ...] = ("elf_gd",)
     # `stack_switch` compiles here (x86_64 only, with stack_switch_model=basic)
     stack_switch: bool = False
     # conventions that take `sarg(N)` struct arguments (only x86_64 has them:
@@ -681,6 +683,7 @@ TARGETS: dict[str, Target] = {
             # memcpy takes the callee's convention (corpus/x86_64-sarg-memcpy-*)
             sarg_convs=("system_v", "fast", "tail", "winch"),
             stack_switch=True,
+            tls_models=("elf_gd", "macho", "coff"),
             preserve_all_limit_clobbers=True,
             preserve_all_probe_clobbers=True,
             abi_types={
@@ -822,6 +825,7 @@ TARGETS: dict[str, Target] = {
             ),
             sret_convs=("system_v", "fast"),
             probestack_strategies=("inline",),
+            tls_models=("elf_gd", "macho"),
             abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
             fuzz_isa_flags=("has_lse", "has_pauth", "has_fp16", "sign_return_address"),
             # AAPCS64 6.8.2 (128-bit vectors in v0-v7, lanes little-endian)

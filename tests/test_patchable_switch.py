@@ -57,3 +57,23 @@ def test_stack_switch_is_compiled_on_x86_64_only() -> None:
         assert set(result.judgement.verdicts.values()) == {Verdict.AGREE}, result.outcomes
     for name in ("aarch64", "riscv64", "s390x"):
         assert not _cases(name, "stack_switch ", 1)
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_thread_locals_are_compiled_and_not_run(name: str) -> None:
+    """An uncalled `tls_value` function, with each TLS model the backend
+    lowers: compiled; the case's target line is not executable (the linker
+    has no TLS), which is no finding."""
+    models = set()
+    runner = Runner()
+    for seed in range(4000):
+        case = generate(RandomSource(seed), TARGETS[name])
+        if "tls_value" not in case.text:
+            continue
+        assert check_case(case, {}) is None
+        models |= set(re.findall(r"set tls_model=(\w+)", case.text))
+        if len(models) == 1:
+            ft = parse_text(case.text)
+            [config] = runner.prepare_file(ft, ft.targets)
+            assert config.failure is not None and "link: relocation kind" in config.failure.detail
+    assert models == set(TARGETS[name].tls_models)

@@ -65,6 +65,9 @@ MACHINE_VALUES_PCT = 10  # functions that read their frame, stack pointer and re
 SYMBOL_PCT = 10  # calls preceded by `symbol_value` of the callee, compared with its func_addr
 PATCHABLE_PCT = 50  # direct colocated calls of functions without returns made patchable
 STACK_SWITCH_PCT = 5  # cases with an uncalled function that switches stacks (compile-only)
+# cases with an uncalled function reading a thread-local (compile-only: the
+# linker has no TLS, so such a case's target line is not executable here)
+TLS_PCT = 2
 PROBESTACK_PCT = 25  # cases with `enable_probestack` (strategies: Target.probestack_strategies)
 
 
@@ -744,6 +747,9 @@ def generate(
     switch = target.stack_switch and boolean(src, STACK_SWITCH_PCT)
     if switch:
         flags.append("stack_switch_model=basic")
+    tls = choice(src, target.tls_models) if target.tls_models and boolean(src, TLS_PCT) else ""
+    if tls:
+        flags.append(f"tls_model={tls}")
     if has("regalloc_algorithm", version):
         flags.append(f"regalloc_algorithm={choice(src, target.regalloc_algorithms)}")
     frame_pointers = frame_pointers or (g.has_tail_call and target.tail_calls_need_frame_pointers)
@@ -785,6 +791,21 @@ def generate(
             "    v5 = load.i64 v3",
             "    v6 = iadd v4, v5",
             "    return v6",
+            "}",
+            "",
+        ]
+    if tls:
+        lines += [
+            "function %tls() -> i64 {",
+            f"    gv0 = symbol {choice(src, ('', 'colocated '))}tls u1:0",
+            "    ss0 = explicit_slot 8",
+            "block0:",
+            "    v0 = tls_value.i64 gv0",
+            "    v1 = stack_addr.i64 ss0",
+            "    store v0, v1",
+            "    v2 = load.i64 v1",
+            "    v3 = load.i64 v2",
+            "    return v3",
             "}",
             "",
         ]
