@@ -61,10 +61,13 @@ LIMIT_TRIPPED_PCT = 20  # calls to such a callee whose limit is above any stack
 TRIPPED_LIMIT = -(1 << 16)
 BIG_FRAME_PCT = 8  # functions with an explicit slot larger than the probe interval
 BIG_FRAME_SIZES = (4104, 8200, 20000, 70000, 300000)
+# functions that round a float or fuse a multiply-add: calls of the CeilF64,
+# FmaF32... libcalls on x86_64 without SSE4.1 / FMA (emit_vm_call)
+FLOAT_LIBCALL_PCT = 10
 MACHINE_VALUES_PCT = 10  # functions that read their frame, stack pointer and return address
 SYMBOL_PCT = 10  # calls preceded by `symbol_value` of the callee, compared with its func_addr
 PATCHABLE_PCT = 50  # direct colocated calls of functions without returns made patchable
-STACK_SWITCH_PCT = 5  # cases with an uncalled function that switches stacks (compile-only)
+STACK_SWITCH_PCT = 15  # cases with an uncalled function that switches stacks (compile-only)
 # cases with an uncalled function reading a thread-local (compile-only: the
 # linker has no TLS, so such a case's target line is not executable here)
 TLS_PCT = 2
@@ -371,6 +374,8 @@ class Generator:
         b.lines.append(f"    store {acc}, {b.canary}")
         if boolean(self.src, MACHINE_VALUES_PCT):
             acc, salt = self.machine_values(b, acc, salt)
+        if boolean(self.src, FLOAT_LIBCALL_PCT):
+            acc, salt = self.float_libcall(b, acc, salt)
         big = None
         # (not where a preserve_all prologue clobbers a register for the probes)
         probed = self.probestack and self.t.preserve_all_probe_clobbers
@@ -569,6 +574,23 @@ class Generator:
                 acc = b.fold(acc, loaded, salt)
                 salt += 1
         return acc, salt, False
+
+    def float_libcall(self, b: _Body, acc: str, salt: int) -> tuple[str, int]:
+        """A float rounding or fused multiply-add on finite values made from
+        the checksum (no NaN: its payload is no call-lowering matter),
+        folded back in: a libcall where the ISA lacks the instruction."""
+        ty = choice(self.src, ("f32", "f64"))
+        small = b.emit(f"band {acc}, {b.const64(0xF_FFFF)}")
+        signed = b.emit(f"isub {small}, {b.const64(0x8_0000)}")
+        x = b.emit(f"fcvt_from_sint.{ty} {signed}")
+        half = b.emit(f"{ty}const 0x1.8p-1" if ty == "f32" else "f64const 0x1.8p-1")
+        y = b.emit(f"fmul {x}, {half}")  # .5 fractions: rounding modes differ
+        op = choice(self.src, ("ceil", "floor", "trunc", "nearest", "fma"))
+        z = b.emit(f"fma {y}, {half}, {x}" if op == "fma" else f"{op} {y}")
+        for w in b.to_words(z, ty, ""):
+            acc = b.fold(acc, w, salt)
+            salt += 1
+        return acc, salt
 
     def machine_values(self, b: _Body, acc: str, salt: int) -> tuple[str, int]:
         """Reads the stack pointer (and, with frame pointers, the frame
