@@ -329,6 +329,9 @@ class Target:
     fuzz_isa_flags: tuple[str, ...] = ()
     # ISA flags that vector types need on this target
     vector_isa_flags: tuple[str, ...] = ()
+    # vector instructions compile and run with no ISA flag at all (a swizzle
+    # inside a function: riscv64 needs has_v)
+    bare_vectors: bool = True
     # Cases that use extensions only qemu-user runs (fuzz.gen.generate's
     # QEMU_ONLY_PCT): the flags such a case toggles, and the types its
     # signatures may hold (empty: `abi_types`)
@@ -949,6 +952,7 @@ TARGETS: dict[str, Target] = {
             # vectors need has_v, which unicorn lacks: only in cases for qemu-user
             abi_types={"*": SCALAR_TYPES},
             fuzz_isa_flags=("has_zca", "has_zcd"),
+            bare_vectors=False,
             vector_isa_flags=("has_v",),
             qemu_isa_flags=("has_zba", "has_zbb", "has_zbs", "has_zbkb", "has_zfh", "has_zfhmin"),
             qemu_abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},

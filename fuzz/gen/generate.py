@@ -61,8 +61,9 @@ LIMIT_TRIPPED_PCT = 20  # calls to such a callee whose limit is above any stack
 TRIPPED_LIMIT = -(1 << 16)
 BIG_FRAME_PCT = 8  # functions with an explicit slot larger than the probe interval
 BIG_FRAME_SIZES = (4104, 8200, 20000, 70000, 300000)
-# functions that round a float or fuse a multiply-add: calls of the CeilF64,
-# FmaF32... libcalls on x86_64 without SSE4.1 / FMA (emit_vm_call)
+# functions that round a float, fuse a multiply-add or swizzle bytes: calls of
+# the CeilF64, FmaF32, X86Pshufb... libcalls on x86_64 without SSE4.1, FMA,
+# SSSE3 (emit_vm_call)
 FLOAT_LIBCALL_PCT = 10
 MACHINE_VALUES_PCT = 10  # functions that read their frame, stack pointer and return address
 SYMBOL_PCT = 10  # calls preceded by `symbol_value` of the callee, compared with its func_addr
@@ -577,8 +578,17 @@ class Generator:
 
     def float_libcall(self, b: _Body, acc: str, salt: int) -> tuple[str, int]:
         """A float rounding or fused multiply-add on finite values made from
-        the checksum (no NaN: its payload is no call-lowering matter),
-        folded back in: a libcall where the ISA lacks the instruction."""
+        the checksum (no NaN: its payload is no call-lowering matter), or a
+        byte swizzle, folded back in: a libcall where the ISA lacks the
+        instruction (X86Pshufb without SSSE3)."""
+        if self.t.bare_vectors and boolean(self.src, 25):
+            table = b.from_word(acc, "i8x16", salt)
+            index = b.from_word(acc, "i8x16", salt + 1)
+            swizzled = b.emit(f"swizzle {table}, {index}")
+            for w in b.to_words(swizzled, "i8x16", ""):
+                acc = b.fold(acc, w, salt)
+                salt += 1
+            return acc, salt
         ty = choice(self.src, ("f32", "f64"))
         small = b.emit(f"band {acc}, {b.const64(0xF_FFFF)}")
         signed = b.emit(f"isub {small}, {b.const64(0x8_0000)}")
