@@ -299,15 +299,19 @@ class Target:
     # `tail` + sret: corpus/aarch64-tail-sret-panic.clif)
     sret_convs: tuple[str, ...] = ("system_v", "fast", "tail")
     # `probestack_strategy` values the generator sets (outline: a call of
-    # the Probestack libcall on x86_64; unimplemented!() on aarch64 and
-    # s390x, corpus/*-outline-probestack.clif; riscv64 overwrites the first
-    # argument, corpus/riscv64-outline-probestack-a0.clif)
+    # the Probestack libcall on x86_64 and riscv64; unimplemented!() on
+    # aarch64 and s390x, corpus/*-outline-probestack.clif)
     probestack_strategies: tuple[str, ...] = ("inline", "outline")
     # a preserve_all prologue clobbers a callee-saved register for the
     # stack-limit check, for stack probes (corpus/preserve-all-*,
     # x86_64-preserve-all-*): the generator leaves those combinations out
     preserve_all_limit_clobbers: bool = False
     preserve_all_probe_clobbers: bool = False
+    # the outline probe's frame size goes where the first argument is
+    # (riscv64 a0: corpus/riscv64-outline-probestack-a0.clif)
+    outline_probe_clobbers_args: bool = False
+    # dynamic stack slots (`explicit_dynamic_slot`) compile here
+    dynamic_slots: bool = False
     # `tls_model` values whose `tls_value` this backend lowers
     tls_models: tuple[str, ...] = ("elf_gd",)
     # `stack_switch` compiles here (x86_64 only, with stack_switch_model=basic)
@@ -829,6 +833,7 @@ TARGETS: dict[str, Target] = {
             sret_convs=("system_v", "fast"),
             probestack_strategies=("inline",),
             tls_models=("elf_gd", "macho"),
+            dynamic_slots=True,
             abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
             fuzz_isa_flags=("has_lse", "has_pauth", "has_fp16", "sign_return_address"),
             # AAPCS64 6.8.2 (128-bit vectors in v0-v7, lanes little-endian)
@@ -948,7 +953,7 @@ TARGETS: dict[str, Target] = {
             call_convs=_CONVS_WITHOUT_WINCH,
             exception_payloads=_EXCEPTION_PAYLOADS_RISCV_S390X,
             preserve_all_probe_clobbers=True,
-            probestack_strategies=("inline",),
+            outline_probe_clobbers_args=True,
             # vectors need has_v, which unicorn lacks: only in cases for qemu-user
             abi_types={"*": SCALAR_TYPES},
             fuzz_isa_flags=("has_zca", "has_zcd"),

@@ -78,3 +78,12 @@ def test_thread_locals_are_compiled_and_not_run(name: str) -> None:
             [config] = runner.prepare_file(ft, ft.targets)
             assert config.failure is not None and "link: relocation kind" in config.failure.detail
     assert models == set(TARGETS[name].tls_models)
+
+
+def test_dynamic_stack_slots_are_compiled_on_aarch64_only() -> None:
+    [text] = _cases("aarch64", "explicit_dynamic_slot", 1)
+    ft = parse_text(text)
+    [config] = Runner().prepare_file(ft, ft.targets)
+    assert config.failure is None and "%dyn" in {f.name for f in config.functions}
+    for name in ("x86_64", "riscv64", "s390x"):
+        assert not _cases(name, "explicit_dynamic_slot", 1)

@@ -138,6 +138,22 @@ def test_outline_probes_only_where_the_backend_has_them() -> None:
     assert strategies == {
         "x86_64": {"inline", "outline"},
         "aarch64": {"inline"},
-        "riscv64": {"inline"},
+        "riscv64": {"inline", "outline"},
         "s390x": {"inline"},
     }
+
+
+def test_riscv64_outline_probes_only_frames_without_arguments() -> None:
+    """riscv64's outline probe overwrites a0 (corpus/riscv64-outline-
+    probestack-a0.clif): under it only functions without parameters get a
+    frame past the probe interval."""
+    big = 0
+    for seed in range(600):
+        text = generate(RandomSource(seed), TARGETS["riscv64"]).text
+        if "probestack_strategy=outline" not in text:
+            continue
+        for function in text.split("\nfunction ")[1:]:
+            if _BIG.search(function):
+                big += 1
+                assert function.split("{")[0].split("(")[1].startswith(")"), function
+    assert big

@@ -72,6 +72,7 @@ STACK_SWITCH_PCT = 15  # cases with an uncalled function that switches stacks (c
 # cases with an uncalled function reading a thread-local (compile-only: the
 # linker has no TLS, so such a case's target line is not executable here)
 TLS_PCT = 2
+DYNAMIC_SLOT_PCT = 10  # cases with an uncalled function using a dynamic stack slot (compile-only)
 PROBESTACK_PCT = 25  # cases with `enable_probestack` (strategies: Target.probestack_strategies)
 
 
@@ -250,7 +251,7 @@ class Generator:
         try_context: bool = True,
         frame_pointers: bool = False,
         patchable: bool = True,
-        probestack: bool = False,
+        probestack: str = "",
     ) -> None:
         self.src = src
         self.t = target
@@ -260,7 +261,7 @@ class Generator:
         # preserve_frame_pointers: get_frame_pointer and get_return_address need it
         self.frame_pointers = frame_pointers
         self.patchable = patchable  # `fnN = colocated patchable %f` (fuzz.features)
-        self.probestack = probestack  # the case sets enable_probestack
+        self.probestack = probestack  # the case's probestack_strategy, if it probes
         self.functions: list[str] = []
         self.cells: Counter[Cell] = Counter()
         self.count = 0
@@ -379,8 +380,7 @@ class Generator:
             acc, salt = self.float_libcall(b, acc, salt)
         big = None
         # (not where a preserve_all prologue clobbers a register for the probes)
-        probed = self.probestack and self.t.preserve_all_probe_clobbers
-        if not (probed and sig.cc == "preserve_all") and boolean(self.src, BIG_FRAME_PCT):
+        if self.big_frame_ok(sig) and boolean(self.src, BIG_FRAME_PCT):
             # a frame past the probe interval (probestack), its far end written
             # and read back (touched from the top down: what a probe must allow)
             size = choice(self.src, BIG_FRAME_SIZES)
@@ -576,6 +576,19 @@ class Generator:
                 salt += 1
         return acc, salt, False
 
+    def big_frame_ok(self, sig: Signature) -> bool:
+        """Whether a function of `sig` may have a frame that needs probes:
+        not where the probes clobber what the function needs (a preserve_all
+        caller's registers; riscv64's outline probe overwrites the first
+        argument: only functions without parameters)."""
+        if not self.probestack:
+            return True
+        if sig.cc == "preserve_all" and self.t.preserve_all_probe_clobbers:
+            return False
+        return not (
+            self.probestack == "outline" and self.t.outline_probe_clobbers_args and sig.params
+        )
+
     def float_libcall(self, b: _Body, acc: str, salt: int) -> tuple[str, int]:
         """A float rounding or fused multiply-add on finite values made from
         the checksum (no NaN: its payload is no call-lowering matter), or a
@@ -754,7 +767,9 @@ def generate(
     target = for_version(target, version)
     qemu_only = bool(target.qemu_isa_flags) and boolean(src, QEMU_ONLY_PCT)
     frame_pointers = boolean(src)
-    probestack = bool(target.probestack_strategies) and boolean(src, PROBESTACK_PCT)
+    probestack = ""  # the strategy, when the case probes
+    if target.probestack_strategies and boolean(src, PROBESTACK_PCT):
+        probestack = choice(src, target.probestack_strategies)
     g = Generator(
         src,
         target,
@@ -791,7 +806,7 @@ def generate(
     flags.append("enable_llvm_abi_extensions=true")
     if probestack:
         flags.append("enable_probestack=true")
-        flags.append(f"probestack_strategy={choice(src, target.probestack_strategies)}")
+        flags.append(f"probestack_strategy={probestack}")
     isa_flags = [f for f in target.fuzz_isa_flags if boolean(src, 40)]
     if qemu_only:
         # every extension at once: one qemu-user CPU per target (and has_v or
@@ -823,6 +838,22 @@ def generate(
             "    v5 = load.i64 v3",
             "    v6 = iadd v4, v5",
             "    return v6",
+            "}",
+            "",
+        ]
+    if target.dynamic_slots and boolean(src, DYNAMIC_SLOT_PCT):
+        # compiled, never called: the interpreter has no dyn_scale_target_const
+        lines += [
+            "function %dyn(i64) -> i64 {",
+            "    gv0 = dyn_scale_target_const.i32x4",
+            "    dt0 = i32x4*gv0",
+            "    dss0 = explicit_dynamic_slot dt0",
+            "    ss0 = explicit_slot 8",
+            "block0(v0: i64):",
+            "    v1 = dynamic_stack_addr.i64 dss0",
+            "    store v0, v1",
+            "    v2 = load.i64 v1",
+            "    return v2",
             "}",
             "",
         ]
