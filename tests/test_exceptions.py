@@ -161,3 +161,10 @@ def test_the_bridge_reports_try_calls_as_call_sites() -> None:
     cells = module_cells("x86_64", ft.functions)
     assert {("x86_64", "i32", "tail", f) for f in TRY_FORMS} <= cells
     assert ft.reachable("%main") == ["%main", "%f1"]
+
+
+def test_the_twin_leaves_a_try_call_it_cannot_read() -> None:
+    """A `retN` past the signature's returns (a reducer's edit): the line
+    stays as it is, no crash; the verifier rejects the file."""
+    bad = TWO_TRY_CALLS.replace("block3(ret0, ret1)", "block3(ret0, ret5)")
+    assert "try_call_indirect v9(v2, v3), sig0, block3(ret0, ret5)" in interpretable(bad)

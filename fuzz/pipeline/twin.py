@@ -111,10 +111,8 @@ def interpretable(text: str) -> str:
             out += _limit_check(fn, block0["params"] or "", fresh)
             continue
         m = _TRY_CALL.match(line)
-        if m is None or m["sig"] not in fn.returns:
-            out.append(line)
-            continue
-        out.append(_call_and_jump(m, fn.returns[m["sig"]], fresh))
+        rewritten = None if m is None else _call_and_jump(m, fn.returns.get(m["sig"]), fresh)
+        out.append(rewritten or line)  # what it cannot read stays (and is unsupported)
     return "".join(out)
 
 
@@ -177,7 +175,14 @@ def _gv_value(fn: _Function, gv: str, vmctx: str, fresh: _Fresh, lines: list[str
     return loaded
 
 
-def _call_and_jump(m: re.Match[str], returns: int, fresh: _Fresh) -> str:
+def _call_and_jump(m: re.Match[str], returns: int | None, fresh: _Fresh) -> str | None:
+    """The call and jump for a `try_call`; None for one whose `retN` the
+    signature does not have (invalid IR: the verifier says so)."""
+    if returns is None:
+        return None
+    rets = [_RET.match(a.strip()) for a in (m["bargs"] or "").split(",")]
+    if any(r is not None and int(r[1]) >= returns for r in rets):
+        return None
     results = [fresh() for _ in range(returns)]
     if m["op"] == "try_call":
         call = f"call {m['callee']}({m['args']})"
