@@ -80,6 +80,52 @@ FEATURES: dict[str, Feature] = {
         # ("Unexpected SSA-value type: f128"), accept them in 0.128.4
         Feature("f128:abi", "type", (0, 128, 0), "rejected 0.115.1, accepted 0.128.4"),
         Feature("f16:abi", "type", (0, 128, 0), "rejected 0.115.1, accepted 0.128.4"),
+        # Exceptions (issue 24): `try_call`/`try_call_indirect` with exception
+        # tables, read from cranelift-reader's parser and CallConv::
+        # supports_exceptions at each cached release (0.121.2 the oldest with
+        # them; 0.120 not checked); `exceptions:CC` is a callee convention
+        Feature("try_call", "instruction", (0, 121, 0), "parser.rs of 0.121.2 parses try_call"),
+        Feature(
+            "try_call_context",
+            "syntax",
+            (0, 124, 0),
+            "`context vN` in exception tables: parser.rs of 0.124.3, not 0.121.2",
+        ),
+        Feature(
+            "exceptions:winch", "rule", (0, 126, 0), "supports_exceptions: 0.126.2 not 0.124.3"
+        ),
+        Feature("exceptions:preserve_all", "rule", (0, 128, 0), "supports_exceptions: 0.128.4"),
+        Feature(
+            "exceptions:apple_aarch64",
+            "rule",
+            (0, 135, 0),
+            "supports_exceptions: 0.135.8, not 0.132.3 (0.133-0.134 not checked)",
+        ),
+        Feature(
+            "s390x:probestack_strategy=inline",
+            "setting value",
+            (0, 121, 0),
+            "isa/s390x/abi.rs: unimplemented!() in 0.105.4-0.109.1, implemented in 0.121.2 "
+            "(0.110-0.120 not checked)",
+        ),
+        Feature(
+            "patchable",
+            "syntax",
+            (0, 128, 0),
+            "`fnN = colocated patchable %f`: parser.rs of 0.128.4, not 0.127.4",
+        ),
+        Feature(
+            "stack_switch",
+            "instruction",
+            (0, 121, 0),
+            "x64 lower.isle lowers it in 0.121.2, not in 0.109.1 (0.110-0.120 not checked)",
+        ),
+        Feature(
+            "stack_switch_model",
+            "setting",
+            (0, 121, 0),
+            "with stack_switch (0.121.2 has it, 0.109.1 not; 0.110-0.120 not checked)",
+        ),
         # Rules, not features: a convention in `Target.no_return_convs` is
         # one whose functions cannot return values from this release on
         # (before it, the generator gives them returns, as Cranelift accepted)
@@ -146,6 +192,17 @@ def for_version(target: Target, version: Version | None) -> Target:
         ),
         abi_types=_types(target.abi_types, version),
         qemu_abi_types=_types(target.qemu_abi_types, version),
+        exception_payloads={
+            cc: n
+            for cc, n in target.exception_payloads.items()
+            if has("try_call", version) and has(f"exceptions:{cc}", version)
+        },
+        stack_switch=target.stack_switch and has("stack_switch", version),
+        probestack_strategies=tuple(
+            s
+            for s in target.probestack_strategies
+            if has(f"probestack_strategy={s}", version, name)
+        ),
         fuzz_isa_flags=_kept(target.fuzz_isa_flags, version),
         qemu_isa_flags=_kept(target.qemu_isa_flags, version),
     )

@@ -343,6 +343,32 @@ class Target:
     # conventions that take an explicit `sret` parameter (aarch64 panics on
     # `tail` + sret: corpus/aarch64-tail-sret-panic.clif)
     sret_convs: tuple[str, ...] = ("system_v", "fast", "tail")
+    # `probestack_strategy` values the generator sets (outline: a call of
+    # the Probestack libcall on x86_64 and riscv64; unimplemented!() on
+    # aarch64 and s390x, corpus/*-outline-probestack.clif)
+    probestack_strategies: tuple[str, ...] = ("inline", "outline")
+    # a preserve_all prologue clobbers a callee-saved register for the
+    # stack-limit check, for stack probes (corpus/preserve-all-*,
+    # x86_64-preserve-all-*): the generator leaves those combinations out
+    preserve_all_limit_clobbers: bool = False
+    preserve_all_probe_clobbers: bool = False
+    # the outline probe's frame size goes where the first argument is
+    # (riscv64 a0: corpus/riscv64-outline-probestack-a0.clif)
+    outline_probe_clobbers_args: bool = False
+    # dynamic stack slots (`explicit_dynamic_slot`) compile here
+    dynamic_slots: bool = False
+    # `tls_model` values whose `tls_value` this backend lowers
+    tls_models: tuple[str, ...] = ("elf_gd",)
+    # `stack_switch` compiles here (x86_64 only, with stack_switch_model=basic)
+    stack_switch: bool = False
+    # conventions that take `sarg(N)` struct arguments (only x86_64 has them:
+    # the other backends reject StructArgument in compute_arg_locs)
+    sarg_convs: tuple[str, ...] = ()
+    # conventions a `try_call` callee may have (CallConv::supports_exceptions,
+    # cranelift-codegen isa/call_conv.rs, 0.135), each with the number of i64
+    # exception payloads its handlers receive (exception_payload_types);
+    # releases before 0.135 accept fewer (fuzz.features, `exceptions:CC`)
+    exception_payloads: Mapping[str, int] = field(default_factory=lambda: dict(_EXCEPTION_PAYLOADS))
     # x86_64 panics on `return_call` without preserve_frame_pointers
     tail_calls_need_frame_pointers: bool = False
     # types allowed in signatures per convention ("*": every other one)
@@ -352,6 +378,9 @@ class Target:
     fuzz_isa_flags: tuple[str, ...] = ()
     # ISA flags that vector types need on this target
     vector_isa_flags: tuple[str, ...] = ()
+    # vector instructions compile and run with no ISA flag at all (a swizzle
+    # inside a function: riscv64 needs has_v)
+    bare_vectors: bool = True
     # Cases that use extensions only qemu-user runs (fuzz.gen.generate's
     # QEMU_ONLY_PCT): the flags such a case toggles, and the types its
     # signatures may hold (empty: `abi_types`)
@@ -506,6 +535,17 @@ _X86_LITE.skipdata = True
 
 _LEGACY_PREFIXES = frozenset({0x66, 0x67, 0xF2, 0xF3, 0x2E, 0x3E, 0x26, 0x36, 0x64, 0x65, 0xF0})
 
+
+_EXCEPTION_PAYLOADS: dict[str, int] = {
+    "system_v": 2,
+    "tail": 2,
+    "preserve_all": 2,
+    "apple_aarch64": 2,
+    "winch": 0,
+}
+# riscv64 and s390x have no payload registers for apple_aarch64 (a panic:
+# corpus/try-call-apple-aarch64-payload-panic.clif), nor winch (an assert)
+_EXCEPTION_PAYLOADS_RISCV_S390X = {"system_v": 2, "tail": 2, "preserve_all": 2}
 
 # riscv64 and s390x: every convention they accept (winch asserts on both)
 _CONVS_WITHOUT_WINCH = (
@@ -691,6 +731,13 @@ TARGETS: dict[str, Target] = {
                 }
             ),
             call_convs=("system_v", "fast", "tail", "windows_fastcall", "preserve_all", "winch"),
+            # not preserve_all nor windows_fastcall: their struct-argument
+            # memcpy takes the callee's convention (corpus/x86_64-sarg-memcpy-*)
+            sarg_convs=("system_v", "fast", "tail", "winch"),
+            stack_switch=True,
+            tls_models=("elf_gd", "macho", "coff"),
+            preserve_all_limit_clobbers=True,
+            preserve_all_probe_clobbers=True,
             abi_types={
                 "*": SCALAR_TYPES + VECTOR_TYPES,
                 # winch is x86's convention without SIMD: scalars only
@@ -871,6 +918,9 @@ TARGETS: dict[str, Target] = {
                 "probestack",
             ),
             sret_convs=("system_v", "fast"),
+            probestack_strategies=("inline",),
+            tls_models=("elf_gd", "macho"),
+            dynamic_slots=True,
             abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
             fuzz_isa_flags=("has_lse", "has_pauth", "has_fp16", "sign_return_address"),
             # AAPCS64 6.8.2 (128-bit vectors in v0-v7, lanes little-endian)
@@ -1000,9 +1050,13 @@ TARGETS: dict[str, Target] = {
             ),
             # winch asserts on riscv64 (corpus/riscv64-winch-callconv.clif)
             call_convs=_CONVS_WITHOUT_WINCH,
+            exception_payloads=_EXCEPTION_PAYLOADS_RISCV_S390X,
+            preserve_all_probe_clobbers=True,
+            outline_probe_clobbers_args=True,
             # vectors need has_v, which unicorn lacks: only in cases for qemu-user
             abi_types={"*": SCALAR_TYPES},
             fuzz_isa_flags=("has_zca", "has_zcd"),
+            bare_vectors=False,
             vector_isa_flags=("has_v",),
             # (qemu 10 also runs Zcb, Zfa, Zicond and, with V, Zvbb and Zvfh;
             # routing.for_installed_qemu drops what the installed qemu lacks)
@@ -1166,6 +1220,8 @@ TARGETS: dict[str, Target] = {
             emulator_lacks=frozenset({"has_mie3", "has_mie4", "has_vxrs_ext2", "has_vxrs_ext3"}),
             # winch asserts on s390x (corpus/s390x-winch-callconv.clif)
             call_convs=_CONVS_WITHOUT_WINCH,
+            exception_payloads=_EXCEPTION_PAYLOADS_RISCV_S390X,
+            probestack_strategies=("inline",),
             abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
             qemu_isa_flags=("has_vxrs_ext2", "has_mie3"),
             aliases=("s390x",),

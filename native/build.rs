@@ -25,6 +25,12 @@ const FLAGS: &[(&str, u32, u32, &str)] = &[
         "the interpreter's libcall handler fails with a TrapCode (CraneliftTrap from 0.113)",
     ),
     (
+        "cranelift_no_try_call",
+        0,
+        120,
+        "no try_call / try_call_indirect (present in 0.121.2; 0.120 not checked)",
+    ),
+    (
         "cranelift_call_sites_slice",
         0,
         119,

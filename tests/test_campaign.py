@@ -101,7 +101,7 @@ def test_one_planted_bug_from_many_random_cases_is_one_bucket(
 ) -> None:
     proc = fuzz(
         tmp_path,
-        *("--cases", "160", "--seed", "0", "--targets", "aarch64"),
+        *("--cases", "240", "--seed", "0", "--targets", "aarch64"),
         *("--corpus", str(empty_corpus), "--plant-fault", "aarch64-tail-i128"),
     )
     assert proc.returncode == 1
@@ -404,7 +404,7 @@ def test_two_planted_miscompilations_with_the_same_return_shape_are_two_buckets(
         (work / "corpus").mkdir(parents=True)
         fuzz(
             work,
-            *("--cases", "160", "--seed", "0", "--targets", "aarch64"),
+            *("--cases", "240", "--seed", "0", "--targets", "aarch64"),
             *("--corpus", str(work / "corpus"), "--plant-fault", fault),
         )
         rows = query(

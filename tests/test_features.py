@@ -57,7 +57,11 @@ _SIGNATURE = re.compile(r"^function %\w+(\(.*\).*?) \{$|^ +sig\d+ = (\(.*\).*)$"
 # not the preamble's declarations (`ss0 = explicit_slot 8`, `sig0 = ...`, `fn0 = ...`)
 _INSTRUCTION = re.compile(r"^ +(?:v\d+(?:, v\d+)* = )?(?!(?:ss|sig|fn)\d+ = )([a-z_]+)\b", re.M)
 # syntax features: how a case would use each
-SYNTAX = {"slot_align": re.compile(r"explicit_slot \d+, align = \d+")}
+SYNTAX = {
+    "slot_align": re.compile(r"explicit_slot \d+, align = \d+"),
+    "try_call_context": re.compile(r"\bcontext v\d+\]"),
+    "patchable": re.compile(r"= colocated patchable "),
+}
 # every kind of feature the table may hold, each read back from cases below
 # (a `rule` restricts releases from its version on: read by its own test)
 KINDS = {

@@ -21,13 +21,25 @@ RUNNER = Runner()
 
 def known_finding(text: str, result: RunResult) -> bool:
     """corpus/riscv64-preserve-all-vector-saves.clif: a riscv64 `preserve_all`
-    function that calls saves v0-v31 with RVV although `has_v` is off."""
+    function that calls saves v0-v31 with RVV although `has_v` is off;
+    corpus/riscv64-fs1-not-preserved.clif: riscv64 treats fs1 (f9) as
+    caller-saved."""
     bad = {label: v for label, v in result.judgement.verdicts.items() if v is not Verdict.AGREE}
-    return (
+    rvv = (
         "preserve_all" in text
         and all(label.startswith("riscv64") and v is Verdict.CRASH for label, v in bad.items())
         and all("RVV instruction" in result.outcomes[label].detail for label in bad)
     )
+    fs1 = all(
+        label.startswith("riscv64")
+        and v is Verdict.ABI_VIOLATION
+        and all(
+            str(violation).startswith("callee-saved register f9 (float)")
+            for violation in result.outcomes[label].violations
+        )
+        for label, v in bad.items()
+    )
+    return bool(bad) and (rvv or fs1)
 
 
 def divergences(text: str) -> list[str]:

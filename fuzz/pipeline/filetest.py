@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fuzz import _cranelift
+from fuzz.pipeline.twin import interpretable
 from fuzz.targets import Target, is_known, lookup
 from fuzz.values import Value
 
@@ -73,6 +74,13 @@ class FileTest:
     runs: list[RunCommand] = field(default_factory=list)
     tests: tuple[str, ...] = ()  # the `test` commands: "run", "interpret", ...
     named_targets: bool = False  # any `target` line, run or skipped
+    # what the interpreter runs when it differs from `module`: the twin
+    # with calls for `try_call`s (fuzz.pipeline.twin)
+    twin: Module | None = None
+
+    @property
+    def interpreter_module(self) -> Module:
+        return self.twin or self.module
 
     @property
     def interpreted(self) -> bool:
@@ -230,7 +238,21 @@ def parse_text(text: str) -> FileTest:
         runs,
         tuple(head.tests),
         head.named_targets,
+        _twin(text),
     )
+
+
+def _twin(text: str) -> Module | None:
+    """The interpreter's twin of a module with `try_call`s; None when it
+    has none, or the twin does not parse (the interpreter then says the
+    original is unsupported)."""
+    twin = interpretable(text)
+    if twin == text:
+        return None
+    try:
+        return _cranelift.parse(twin)
+    except _cranelift.CraneliftError:
+        return None
 
 
 def parse_file(path: str) -> FileTest:

@@ -31,6 +31,9 @@ _ROUNDING: dict[str, Callable[[float], int]] = {
 FLOAT_LIBCALLS = frozenset(f"%{op}F{width}" for op in (*_ROUNDING, "Fma") for width in (32, 64))
 MEMORY_LIBCALLS = frozenset({"%Memcpy", "%Memmove", "%Memset", "%Memcmp"})
 VECTOR_LIBCALLS = frozenset({"%X86Pshufb"})
+# the outline stack probe: it touches the pages a frame will use, changes no
+# register; the emulators map the whole stack, so the stub does nothing
+PROBESTACK = "%Probestack"
 
 
 def provided(target: Target) -> frozenset[str]:
@@ -38,7 +41,8 @@ def provided(target: Target) -> frozenset[str]:
     abi = target.libcall_abi
     if abi is None or not target.return_insn:
         return frozenset()
-    return FLOAT_LIBCALLS | MEMORY_LIBCALLS | (VECTOR_LIBCALLS if abi.vectors else frozenset())
+    vectors = VECTOR_LIBCALLS if abi.vectors else frozenset()
+    return FLOAT_LIBCALLS | MEMORY_LIBCALLS | vectors | {PROBESTACK}
 
 
 # --- IEEE binary formats -------------------------------------------------------
@@ -237,6 +241,8 @@ def call(name: str, machine: Machine, memory: Memory) -> None:
         machine.set_float_ret(fmt, round_integral(name[:-3], fmt, machine.float_arg(0, fmt)))
     elif name == "X86Pshufb":
         machine.set_vector_ret(pshufb(machine.vector_arg(0), machine.vector_arg(1)))
+    elif name == PROBESTACK[1:]:
+        pass
     else:
         _memory_call(name, machine, memory)
 

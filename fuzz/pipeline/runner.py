@@ -267,7 +267,9 @@ class Runner:
     def interpret(self, ft: FileTest, run: RunCommand) -> Outcome:
         with self.stage("interpret"):
             try:
-                result = ft.module.interpret(run.func, [v.to_bridge() for v in run.args], self.fuel)
+                result = ft.interpreter_module.interpret(
+                    run.func, [v.to_bridge() for v in run.args], self.fuel
+                )
             except _cranelift.CraneliftPanic as err:
                 message, location = err.args
                 if message.startswith("not implemented"):

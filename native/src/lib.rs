@@ -14,7 +14,7 @@ use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::data_value::DataValue;
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
 use cranelift_codegen::ir::LibCall;
-use cranelift_codegen::ir::{self, ExternalName, Function, InstructionData, Opcode};
+use cranelift_codegen::ir::{self, ExternalName, Function, InstructionData, Opcode, Value};
 use cranelift_codegen::isa::{self, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 #[cfg(not(cranelift_reloc_label))]
@@ -243,6 +243,21 @@ fn ext_name(func: &Function, name: &ExternalName) -> String {
     name.display(Some(&func.params)).to_string()
 }
 
+/// The callee an indirect call reaches when its address is a `func_addr` of
+/// the same function: its name and whether it is colocated.
+fn indirect_target(func: &Function, callee: Option<Value>) -> Option<(String, bool)> {
+    let dfg = &func.dfg;
+    let v = dfg.resolve_aliases(callee?);
+    let def = dfg.value_def(v).inst()?;
+    match dfg.insts[def] {
+        InstructionData::FuncAddr { func_ref, .. } => {
+            let ext = &dfg.ext_funcs[func_ref];
+            Some((ext_name(func, &ext.name), ext.colocated))
+        }
+        _ => None,
+    }
+}
+
 /// Every call site of `func`, with the signature it uses and, when known
 /// statically, the callee it reaches (direct calls, or `func_addr` feeding an
 /// indirect call in the same function).
@@ -268,20 +283,35 @@ fn call_sites<'py>(py: Python<'py>, func: &Function) -> PyResult<Bound<'py, PyLi
                     sig_ref,
                     args,
                     ..
+                } => (
+                    opcode,
+                    indirect_target(func, args.first(&dfg.value_lists)),
+                    sig_ref,
+                ),
+                #[cfg(not(cranelift_no_try_call))]
+                InstructionData::TryCall {
+                    opcode,
+                    func_ref,
+                    exception,
+                    ..
                 } => {
-                    let target = args.first(&dfg.value_lists).and_then(|v| {
-                        let v = dfg.resolve_aliases(v);
-                        let def = dfg.value_def(v).inst()?;
-                        match dfg.insts[def] {
-                            InstructionData::FuncAddr { func_ref, .. } => {
-                                let ext = &dfg.ext_funcs[func_ref];
-                                Some((ext_name(func, &ext.name), ext.colocated))
-                            }
-                            _ => None,
-                        }
-                    });
-                    (opcode, target, sig_ref)
+                    let ext = &dfg.ext_funcs[func_ref];
+                    (
+                        opcode,
+                        Some((ext_name(func, &ext.name), ext.colocated)),
+                        dfg.exception_tables[exception].signature(),
+                    )
                 }
+                #[cfg(not(cranelift_no_try_call))]
+                InstructionData::TryCallIndirect {
+                    opcode,
+                    args,
+                    exception,
+                } => (
+                    opcode,
+                    indirect_target(func, args.first(&dfg.value_lists)),
+                    dfg.exception_tables[exception].signature(),
+                ),
                 InstructionData::FuncAddr {
                     opcode, func_ref, ..
                 } => {
