@@ -4,6 +4,7 @@ configuration (compile, link, emulate), then judges the outcomes."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,7 +28,15 @@ from fuzz.pipeline.filetest import (
     flag_on,
     settings,
 )
-from fuzz.pipeline.link import CompiledFunction, Image, LinkError, NeedsLibcall, link
+from fuzz.pipeline.link import (
+    LAYOUTS,
+    NEAR,
+    CompiledFunction,
+    Image,
+    LinkError,
+    NeedsLibcall,
+    link,
+)
 from fuzz.pipeline.oracle import (
     INTERPRETER,
     Judgement,
@@ -67,6 +76,21 @@ DEFAULT_FUEL = 1_000_000
 C_ABI_RUN = "c-abi"
 # a file with this comment line asks for the C-ABI check (its reproducers do)
 C_ABI_DIRECTIVE = "; callfuzz: c-abi"
+# `; callfuzz: layout far`: how the linker places the file's functions on
+# the target lines unicorn runs (fuzz.pipeline.link.LAYOUTS); campaigns give
+# a share of generated cases one, and its reproducers keep it
+LAYOUT_DIRECTIVE = re.compile(r"^; callfuzz: layout (\w+)$", re.MULTILINE)
+
+
+def layout_of(text: str) -> str:
+    """The layout a file asks for (NEAR when it names none); BadInput for
+    one the linker does not know."""
+    found = LAYOUT_DIRECTIVE.search(text)
+    if found is None:
+        return NEAR
+    if found.group(1) not in LAYOUTS:
+        raise BadInput(f"unknown layout {found.group(1)!r}: one of {', '.join(LAYOUTS)}")
+    return found.group(1)
 
 
 @dataclass
@@ -90,6 +114,7 @@ class Config:
     route: Route = Route(UNICORN)
     flags_on: frozenset[str] = frozenset()  # the ISA flags set (qemu-user's -cpu)
     shared: tuple[str, ...] = ()  # the shared flags it compiles with
+    layout: str = NEAR  # how the linker placed its functions (fuzz.pipeline.link.LAYOUTS)
 
 
 def _compile_failure(err: Exception) -> Outcome:
@@ -264,10 +289,6 @@ class Runner:
                 f"follow {DEFAULT_CC}",
             )
             return config
-        if self.contract:
-            config.calls = call_map(
-                ft, config.functions + tramps, image, line.target, shared, self.release
-            )
         if config.route.executor == UNICORN:
             for name, address in image.symbols.items():
                 if found := line.target.unrunnable_code(image.code_of(name), address):
@@ -276,6 +297,24 @@ class Runner:
                     if config.route.executor is None:
                         config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=config.route.reason)
                     break
+        wanted = layout_of(ft.text)
+        if wanted != NEAR and config.route.executor == UNICORN and config.failure is None:
+            # unicorn maps the chunks wherever they lie; qemu-user loads one
+            # image, so a layout that placed functions apart is not refereed
+            try:
+                with self.stage("link"):
+                    placed = link(config.functions + tramps, line.target, layout=wanted)
+            except LinkError as err:
+                config.failure = Outcome(Kind.HARNESS, detail=f"{wanted} layout: link: {err}")
+                return config
+            if placed.far:
+                config.image = image = placed
+                config.layout = wanted
+                config.route = dataclasses.replace(config.route, referee=False)
+        if self.contract:
+            config.calls = call_map(
+                ft, config.functions + tramps, image, line.target, shared, self.release
+            )
         return config
 
     # --- execution ---------------------------------------------------------
