@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import unicorn as uc
+from conftest import PREBUILT_RELEASES
 
 from fuzz.faults import JUNK, MACHINE_FAULTS, hooks
 from fuzz.pipeline.contract import (
@@ -746,3 +747,7 @@ def test_an_old_releases_riscv64_calls_return_where_the_contract_looks() -> None
     path = Path(__file__).parent.parent / "corpus" / "riscv64-colocated-call.clif"
     found = _outcomes_on_old_release(path, "riscv64")
     assert found and all(o["verdict"] == "agree" for o in found), found
+
+
+def test_the_old_release_is_prebuilt_for_ci() -> None:
+    assert OLD_RELEASE in PREBUILT_RELEASES
