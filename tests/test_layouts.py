@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from fuzz.campaign.worker import LAYOUT_EVERY, generated, layout_for_seed
 from fuzz.pipeline.emulate import Emulator
 from fuzz.pipeline.filetest import TargetLine, parse_text
 from fuzz.pipeline.link import (
@@ -176,3 +177,20 @@ def test_an_emulator_maps_only_the_pages_a_far_image_uses() -> None:
 def test_a_case_names_its_layout() -> None:
     assert layout_of("test run\n") == NEAR
     assert layout_of("; callfuzz: layout edge\ntest run\n") == EDGE
+
+
+def test_campaigns_give_a_share_of_cases_on_every_target_each_layout() -> None:
+    """One generated case in LAYOUT_EVERY is far, one edge, by seed; the
+    target is the seed modulo the targets, and each gets both layouts."""
+    seeds = range(1600)
+    chosen = {seed: layout_for_seed(seed) for seed in seeds}
+    for layout in (FAR, EDGE):
+        picked = [seed for seed, lay in chosen.items() if lay == layout]
+        assert len(seeds) / LAYOUT_EVERY / 2 < len(picked) < 2 * len(seeds) / LAYOUT_EVERY
+        assert {seed % len(TARGET_NAMES) for seed in picked} == set(range(len(TARGET_NAMES)))
+    text = generated(next(s for s in seeds if chosen[s] == FAR), list(TARGETS.values()))
+    assert layout_of(text) == FAR
+    assert (
+        layout_of(generated(next(s for s in seeds if chosen[s] == NEAR), [TARGETS["s390x"]]))
+        == NEAR
+    )
