@@ -194,3 +194,49 @@ def test_campaigns_give_a_share_of_cases_on_every_target_each_layout() -> None:
         layout_of(generated(next(s for s in seeds if chosen[s] == NEAR), [TARGETS["s390x"]]))
         == NEAR
     )
+
+
+TWO_CALLEES = """; callfuzz: layout edge
+test run
+target {target}
+
+function %a(i64) -> i64 {{
+block0(v0: i64):
+    v1 = iconst.i64 3
+    v2 = imul v0, v1
+    return v2
+}}
+
+function %b(i64) -> i64 {{
+block0(v0: i64):
+    v1 = iconst.i64 7
+    v2 = iadd v0, v1
+    return v2
+}}
+
+function %caller(i64) -> i64 {{
+    fn0 = colocated %a(i64) -> i64
+    fn1 = colocated %b(i64) -> i64
+block0(v0: i64):
+    v1 = call fn0(v0)
+    v2 = call fn1(v1)
+    return v2
+}}
+; run: %caller(5) == 22
+"""
+
+
+@pytest.mark.parametrize("target", TARGET_NAMES)
+def test_edge_callees_sharing_a_page_both_run(target: str) -> None:
+    """Two callees at the edge of the same caller's calls lie side by side
+    (the second just below the first), in one page where the edge is not
+    page-aligned (riscv64 here): loading one chunk keeps the other."""
+    ft = parse_text(TWO_CALLEES.format(target=target))
+    runner = Runner()
+    (config,) = runner.prepare_file(ft, [TargetLine(TARGETS[target])])
+    image = config.image
+    assert image is not None and config.layout == EDGE and len(image.far) == 2
+    a, b = image.symbols["%a"], image.symbols["%b"]
+    assert 0 < abs(a - b) < 4096
+    (result,) = runner.run_file(ft, [TargetLine(TARGETS[target])])
+    assert result.judgement.verdicts[target] is Verdict.AGREE, result.outcomes

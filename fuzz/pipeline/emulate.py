@@ -280,11 +280,13 @@ class Emulator:
         chunks = image.chunks()
         ranges = [_page_range(start, start + len(data)) for start, data in chunks]
         self._map_exactly(ranges)
-        # each chunk, with zeros around it to the ends of its pages (an
-        # earlier image may have left bytes there; a fresh mapping holds zeros)
-        for (start, data), (lo, hi) in zip(chunks, ranges, strict=True):
-            self.mu.mem_write(lo, bytes(start - lo) + bytes(data))
-            self.mu.mem_write(start + len(data), bytes(hi - start - len(data)))
+        # zeros on every page of the image (an earlier image may have left
+        # bytes there; a fresh mapping holds zeros), then each chunk: chunks
+        # may share a page
+        for lo, hi in ranges:
+            self.mu.mem_write(lo, bytes(hi - lo))
+        for start, data in chunks:
+            self.mu.mem_write(start, bytes(data))
         # Drop every translated block: those of the previous image at these
         # addresses, and those of pages just unmapped and mapped again (unicorn
         # can find a stale block by its virtual address). A new image reuses
