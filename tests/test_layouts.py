@@ -240,3 +240,17 @@ def test_edge_callees_sharing_a_page_both_run(target: str) -> None:
     assert 0 < abs(a - b) < 4096
     (result,) = runner.run_file(ft, [TargetLine(TARGETS[target])])
     assert result.judgement.verdicts[target] is Verdict.AGREE, result.outcomes
+
+
+@pytest.mark.parametrize("target", TARGET_NAMES)
+def test_images_sharing_pages_load_one_after_another(target: str) -> None:
+    """An emulator loads image after image: chunks that share a page, the
+    same layout again, then a near image (each page mapped once, unmapped
+    once)."""
+    runner = Runner()
+    line = [TargetLine(TARGETS[target])]
+    for text in (TWO_CALLEES.format(target=target),) * 2 + (
+        TWO_CALLEES.format(target=target).replace("layout edge", "layout near"),
+    ):
+        (result,) = runner.run_file(parse_text(text), line)
+        assert result.judgement.verdicts[target] is Verdict.AGREE, result.outcomes

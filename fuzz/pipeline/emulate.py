@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -165,6 +165,17 @@ def _page_range(start: int, end: int) -> tuple[int, int]:
     return lo, hi
 
 
+def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Page ranges, overlapping or touching ones joined (chunks may share a page)."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
 class Emulator:
     """One unicorn instance for one target, reused across runs."""
 
@@ -278,12 +289,11 @@ class Emulator:
         self.checker.attach(calls or CallMap({}, {}))
         self._hook_libcalls(image)
         chunks = image.chunks()
-        ranges = [_page_range(start, start + len(data)) for start, data in chunks]
-        self._map_exactly(ranges)
+        self._map_exactly(_merged(_page_range(start, start + len(data)) for start, data in chunks))
         # zeros on every page of the image (an earlier image may have left
         # bytes there; a fresh mapping holds zeros), then each chunk: chunks
         # may share a page
-        for lo, hi in ranges:
+        for lo, hi in self._mapped:
             self.mu.mem_write(lo, bytes(hi - lo))
         for start, data in chunks:
             self.mu.mem_write(start, bytes(data))
