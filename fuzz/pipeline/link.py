@@ -4,6 +4,8 @@ every relocation kind the four backends emit (big-endian on s390x).
 Symbols are function names as CLIF prints them (`%name`, `u0:1`). After the
 code, one stub per libcall the image calls (a bare return the emulator hooks:
 fuzz.pipeline.libcalls); a GOT, when a relocation asks for one, follows them.
+A far or edge layout (LAYOUTS) places some functions apart from that image,
+each group in a chunk of its own (Image.far).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ if TYPE_CHECKING:
 
 CODE_BASE = 0x1000_0000
 FUNCTION_ALIGN = 64
-PAGE = 4096
 
 # Layouts (a case asks with `; callfuzz: layout far`; campaigns give a share
 # of generated cases one): NEAR puts every function after the one before;
