@@ -16,7 +16,17 @@ from dataclasses import dataclass
 from fuzz.targets import Target
 from fuzz.versions import NEWEST_KNOWN, Version, parse_version
 
-__all__ = ["FEATURES", "Feature", "Version", "for_version", "has", "known", "parse_version"]
+__all__ = [
+    "FEATURES",
+    "Feature",
+    "Version",
+    "abi_for_version",
+    "callee_saved",
+    "for_version",
+    "has",
+    "known",
+    "parse_version",
+]
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,42 @@ FEATURES: dict[str, Feature] = {
             "0.129 rejects preserve_all functions with returns; 0.128 accepts them "
             "(issue 24: 0 of 392 sampled 0.128 preserve_all functions had returns)",
         ),
+        # ABI rules: `callee-saves:CC` is that convention's callee-saved set as
+        # the target table has it (fuzz.targets); before the rule began, a
+        # caller treated every allocatable register as clobbered by a CC
+        # callee, so only `Target.kept_when_all_clobbered` ones are preserved.
+        # Read from `get_regs_clobbered_by_call` in cranelift/codegen/src/isa/
+        # */abi.rs at each wasmtime release tag (vN is Cranelift 0.(N+87)).
+        Feature(
+            "x86_64:callee-saves:tail",
+            "rule",
+            (0, 107, 0),
+            "x64/abi.rs v18-v19 (0.105-0.106): Tail => TAIL_CLOBBERS (every allocatable "
+            "register); v20 (0.107) on: SYSV_CLOBBERS",
+        ),
+        Feature(
+            "aarch64:callee-saves:tail",
+            "rule",
+            (0, 108, 0),
+            "aarch64/abi.rs v18-v19: Tail => TAIL_CLOBBERS, v20 (0.107): ALL_CLOBBERS "
+            "(every allocatable register); v21 (0.108) on: DEFAULT_AAPCS_CLOBBERS",
+        ),
+        Feature(
+            "riscv64:callee-saves:tail",
+            "rule",
+            (0, 108, 0),
+            "riscv64/abi.rs v18-v20 (0.105-0.107): Tail => TAIL_CLOBBERS (every "
+            "allocatable register but fs0); v21 (0.108) on: DEFAULT_CLOBBERS",
+        ),
+        # what the bridge reads of compiled code (call sites) changed too
+        Feature(
+            "riscv64:call-site-after-call",
+            "rule",
+            (0, 120, 0),
+            "riscv64/inst/emit.rs v18-v32 (0.105-0.119): Inst::Call adds its call site "
+            "before the auipc+jalr pair; v33 (0.120) on: after it (0.105.4 measured: "
+            "call_returns of a colocated call are its RiscvCallPlt relocation's offset)",
+        ),
     )
 }
 
@@ -174,13 +220,36 @@ def _types(table: Types, version: Version) -> dict[str, tuple[str, ...]]:
     }
 
 
+def callee_saved(target: Target, version: Version | None) -> dict[str, dict[str, int]]:
+    """The callee-saved sets per convention that Cranelift `version`'s
+    callers rely on: the target table's, but for a convention whose
+    `callee-saves:` rule had not begun only those an all-clobbering
+    convention keeps."""
+    table = {cc: dict(regs) for cc, regs in target.callee_saved.items()}
+    prefix = f"{target.name}:callee-saves:"
+    for rule in FEATURES:
+        cc = rule.removeprefix(prefix)
+        if cc != rule and not has(f"callee-saves:{cc}", version, target.name):
+            regs = table.get(cc, table.get("*", {}))
+            table[cc] = {r: bits for r, bits in regs.items() if r in target.kept_when_all_clobbered}
+    return table
+
+
+def abi_for_version(target: Target, version: Version | None) -> Target:
+    """`target` with the call contract (fuzz.pipeline.contract) Cranelift
+    `version` promises: what a run of its code is checked against."""
+    if version is None:
+        return target
+    return dataclasses.replace(target, callee_saved=callee_saved(target, version))
+
+
 def for_version(target: Target, version: Version | None) -> Target:
     """`target` as the generator may use it on Cranelift `version`."""
     if version is None:
         return target
     name = target.name
     return dataclasses.replace(
-        target,
+        abi_for_version(target, version),
         call_convs=_kept(target.call_convs, version, name),
         tail_call_convs=_kept(target.tail_call_convs, version, name),
         sret_convs=_kept(target.sret_convs, version, name),

@@ -5,7 +5,7 @@ one of the `Relocation`s here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,29 +19,48 @@ class RelocationOutOfRange(LinkError):
 
 
 class Memory:
-    """Reads and writes fields of linked code in the target's byte order."""
+    """Reads and writes fields of linked code in the target's byte order: in
+    the image's main chunk of bytes at `base`, or in one of its `far` chunks
+    (functions placed apart from it, by their start address)."""
 
-    def __init__(self, base: int, data: bytearray, big_endian: bool) -> None:
+    def __init__(
+        self,
+        base: int,
+        data: bytearray,
+        big_endian: bool,
+        far: Mapping[int, bytearray] | None = None,
+    ) -> None:
         self.base = base
         self.data = data
+        self.chunks = sorted([(base, data), *(far or {}).items()], key=lambda c: c[0])
         self.order: Literal["big", "little"] = "big" if big_endian else "little"
 
+    def _at(self, address: int, size: int) -> tuple[bytearray, int]:
+        for start, data in self.chunks:
+            if start <= address and address + size <= start + len(data):
+                return data, address - start
+        raise LinkError(f"address {address:#x} is outside the linked image")
+
+    def put(self, address: int, code: bytes) -> None:
+        data, at = self._at(address, len(code))
+        data[at : at + len(code)] = code
+
     def read(self, address: int, size: int) -> int:
-        at = address - self.base
-        return int.from_bytes(self.data[at : at + size], self.order)
+        data, at = self._at(address, size)
+        return int.from_bytes(data[at : at + size], self.order)
 
     def write(self, address: int, size: int, value: int) -> None:
-        at = address - self.base
-        self.data[at : at + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, self.order)
+        data, at = self._at(address, size)
+        data[at : at + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, self.order)
 
     def read_insn32(self, address: int) -> int:
         # fixed-width instructions are little-endian on aarch64 and riscv64
-        at = address - self.base
-        return int.from_bytes(self.data[at : at + 4], "little")
+        data, at = self._at(address, 4)
+        return int.from_bytes(data[at : at + 4], "little")
 
     def write_insn32(self, address: int, insn: int) -> None:
-        at = address - self.base
-        self.data[at : at + 4] = (insn & 0xFFFF_FFFF).to_bytes(4, "little")
+        data, at = self._at(address, 4)
+        data[at : at + 4] = (insn & 0xFFFF_FFFF).to_bytes(4, "little")
 
 
 @dataclass(frozen=True)
@@ -157,19 +176,29 @@ class Relocation:
     via_got: bool = False
     # the hi20 half of a RISC-V pc-relative pair: its lo12 half refers to it
     riscv_hi20: bool = False
+    # pc-relative: the farthest S + A - P (bytes, forward) its field holds;
+    # None for absolute kinds (and lo12 halves, whose pair sets the range)
+    reach: int | None = None
 
+
+# the fields' ranges, as _check_range tests them
+_REACH_PCREL32 = (1 << 31) - 1
+_REACH_ARM64_CALL = ((1 << 27) - 1) & ~3  # BL: a signed 26-bit word offset
+_REACH_ARM64_ADRP = ((1 << 20) - 2) << 12  # signed 21-bit page offset (P mid-page)
+_REACH_RISCV = (((1 << 19) - 1) << 12) + 0x7FF  # auipc hi20 + a signed lo12
+_REACH_S390X = ((1 << 31) - 1) * 2  # signed 32-bit halfword offset
 
 ABS4 = Relocation(_abs(4))
 ABS8 = Relocation(_abs(8))
-PCREL32 = Relocation(_pcrel32)
-PCREL32_GOT = Relocation(_pcrel32, via_got=True)
-ARM64_CALL = Relocation(_arm64_call)
-ARM64_ADRP = Relocation(_arm64_adrp)
-ARM64_ADRP_GOT = Relocation(_arm64_adrp, via_got=True)
+PCREL32 = Relocation(_pcrel32, reach=_REACH_PCREL32)
+PCREL32_GOT = Relocation(_pcrel32, via_got=True, reach=_REACH_PCREL32)
+ARM64_CALL = Relocation(_arm64_call, reach=_REACH_ARM64_CALL)
+ARM64_ADRP = Relocation(_arm64_adrp, reach=_REACH_ARM64_ADRP)
+ARM64_ADRP_GOT = Relocation(_arm64_adrp, via_got=True, reach=_REACH_ARM64_ADRP)
 ARM64_ADD_LO12 = Relocation(_arm64_add_lo12)
 ARM64_LD64_LO12_GOT = Relocation(_arm64_ld64_lo12, via_got=True)
-RISCV_CALL = Relocation(_riscv_call)
-RISCV_HI20 = Relocation(_riscv_hi20, riscv_hi20=True)
-RISCV_HI20_GOT = Relocation(_riscv_hi20, via_got=True, riscv_hi20=True)
+RISCV_CALL = Relocation(_riscv_call, reach=_REACH_RISCV)
+RISCV_HI20 = Relocation(_riscv_hi20, riscv_hi20=True, reach=_REACH_RISCV)
+RISCV_HI20_GOT = Relocation(_riscv_hi20, via_got=True, riscv_hi20=True, reach=_REACH_RISCV)
 RISCV_LO12 = Relocation(_riscv_lo12)
-S390X_PCREL_DBL = Relocation(_s390x_pcrel_dbl)
+S390X_PCREL_DBL = Relocation(_s390x_pcrel_dbl, reach=_REACH_S390X)

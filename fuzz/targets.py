@@ -404,6 +404,11 @@ class Target:
     # conventions that say a callee leaves them alone; no register pressure
     # puts a value in them
     reserved_regs: tuple[str, ...] = ()
+    # the callee-saved registers a convention that "clobbers every allocatable
+    # register" (`tail` before its fuzz.features `callee-saves:` rule began)
+    # still keeps: those its clobber set leaves out (the frame pointer, the
+    # platform's reserved ones; on riscv64 also fs0, see below)
+    kept_when_all_clobbered: tuple[str, ...] = ()
     # Narrow `uext`/`sext` integers: the conventions in which Cranelift
     # extends them to 64 bits (caller: params; callee: register returns),
     # each backend's `get_ext_mode`, and the integer argument registers and
@@ -439,15 +444,16 @@ class Target:
 
     def preserved(self, cc: str) -> tuple[tuple[Reg, int], ...]:
         """(register, preserved low bits) a callee of convention `cc` keeps."""
-        key = (self.name, cc)
+        names = self.callee_saved.get(cc, self.callee_saved.get("*", {}))
+        # by content: a release's view (fuzz.features) has its own sets
+        key = (self.name, cc, tuple(names.items()))
         if key not in _PRESERVED:
-            names = self.callee_saved.get(cc, self.callee_saved.get("*", {}))
             by_name = {r.name: r for r in self.registers}
             _PRESERVED[key] = tuple((by_name[name], bits) for name, bits in names.items())
         return _PRESERVED[key]
 
 
-_PRESERVED: dict[tuple[str, str], tuple[tuple[Reg, int], ...]] = {}
+_PRESERVED: dict[tuple[str, str, tuple[tuple[str, int], ...]], tuple[tuple[Reg, int], ...]] = {}
 
 
 def _saved(*groups: tuple[list[str], int]) -> dict[str, int]:
@@ -664,6 +670,9 @@ _RISCV64_CALLEE_SAVED: dict[str, dict[str, int]] = {
     # ra and the scratch registers t5/t6 (x30, x31) are never allocated
     "preserve_all": {n: b for n, b in _all(_RISCV64_REGS).items() if n not in ("x1", "x30", "x31")},
 }
+# Before 0.108 riscv64's TAIL_CLOBBERS (every allocatable register) leaves
+# out fs0 (f8): a caller keeps a value in f8 across a `tail` call, which the
+# tail callee's prologue (saving nothing in that convention) does not keep.
 # s390x (s390x/abi.rs `get_regs_clobbered_by_call`: SYSV_CLOBBERS r0-r5 and
 # every vector register, TAIL_CLOBBERS r0-r7 and every vector register,
 # PreserveAll none). The s390x ELF ABI supplement 1.2.2.1: r6-r13 and the
@@ -698,6 +707,7 @@ TARGETS: dict[str, Target] = {
             ra_slot=8,
             callee_saved=_X86_CALLEE_SAVED,
             pinned_reg="r15",
+            kept_when_all_clobbered=("rbp",),
             # x64/abi.rs get_ext_mode: `specified` for every convention
             int_arg_regs=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),
             int_ret_reg="rax",
@@ -887,6 +897,7 @@ TARGETS: dict[str, Target] = {
             callee_saved=_AARCH64_CALLEE_SAVED,
             pinned_reg="x21",
             reserved_regs=_AARCH64_RESERVED,
+            kept_when_all_clobbered=("x29", *_AARCH64_RESERVED),
             # aarch64/abi.rs get_ext_mode: only apple_aarch64 extends (AAPCS64
             # leaves the bits unspecified; Apple asks for 32, Cranelift does 64)
             extending_convs=("apple_aarch64",),
@@ -1013,6 +1024,7 @@ TARGETS: dict[str, Target] = {
             registers=_RISCV64_REGS,
             callee_saved=_RISCV64_CALLEE_SAVED,
             reserved_regs=_RISCV64_RESERVED,
+            kept_when_all_clobbered=("x8", "f8", *_RISCV64_RESERVED),
             # a0-a7; riscv64/abi.rs get_ext_mode: `specified`
             int_arg_regs=tuple(f"x{i}" for i in range(10, 18)),
             int_ret_reg="x10",

@@ -28,7 +28,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 # The old releases the README's test command prebuilds for the tests; one
 # place, checked against the README by tests/test_readme.py.
 PREBUILT = Path(__file__).parent / "prebuilt"
-PREBUILT_RELEASES = ("0.128.4",)
+PREBUILT_RELEASES = ("0.105.4", "0.128.4")
 
 INDEX_FIXTURE = Path(__file__).parent / "data" / "crates-index" / "cranelift-codegen"
 os.environ["CALLFUZZ_INDEX_URL"] = INDEX_FIXTURE.as_uri()

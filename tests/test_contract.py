@@ -6,11 +6,16 @@ callee pops stack arguments, and across self-recursive tail calls."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import unicorn as uc
+from conftest import PREBUILT_RELEASES
 
 from fuzz.faults import JUNK, MACHINE_FAULTS, hooks
 from fuzz.pipeline.contract import (
@@ -27,8 +32,9 @@ from fuzz.pipeline.contract import (
     sp_violation,
 )
 from fuzz.pipeline.filetest import TargetLine, parse_text
+from fuzz.pipeline.link import CompiledFunction, Reloc
 from fuzz.pipeline.oracle import Verdict
-from fuzz.pipeline.runner import DEFAULT_CC, FaultHooks, Runner, RunResult
+from fuzz.pipeline.runner import DEFAULT_CC, FaultHooks, Runner, RunResult, return_offsets
 from fuzz.targets import TARGETS, Target
 from fuzz.triage.buckets import bucket_for
 from fuzz.triage.known import KnownFinding, load
@@ -660,3 +666,88 @@ def test_self_recursive_tail_calls_keep_the_frames_in_step(target: str, alternat
         reg,
         "%main -> %count",
     ), [str(v) for v in violations]
+
+
+def _riscv(*words: int) -> bytes:
+    return b"".join(w.to_bytes(4, "little") for w in words)
+
+
+def test_old_riscv64_call_sites_are_moved_to_where_the_calls_return() -> None:
+    """Before 0.120 riscv64 recorded a direct call's (and a tail call's)
+    site at the start of its auipc+jalr pair: the contract hooks where the
+    call returns, and nothing for a tail call (fuzz.features
+    `call-site-after-call`)."""
+    code = _riscv(
+        0x000280E7,  # 0: jalr ra, 0(t0): an indirect call, returns at 4
+        0x00000097,  # 4: auipc ra, 0
+        0x000080E7,  # 8: jalr ra, 0(ra): a direct call, returns at 12
+        0x00000F97,  # 12: auipc t6, 0
+        0x000F8067,  # 16: jalr x0, 0(t6): a tail call
+    )
+    relocs = [Reloc(4, "RiscvCallPlt", "%g", 0), Reloc(12, "RiscvCallPlt", "%h", 0)]
+    f = CompiledFunction("%f", code, relocs, [], call_returns=[4, 4, 12])
+    riscv64 = TARGETS["riscv64"]
+    assert sorted(return_offsets(f, riscv64, (0, 119, 0))) == [4, 12]
+    assert return_offsets(f, riscv64, (0, 120, 0)) == [4, 4, 12]
+    assert return_offsets(f, riscv64, None) == [4, 4, 12]
+    assert return_offsets(f, TARGETS["x86_64"], (0, 105, 4)) == [4, 4, 12]
+
+
+# --- the contract of an old release (its bridge in a child process) -------------
+
+OLD_RELEASE = "0.105.4"  # conftest.PREBUILT_RELEASES builds it for CI
+
+
+def _old_bridge_ready() -> bool:
+    from fuzz.bridge import cache
+
+    entry = cache.entry_for(f"release-{OLD_RELEASE}")
+    return entry is not None and entry.current(cache.source_hash())
+
+
+def _outcomes_on_old_release(path: Path, target: str) -> list[dict[str, object]]:
+    env = dict(os.environ, CALLFUZZ_CRANELIFT=OLD_RELEASE)
+    env.pop("CALLFUZZ_BRIDGE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "fuzz.commands.bisect_step", str(path), target],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    found: list[dict[str, object]] = json.loads(done.stdout)
+    return found
+
+
+needs_old_bridge = pytest.mark.skipif(
+    not _old_bridge_ready(),
+    reason=f"needs Cranelift {OLD_RELEASE}'s bridge (the README's test command prebuilds it)",
+)
+
+
+@needs_old_bridge
+@pytest.mark.parametrize("target", ["x86_64", "aarch64"])
+def test_an_old_releases_tail_callees_raise_no_false_alarm(target: str, tmp_path: Path) -> None:
+    """On 0.105 a `tail` callee kept nothing allocatable (its callers
+    assumed so): under register pressure it uses the registers newer
+    releases save, and the contract of its release does not call that a
+    violation (fuzz.features `callee-saves:tail`)."""
+    path = tmp_path / "pressure.clif"
+    path.write_text(_pressure_case(TARGETS[target], "tail"))
+    found = _outcomes_on_old_release(path, target)
+    assert found and all(o["verdict"] == "agree" for o in found), found
+
+
+@needs_old_bridge
+def test_an_old_releases_riscv64_calls_return_where_the_contract_looks() -> None:
+    """0.105's riscv64 call sites sit at the start of a direct call's
+    auipc+jalr (fuzz.features `call-site-after-call`): colocated calls
+    still agree, with no frame left unreturned."""
+    path = Path(__file__).parent.parent / "corpus" / "riscv64-colocated-call.clif"
+    found = _outcomes_on_old_release(path, "riscv64")
+    assert found and all(o["verdict"] == "agree" for o in found), found
+
+
+def test_the_old_release_is_prebuilt_for_ci() -> None:
+    assert OLD_RELEASE in PREBUILT_RELEASES

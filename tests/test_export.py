@@ -13,7 +13,7 @@ import pytest
 
 from fuzz import _cranelift
 from fuzz.pipeline.cabi.build import compile_unit, compiler_path
-from fuzz.pipeline.runner import C_ABI_DIRECTIVE
+from fuzz.pipeline.runner import C_ABI_DIRECTIVE, layout_of
 from fuzz.targets import TARGETS
 from fuzz.triage.cabi_export import c_abi_sides
 from fuzz.triage.export import filetest, target_configs
@@ -213,3 +213,13 @@ def test_a_compile_export_keeps_the_convention_test_run_gave_its_functions() -> 
     assert "function %main() -> i64 system_v {" in text
     parsed = _cranelift.parse(text).functions()[0]
     assert parsed["signature"]["call_conv"] == "system_v"
+
+
+def test_an_export_keeps_the_layout_its_case_was_linked_with() -> None:
+    """A case a campaign linked apart replays apart (callfuzz reads the
+    line); the text says upstream's JIT places functions its own way."""
+    case = "; callfuzz: layout edge\n" + CASE
+    text = filetest(case, "x86_64: crash", "x86_64|crash|x", "0.135.8")
+    assert layout_of(text) == "edge" and "edge layout, not upstream's" in text
+    assert layout_of(filetest(CASE, "x86_64: crash", "x86_64|crash|x", "0.135.8")) == "near"
+    _cranelift.parse(text)

@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from fuzz.features import FEATURES, Version, for_version, has, parse_version
+from fuzz.features import (
+    FEATURES,
+    Version,
+    abi_for_version,
+    callee_saved,
+    for_version,
+    has,
+    parse_version,
+)
 from fuzz.gen.choices import RandomSource
 from fuzz.gen.generate import generate
 from fuzz.targets import TARGETS
@@ -227,3 +235,48 @@ def test_single_pass_is_chosen_only_where_the_release_accepts_it() -> None:
     assert uses_single_pass((0, 119, 0)) > 0
     assert uses_single_pass((0, 121, 2)) == uses_single_pass((0, 123, 0)) == 0
     assert uses_single_pass((0, 124, 0)) > 0
+
+
+# --- ABI rules per release ------------------------------------------------------
+
+# Read from `get_regs_clobbered_by_call` in cranelift/codegen/src/isa/*/abi.rs
+# at the wasmtime tags: until these releases `tail` callees clobbered every
+# allocatable register (the release is the first with the full set).
+TAIL_SAVES_FROM = {"x86_64": (0, 107, 0), "aarch64": (0, 108, 0), "riscv64": (0, 108, 0)}
+# what an all-clobbering `tail` left out of its clobbers (frame pointer,
+# reserved registers; riscv64's fs0, which its TAIL_CLOBBERS forgot)
+TAIL_KEPT_BEFORE = {
+    "x86_64": {"rbp"},
+    "aarch64": {"x29"},
+    "riscv64": {"x3", "x4", "x8", "f8"},
+}
+
+
+@pytest.mark.parametrize("target", sorted(TAIL_SAVES_FROM))
+def test_tail_callees_saved_nothing_allocatable_before_their_rule(target: str) -> None:
+    t = TARGETS[target]
+    first = TAIL_SAVES_FROM[target]
+    last_without = (0, first[1] - 1, 9)
+    full = {r.name for r, _bits in t.preserved("tail")}
+    old = abi_for_version(t, last_without)
+    assert {r.name for r, _bits in old.preserved("tail")} == TAIL_KEPT_BEFORE[target]
+    assert TAIL_KEPT_BEFORE[target] < full
+    for version in (first, (0, 135, 8), None):
+        assert {r.name for r, _bits in abi_for_version(t, version).preserved("tail")} == full
+    # the other conventions kept their sets in every release
+    for cc in t.call_convs:
+        if cc != "tail":
+            assert old.preserved(cc) == t.preserved(cc), cc
+    assert callee_saved(t, None) == t.callee_saved
+
+
+def test_s390x_tail_has_one_set_in_every_release_that_has_it() -> None:
+    t = TARGETS["s390x"]
+    since = FEATURES["s390x:tail"].since
+    assert abi_for_version(t, since).preserved("tail") == t.preserved("tail")
+
+
+def test_the_generators_view_carries_the_releases_call_contract() -> None:
+    t = TARGETS["x86_64"]
+    assert for_version(t, (0, 106, 2)).callee_saved == callee_saved(t, (0, 106, 2))
+    assert for_version(t, (0, 106, 2)).preserved("tail") != t.preserved("tail")

@@ -30,6 +30,7 @@ from fuzz.gen.choices import ByteSource, RandomSource, Source
 from fuzz.gen.generate import generate
 from fuzz.pipeline.cabi.check import precompile
 from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_text
+from fuzz.pipeline.link import EDGE, FAR, NEAR
 from fuzz.pipeline.oracle import Verdict, is_recorded
 from fuzz.pipeline.routing import ExecutorChoice, for_installed_qemu
 from fuzz.pipeline.runner import C_ABI_DIRECTIVE, C_ABI_RUN, Runner, default_lines, line_flags
@@ -232,10 +233,26 @@ def release_under_test() -> Version:
     return parse_version(_cranelift.version())
 
 
+# One generated case in LAYOUT_EVERY is linked FAR, one EDGE (by seed, so
+# the same in every run): callees placed apart (fuzz.pipeline.link.LAYOUTS)
+LAYOUT_EVERY = 16
+_LAYOUT_BY_SEED = {5: FAR, 13: EDGE}
+
+
+def layout_for_seed(seed: int) -> str:
+    # mixed (Fibonacci hashing), so the layouts do not follow the target,
+    # which is the seed modulo the number of targets
+    mixed = ((seed * 0x9E37_79B9_7F4A_7C15) & ((1 << 64) - 1)) >> 32
+    return _LAYOUT_BY_SEED.get(mixed % LAYOUT_EVERY, NEAR)
+
+
 def generated(seed: int, targets: Sequence[Target]) -> str:
-    """The random engine's case for a seed: the same text in any process."""
+    """The random engine's case for a seed: the same text in any process,
+    with the layout its seed gives (`; callfuzz: layout far`) where not near."""
     target = for_installed_qemu(targets[seed % len(targets)])
-    return generate(RandomSource(seed), target, version=release_under_test()).text
+    text = generate(RandomSource(seed), target, version=release_under_test()).text
+    layout = layout_for_seed(seed)
+    return text if layout == NEAR else f"; callfuzz: layout {layout}\n{text}"
 
 
 def from_bytes(data: bytes, targets: Sequence[Target]) -> str:

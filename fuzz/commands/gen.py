@@ -26,7 +26,8 @@ from fuzz.versions import parse_version
 
 
 def check_case(case: Case, isas: dict[tuple[str, ...], _cranelift.Isa]) -> str | None:
-    """None when the case parses, verifies and compiles; else the cause."""
+    """None when the case parses, verifies and compiles; else the cause
+    (`target: panic: ...` when Cranelift panicked)."""
     try:
         module = _cranelift.parse(case.text)
         key = (case.target.triple, *case.flags, "|", *case.isa_flags)
@@ -53,7 +54,8 @@ def run_gen(
     expect: bool = True,
 ) -> int:
     cells: Counter[Cell] = Counter()
-    causes: Counter[str] = Counter()
+    causes: Counter[str] = Counter()  # rejected: generator defects
+    panics: Counter[str] = Counter()  # Cranelift panicked: findings
     isas: dict[tuple[str, ...], _cranelift.Isa] = {}
     runner = Runner()
     version = parse_version(_cranelift.version())
@@ -73,7 +75,7 @@ def run_gen(
             # plain echo: rich would wrap long run lines and break the CLIF
             click.echo(f"; seed {case_seed}\n{text}")
         if check and (cause := check_case(case, isas)):
-            causes[cause] += 1
+            (panics if ": panic: " in cause else causes)[cause] += 1
     elapsed = time.perf_counter() - start
     if stats:
         for target in targets:
@@ -109,6 +111,15 @@ def run_gen(
         )
         for cause, n in causes.most_common(10):
             console.print(f"  {n} x {cause}", highlight=False)
+        if panics:
+            # accepted, then crashed Cranelift: what campaigns hunt for
+            console.print(
+                f"Cranelift panicked on {sum(panics.values())} of the valid cases "
+                "(findings, not generator defects; campaigns record them as compile panics):",
+                highlight=False,
+            )
+            for cause, n in panics.most_common(10):
+                console.print(f"  {n} x {cause}", highlight=False)
     console.print(f"{count} cases in {elapsed:.1f}s", highlight=False)
     return 0 if not causes else 1
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -37,7 +37,7 @@ import unicorn as uc
 
 from fuzz.pipeline import libcalls
 from fuzz.pipeline.contract import CALLER_FRAME, CallMap, Checker, Violation, new_uc
-from fuzz.pipeline.link import CODE_BASE, Image
+from fuzz.pipeline.link import CODE_BASE, HARNESS_MEMORY, Image
 from fuzz.targets import Target
 
 STACK_BASE = 0x7000_0000
@@ -48,6 +48,8 @@ STACK_SIZE = 8 << 20
 # run wrote there (deep frames are rare, and 8 MiB take ~0.4 ms to write)
 STACK_REFILL = 64 << 10
 SLOTS_BASE = 0x6000_0000
+# code a far or edge layout places above the harness memory lies below this
+FAR_END = 1 << 47
 SLOTS_SIZE = 1 << 16
 VARIANTS = 2
 # where a libcall may store, on either executor: the stack and the slots
@@ -163,6 +165,17 @@ def _page_range(start: int, end: int) -> tuple[int, int]:
     return lo, hi
 
 
+def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Page ranges, overlapping or touching ones joined (chunks may share a page)."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
 class Emulator:
     """One unicorn instance for one target, reused across runs."""
 
@@ -191,9 +204,8 @@ class Emulator:
         self._code_write: int | None = None  # where a run stored into code
         if not target.read_only_code:
             self._code_prot = uc.UC_PROT_ALL
-            self.mu.hook_add(
-                uc.UC_HOOK_MEM_WRITE, self._on_code_write, begin=CODE_BASE, end=SLOTS_BASE - 1
-            )
+            for lo, hi in ((CODE_BASE, SLOTS_BASE), (HARNESS_MEMORY[1], FAR_END)):
+                self.mu.hook_add(uc.UC_HOOK_MEM_WRITE, self._on_code_write, begin=lo, end=hi - 1)
         self.disassembler = cs.Cs(target.cs_arch, target.cs_mode)
         self.checker = Checker(self.mu, target)
         self._libcall_hooks: list[int] = []
@@ -232,33 +244,43 @@ class Emulator:
             self.mu.mem_write(top, fill[:STACK_REFILL])
         self.mu.mem_write(SLOTS_BASE, fill[:SLOTS_SIZE])
 
-    def _map_exactly(self, lo: int, hi: int) -> None:
-        """Code pages mapped for [lo, hi) and nowhere else: pages a larger
-        earlier image needed are unmapped, so a stray jump past this image
-        faults as it would in a fresh process instead of running old code."""
+    def _map_exactly(self, ranges: list[tuple[int, int]]) -> None:
+        """Code pages mapped for the page-aligned [lo, hi) `ranges` (an
+        image's chunks) and nowhere else: pages an earlier image needed are
+        unmapped, so a stray jump past this image faults as it would in a
+        fresh process instead of running old code. Only the pages used are
+        mapped, however far apart the chunks lie."""
         kept = []
         for mlo, mhi in self._mapped:
-            if mlo < lo:
-                self.mu.mem_unmap(mlo, min(mhi, lo) - mlo)
-            if mhi > hi:
-                start = max(mlo, hi)
-                self.mu.mem_unmap(start, mhi - start)
-            if max(mlo, lo) < min(mhi, hi):
-                kept.append((max(mlo, lo), min(mhi, hi)))
+            # the parts of an old mapping inside the new ranges stay mapped
+            inside = [
+                (max(mlo, lo), min(mhi, hi)) for lo, hi in ranges if max(mlo, lo) < min(mhi, hi)
+            ]
+            cursor = mlo
+            for ilo, ihi in sorted(inside):
+                if cursor < ilo:
+                    self.mu.mem_unmap(cursor, ilo - cursor)
+                cursor = ihi
+            if cursor < mhi:
+                self.mu.mem_unmap(cursor, mhi - cursor)
+            kept += inside
         self._mapped = kept
-        page = lo
-        while page < hi:
-            if not any(mlo <= page < mhi for mlo, mhi in self._mapped):
-                run_end = page
-                while run_end < hi and not any(mlo <= run_end < mhi for mlo, mhi in self._mapped):
-                    run_end += PAGE
-                # read+execute: a store into code is a crash, and no run can
-                # leave changed code behind for the next
-                self.mu.mem_map(page, run_end - page, self._code_prot)
-                self._mapped.append((page, run_end))
-                page = run_end
-            else:
-                page += PAGE
+        for lo, hi in ranges:
+            page = lo
+            while page < hi:
+                if not any(mlo <= page < mhi for mlo, mhi in self._mapped):
+                    run_end = page
+                    while run_end < hi and not any(
+                        mlo <= run_end < mhi for mlo, mhi in self._mapped
+                    ):
+                        run_end += PAGE
+                    # read+execute: a store into code is a crash, and no run
+                    # can leave changed code behind for the next
+                    self.mu.mem_map(page, run_end - page, self._code_prot)
+                    self._mapped.append((page, run_end))
+                    page = run_end
+                else:
+                    page += PAGE
 
     def load(self, image: Image, calls: CallMap | None = None) -> None:
         # Holding the image (not its id) keeps a freed image's id from matching.
@@ -266,12 +288,15 @@ class Emulator:
             return
         self.checker.attach(calls or CallMap({}, {}))
         self._hook_libcalls(image)
-        lo, hi = _page_range(image.base, image.base + len(image.data))
-        self._map_exactly(lo, hi)
-        # the image, then zeros to the end of its last page (an earlier image
-        # may have left bytes there; a fresh mapping holds zeros)
-        self.mu.mem_write(lo, bytes(image.base - lo) + bytes(image.data))
-        self.mu.mem_write(image.base + len(image.data), bytes(hi - image.base - len(image.data)))
+        chunks = image.chunks()
+        self._map_exactly(_merged(_page_range(start, start + len(data)) for start, data in chunks))
+        # zeros on every page of the image (an earlier image may have left
+        # bytes there; a fresh mapping holds zeros), then each chunk: chunks
+        # may share a page
+        for lo, hi in self._mapped:
+            self.mu.mem_write(lo, bytes(hi - lo))
+        for start, data in chunks:
+            self.mu.mem_write(start, bytes(data))
         # Drop every translated block: those of the previous image at these
         # addresses, and those of pages just unmapped and mapped again (unicorn
         # can find a stale block by its virtual address). A new image reuses
@@ -422,8 +447,7 @@ class Emulator:
         )
 
     def mnemonic_at(self, image: Image, pc: int) -> str:
-        at = pc - image.base
-        code = bytes(image.data[at : at + 16])
+        code = image.bytes_at(pc, 16)
         for insn in self.disassembler.disasm(code, pc, 1):
             return f"{insn.mnemonic} {insn.op_str}".strip()
         return f"undecodable bytes {code[:4].hex()}"
@@ -448,8 +472,7 @@ class Emulator:
             fault = pc + self.target.fault_pc_delta
             if image.function_at(fault) is None:
                 return RawOutcome("crash", detail=f"{err} outside any function", pc=fault)
-            at = fault - image.base
-            foreign = self.target.foreign_insn(bytes(image.data[at : at + 4]))
+            foreign = self.target.foreign_insn(image.bytes_at(fault, 4))
             if foreign:
                 return RawOutcome("crash", detail=f"illegal instruction: {foreign}", pc=fault)
             return RawOutcome(

@@ -4,6 +4,7 @@ configuration (compile, link, emulate), then judges the outcomes."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fuzz import _cranelift
+from fuzz.features import abi_for_version, has
 from fuzz.pipeline.cabi import check as cabi
 from fuzz.pipeline.cabi.build import CBuildError
 from fuzz.pipeline.cabi.declare import CSignature
@@ -26,7 +28,15 @@ from fuzz.pipeline.filetest import (
     flag_on,
     settings,
 )
-from fuzz.pipeline.link import CompiledFunction, Image, LinkError, NeedsLibcall, link
+from fuzz.pipeline.link import (
+    LAYOUTS,
+    NEAR,
+    CompiledFunction,
+    Image,
+    LinkError,
+    NeedsLibcall,
+    link,
+)
 from fuzz.pipeline.oracle import (
     INTERPRETER,
     Judgement,
@@ -42,6 +52,7 @@ from fuzz.pipeline.sigcheck import check_signatures
 from fuzz.pipeline.trampoline import SLOT_BYTES, slot_count, trampoline_clif
 from fuzz.targets import TARGETS, Target
 from fuzz.values import NanPolicy, Value
+from fuzz.versions import Version, parse_version
 
 if TYPE_CHECKING:
     from fuzz._cranelift import Pair, SignatureInfo
@@ -65,6 +76,21 @@ DEFAULT_FUEL = 1_000_000
 C_ABI_RUN = "c-abi"
 # a file with this comment line asks for the C-ABI check (its reproducers do)
 C_ABI_DIRECTIVE = "; callfuzz: c-abi"
+# `; callfuzz: layout far`: how the linker places the file's functions on
+# the target lines unicorn runs (fuzz.pipeline.link.LAYOUTS); campaigns give
+# a share of generated cases one, and its reproducers keep it
+LAYOUT_DIRECTIVE = re.compile(r"^; callfuzz: layout (\w+)$", re.MULTILINE)
+
+
+def layout_of(text: str) -> str:
+    """The layout a file asks for (NEAR when it names none); BadInput for
+    one the linker does not know."""
+    found = LAYOUT_DIRECTIVE.search(text)
+    if found is None:
+        return NEAR
+    if found.group(1) not in LAYOUTS:
+        raise BadInput(f"unknown layout {found.group(1)!r}: one of {', '.join(LAYOUTS)}")
+    return found.group(1)
 
 
 @dataclass
@@ -88,6 +114,7 @@ class Config:
     route: Route = Route(UNICORN)
     flags_on: frozenset[str] = frozenset()  # the ISA flags set (qemu-user's -cpu)
     shared: tuple[str, ...] = ()  # the shared flags it compiles with
+    layout: str = NEAR  # how the linker placed its functions (fuzz.pipeline.link.LAYOUTS)
 
 
 def _compile_failure(err: Exception) -> Outcome:
@@ -130,6 +157,9 @@ class Runner:
         self.budget = budget
         self.fuel = fuel
         self.emulators: dict[str, Emulator] = {}
+        # each target's call contract as the Cranelift under test promises it
+        self.release = parse_version(_cranelift.version())
+        self._contract_targets: dict[str, tuple[Target, Target]] = {}
         self._isas: dict[tuple[str, tuple[str, ...], tuple[str, ...]], _cranelift.Isa] = {}
         self._trampolines: dict[tuple[int, str], CompiledFunction] = {}
         self.timings: dict[str, float] = defaultdict(float)
@@ -147,6 +177,15 @@ class Runner:
             # CPU seconds too: wall time counts waiting when cores are shared
             self.cpu[name] += time.thread_time() - cpu
             self.counts[name] += 1
+
+    def contract_target(self, target: Target) -> Target:
+        """`target` with the call contract of the Cranelift under test
+        (fuzz.features: callee-saved sets changed between releases)."""
+        found = self._contract_targets.get(target.name)
+        if found is None or found[0] is not target:
+            found = (target, abi_for_version(target, self.release))
+            self._contract_targets[target.name] = found
+        return found[1]
 
     def emulator(self, target: Target) -> Emulator:
         if target.name not in self.emulators:
@@ -250,8 +289,6 @@ class Runner:
                 f"follow {DEFAULT_CC}",
             )
             return config
-        if self.contract:
-            config.calls = call_map(ft, config.functions + tramps, image, line.target, shared)
         if config.route.executor == UNICORN:
             for name, address in image.symbols.items():
                 if found := line.target.unrunnable_code(image.code_of(name), address):
@@ -260,6 +297,24 @@ class Runner:
                     if config.route.executor is None:
                         config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=config.route.reason)
                     break
+        wanted = layout_of(ft.text)
+        if wanted != NEAR and config.route.executor == UNICORN and config.failure is None:
+            # unicorn maps the chunks wherever they lie; qemu-user loads one
+            # image, so a layout that placed functions apart is not refereed
+            try:
+                with self.stage("link"):
+                    placed = link(config.functions + tramps, line.target, layout=wanted)
+            except LinkError as err:
+                config.failure = Outcome(Kind.HARNESS, detail=f"{wanted} layout: link: {err}")
+                return config
+            if placed.far:
+                config.image = image = placed
+                config.layout = wanted
+                config.route = dataclasses.replace(config.route, referee=False)
+        if self.contract:
+            config.calls = call_map(
+                ft, config.functions + tramps, image, line.target, shared, self.release
+            )
         return config
 
     # --- execution ---------------------------------------------------------
@@ -345,7 +400,8 @@ class Runner:
         """One call of `entry(slots, callee)` in `image` on the executor named
         (unicorn hands what it cannot decode to qemu-user where the line may
         use it); the executor that ran it, and what the machine did."""
-        target = config.line.target
+        # the executors check the call contract of the release under test
+        target = self.contract_target(config.line.target)
         raw: RawOutcome | None = None
         if executor == UNICORN:
             with self.stage(f"emulate {target.name}"):
@@ -585,9 +641,11 @@ def call_map(
     image: Image,
     target: Target,
     shared: Sequence[str],
+    release: Version | None = None,
 ) -> CallMap:
     """The entries (with their signatures) and call return addresses of an
-    image; a trampoline has the target's default convention."""
+    image (as Cranelift `release` records them); a trampoline has the
+    target's default convention."""
     entries = {}
     for f in functions:
         if f.name in ft.functions:
@@ -602,10 +660,40 @@ def call_map(
         else:
             function = Function(f.name, DEFAULT_CC, stack_args=f.stack_args)
         entries[image.symbols[f.name]] = function
-    returns = {image.symbols[f.name] + at: f.name for f in functions for at in f.call_returns}
+    returns = {
+        image.symbols[f.name] + at: f.name
+        for f in functions
+        for at in return_offsets(f, target, release)
+    }
     pinned = flag_on(shared, "enable_pinned_reg")
     unchecked = frozenset({target.pinned_reg} if pinned and target.pinned_reg else ())
     return CallMap(entries, returns, unchecked)
+
+
+def return_offsets(f: CompiledFunction, target: Target, release: Version | None) -> list[int]:
+    """The return addresses (offsets in `f`) of the calls `f` makes. Before
+    the `call-site-after-call` rule (fuzz.features), riscv64 recorded the
+    site of a direct call or tail call at the start of its auipc+jalr pair
+    (the offset of its `RiscvCallPlt` relocation): a call (the jalr links
+    ra) returns 8 bytes on, a tail call (it links x0) does not return."""
+    if has("call-site-after-call", release, target.name):
+        return f.call_returns
+    pairs = {r.offset for r in f.relocs if r.kind == "RiscvCallPlt"}
+    out = []
+    for at in f.call_returns:
+        if at not in pairs:
+            out.append(at)  # also where a call just before the pair returns
+            continue
+        pairs.discard(at)  # one site per pair
+        if _jalr_links_ra(f.code[at + 4 : at + 8]):
+            out.append(at + 8)
+    return out
+
+
+def _jalr_links_ra(word: bytes) -> bool:
+    """Whether a 4-byte riscv64 instruction is `jalr ra, ...` (rd = x1)."""
+    insn = int.from_bytes(word, "little")
+    return len(word) == 4 and insn & 0x7F == 0x67 and (insn >> 7) & 0x1F == 1
 
 
 # the default convention of every target triple callfuzz runs (Linux, ELF)

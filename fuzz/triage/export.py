@@ -16,6 +16,7 @@ from fuzz import _cranelift
 from fuzz.gen.expect import restated
 from fuzz.pipeline.cabi.check import C_FLAGS
 from fuzz.pipeline.filetest import FileTest, RunCommand, flag_on, parse_text, settings
+from fuzz.pipeline.link import NEAR
 from fuzz.pipeline.oracle import (
     INTERPRETER,
     Kind,
@@ -24,7 +25,7 @@ from fuzz.pipeline.oracle import (
     matches_expectation,
     same_outcome,
 )
-from fuzz.pipeline.runner import C_ABI_DIRECTIVE, DEFAULT_CC, Runner, default_lines
+from fuzz.pipeline.runner import C_ABI_DIRECTIVE, DEFAULT_CC, Runner, default_lines, layout_of
 from fuzz.targets import UnknownTarget, lookup
 from fuzz.values import NanPolicy, Value, clif_literal
 
@@ -59,6 +60,11 @@ def filetest(clif: str, title: str, key: str, version: str) -> str:
     ]
     if c_abi:
         head.append(C_ABI_DIRECTIVE)
+    layout = layout_of(clif)
+    if layout != NEAR:
+        # callfuzz replays the placement; upstream's JIT places functions itself
+        head.insert(3, f"; callfuzz linked its functions apart ({layout} layout, not upstream's):")
+        head.append(f"; callfuzz: layout {layout}")
     features = [line for line in header if line.startswith("feature")]
     body_lines = lines[start:]
     if tests == ["test compile"] and any(line.startswith("test run") for line in header):
