@@ -12,6 +12,7 @@ from fuzz.gen.choices import RandomSource
 from fuzz.gen.generate import generate
 from fuzz.pipeline.filetest import TargetLine, parse_text
 from fuzz.pipeline.oracle import Verdict
+from fuzz.pipeline.routing import for_installed_qemu
 from fuzz.pipeline.runner import Runner
 from fuzz.targets import TARGETS
 
@@ -68,7 +69,8 @@ def test_thread_locals_are_compiled_and_not_run(name: str) -> None:
     models = set()
     runner = Runner()
     for seed in range(4000):
-        case = generate(RandomSource(seed), TARGETS[name])
+        # as campaigns generate: what the installed qemu-user runs
+        case = generate(RandomSource(seed), for_installed_qemu(TARGETS[name]))
         if "tls_value" not in case.text:
             continue
         assert check_case(case, {}) is None
