@@ -30,8 +30,8 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 PREBUILT = Path(__file__).parent / "prebuilt"
 PREBUILT_RELEASES = ("0.105.4", "0.128.4")
 
-INDEX_FIXTURE = Path(__file__).parent / "data" / "crates-index" / "cranelift-codegen"
-os.environ["CALLFUZZ_INDEX_URL"] = INDEX_FIXTURE.as_uri()
+INDEX_FIXTURE = Path(__file__).parent / "data" / "crates-index"
+os.environ["CALLFUZZ_INDEX_URL"] = INDEX_FIXTURE.as_uri() + "/"
 # CALLFUZZ_TEST_CACHE keeps real bridges built by CALLFUZZ_SLOW=1 runs between runs
 if os.environ.get("CALLFUZZ_TEST_CACHE"):
     os.environ["CALLFUZZ_CACHE"] = os.environ["CALLFUZZ_TEST_CACHE"]

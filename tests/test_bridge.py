@@ -26,6 +26,7 @@ from fuzz.bridge.spec import BridgeError, Checkout, Release
 ROOT = Path(__file__).resolve().parents[1]
 CHOICE_VARS = (load.ENV_CHOICE, load.ENV_PINNED)
 
+FETCH_INDEX = spec.fetch_index  # the real reader (the fixture says which tests may use it)
 INDEX = "\n".join(
     json.dumps({"name": "cranelift-codegen", "vers": v, "yanked": y})
     for v, y in [
@@ -70,7 +71,7 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(load, "_active", None)
 
-    def offline() -> str:
+    def offline(crate: str) -> str:
         raise OSError("network is off in tests")
 
     monkeypatch.setattr(spec, "fetch_index", offline)
@@ -80,8 +81,9 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def serve_index(monkeypatch: pytest.MonkeyPatch, text: str = INDEX) -> list[int]:
     calls: list[int] = []
 
-    def fetch() -> str:
-        calls.append(1)
+    def fetch(crate: str) -> str:
+        if crate == "cranelift-codegen":  # one per refresh
+            calls.append(1)
         return text
 
     monkeypatch.setattr(spec, "fetch_index", fetch)
@@ -109,7 +111,7 @@ def test_the_cached_index_serves_offline_and_is_refreshed_when_old(
 ) -> None:
     serve_index(monkeypatch)
     spec.resolve("0.131")
-    monkeypatch.setattr(spec, "fetch_index", lambda: (_ for _ in ()).throw(OSError("off")))
+    monkeypatch.setattr(spec, "fetch_index", lambda crate: (_ for _ in ()).throw(OSError("off")))
     assert spec.resolve("0.131") == Release("0.131.3")  # fresh cache, no fetch
     data = json.loads(spec.Index.path().read_text())
     data["fetched"] = time.time() - spec.INDEX_TTL - 1
@@ -491,7 +493,7 @@ def test_the_chosen_bridge_is_what_fuzz_cranelift_loads(cache_dir: Path, fake_ca
 def test_the_live_index_is_never_read_by_tests() -> None:
     # every test and child process reads the fixture index (tests/conftest.py)
     assert os.environ[spec.ENV_INDEX_URL].startswith("file://")
-    published, _ = spec.parse_index(spec.fetch_index())
+    published, _ = spec.parse_index(spec.fetch_index("cranelift-codegen"))
     assert "0.135.8" in published
 
 
@@ -641,6 +643,7 @@ def test_remove_all_empties_the_cache(cache_dir: Path) -> None:
 # --- releases newer than the newest callfuzz knows (issue 22) -------------------
 
 INDEX_FIXTURE = Path(__file__).parent / "data" / "crates-index" / "cranelift-codegen"
+INDEX_BASE = INDEX_FIXTURE.parent.as_uri() + "/"
 # the fixture index (0.138.0 is newer than the newest known) and a made-up 0.150
 NEWER_INDEX = INDEX_FIXTURE.read_text() + "\n" + json.dumps({"vers": "0.150.2"}) + "\n"
 
@@ -674,7 +677,7 @@ def test_a_newer_release_that_does_not_build_fails_with_its_build_log(
     cache_dir: Path, fake_cargo: Path
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k not in CHOICE_VARS}
-    env |= {"FAKE_CARGO_FAIL": "1", spec.ENV_INDEX_URL: INDEX_FIXTURE.as_uri()}
+    env |= {"FAKE_CARGO_FAIL": "1", spec.ENV_INDEX_URL: INDEX_BASE}
     done = callfuzz("--cranelift", "0.138", "run", "x.clif", env=env)
     assert done.returncode == 2, done.stderr
     log = cache_dir / "logs" / "release-0.138.0.log"
@@ -766,3 +769,17 @@ def test_list_says_why_there_is_no_installed_bridge(
     monkeypatch.undo()
     assert cranelift.installed_library() == installed_library()
     assert cranelift.installed_version() == INSTALLED_VERSION
+
+
+def test_a_line_resolves_to_its_newest_release_that_has_every_crate(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0.135.11 is cranelift-codegen's alone on crates.io (an LTS patch without
+    reader or interpreter, as in the fixture): 0.135 is 0.135.8, and naming
+    0.135.11 says why it cannot be built."""
+    monkeypatch.setenv(spec.ENV_INDEX_URL, INDEX_BASE)
+    monkeypatch.setattr(spec, "fetch_index", FETCH_INDEX)
+    assert "0.135.11" in spec.parse_index(FETCH_INDEX("cranelift-codegen"))[0]
+    assert spec.resolve("0.135") == Release("0.135.8")
+    with pytest.raises(BridgeError, match=r"0\.135\.11 is cranelift-codegen's alone"):
+        spec.resolve("0.135.11")

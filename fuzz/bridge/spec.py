@@ -1,10 +1,10 @@
 """A choice of Cranelift, read: a release (`0.131` means the newest published
 0.131.x, `0.128.4` exactly that one) or the path of a wasmtime checkout.
 
-Releases are looked up in the crates.io sparse index of `cranelift-codegen`
-(cached, so a resolved choice works offline); a checkout is identified by its
-commit and, when it has uncommitted changes, a hash of them, which is what
-its cached bridge is keyed by."""
+Releases are looked up in the crates.io sparse index (cached, so a resolved
+choice works offline); a checkout is identified by its commit and, when it
+has uncommitted changes, a hash of them, which is what its cached bridge is
+keyed by."""
 
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ from typing import Any
 from fuzz.bridge import cache
 from fuzz.versions import SUPPORTED, is_supported, parse_release, parse_version
 
-INDEX_URL = "https://index.crates.io/cr/an/cranelift-codegen"
-# Overrides INDEX_URL (any URL urllib reads, `file://` included): the tests
-# point it at a fixture so that nothing depends on what crates.io publishes.
+INDEX_URL = "https://index.crates.io/cr/an/"
+# Overrides INDEX_URL, the base a crate's name is appended to (any URL urllib
+# reads, `file://` included): the tests point it at a fixture directory so
+# that nothing depends on what crates.io publishes.
 ENV_INDEX_URL = "CALLFUZZ_INDEX_URL"
 # A cached index older than this is refreshed before a release line is resolved.
 INDEX_TTL = 6 * 3600
@@ -36,6 +37,12 @@ CRATES = {
     "cranelift-interpreter": "cranelift/interpreter",
     "cranelift-control": "cranelift/control",
 }
+
+
+# A release is usable when every crate the bridge takes at its version is
+# published: an LTS line's newest patch can be cranelift-codegen's alone
+# (0.111.13, 0.123.23, 0.135.11, 0.137.3 have no reader or interpreter).
+INDEXED_CRATES = ("cranelift-codegen", "cranelift-reader", "cranelift-interpreter")
 
 
 class BridgeError(Exception):
@@ -122,6 +129,11 @@ def resolve_release(major: int, minor: int, patch: int | None) -> str:
             return wanted
         if wanted in index.yanked:
             raise BridgeError(f"cranelift-codegen {wanted} is yanked from crates.io")
+        if wanted in index.partial:
+            raise BridgeError(
+                f"Cranelift {wanted} is cranelift-codegen's alone on crates.io (no "
+                f"{' or '.join(INDEXED_CRATES[1:])} {wanted}): name an earlier patch release"
+            )
     elif line:
         return line[-1]
     if index.published:
@@ -150,11 +162,11 @@ def _built_releases(major: int, minor: int, patch: int | None) -> list[str]:
     return sorted(found, key=parse_version)
 
 
-def fetch_index() -> str:
-    """The sparse-index file of cranelift-codegen: one JSON object per version."""
+def fetch_index(crate: str) -> str:
+    """A crate's sparse-index file: one JSON object per version."""
     import urllib.request
 
-    url = os.environ.get(ENV_INDEX_URL) or INDEX_URL
+    url = (os.environ.get(ENV_INDEX_URL) or INDEX_URL).rstrip("/") + "/" + crate
     request = urllib.request.Request(url, headers={"User-Agent": "callfuzz"})
     with urllib.request.urlopen(request, timeout=20) as reply:
         return str(reply.read().decode())
@@ -176,22 +188,32 @@ def parse_index(text: str) -> tuple[list[str], list[str]]:
 
 @dataclass(frozen=True)
 class Index:
-    """The published versions of cranelift-codegen, as last read from crates.io."""
+    """The released versions of Cranelift, as last read from crates.io:
+    `published` has every crate of INDEXED_CRATES, `partial` cranelift-codegen
+    alone, `yanked` is yanked."""
 
     published: tuple[str, ...] = ()
     yanked: tuple[str, ...] = ()
     fetched: float = 0.0
     error: str = "never fetched"
+    partial: tuple[str, ...] = ()
 
     @staticmethod
     def path() -> Path:
-        return cache.cache_root() / "index" / "cranelift-codegen.json"
+        # named for what it holds since `partial` (older files read as absent)
+        return cache.cache_root() / "index" / "cranelift.json"
 
     @classmethod
     def load(cls) -> Index:
         try:
             data: dict[str, Any] = json.loads(cls.path().read_text())
-            return cls(tuple(data["published"]), tuple(data["yanked"]), float(data["fetched"]), "")
+            return cls(
+                tuple(data["published"]),
+                tuple(data["yanked"]),
+                float(data["fetched"]),
+                "",
+                tuple(data["partial"]),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return cls()
 
@@ -203,15 +225,26 @@ class Index:
         from http.client import HTTPException
 
         try:
-            published, yanked = parse_index(fetch_index())
+            indexes = [parse_index(fetch_index(crate)) for crate in INDEXED_CRATES]
         except (OSError, ValueError, HTTPException) as err:
-            return Index(self.published, self.yanked, self.fetched, str(err) or type(err).__name__)
-        index = Index(tuple(published), tuple(yanked), time.time(), "")
+            error = str(err) or type(err).__name__
+            return Index(self.published, self.yanked, self.fetched, error, self.partial)
+        (codegen, yanked), *others = indexes
+        complete = [v for v in codegen if all(v in published for published, _ in others)]
+        partial = [v for v in codegen if v not in complete]
+        index = Index(tuple(complete), tuple(yanked), time.time(), "", tuple(partial))
         path = self.path()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
         tmp.write_text(
-            json.dumps({"fetched": index.fetched, "published": published, "yanked": yanked})
+            json.dumps(
+                {
+                    "fetched": index.fetched,
+                    "published": complete,
+                    "yanked": yanked,
+                    "partial": partial,
+                }
+            )
         )
         os.replace(tmp, path)
         return index
