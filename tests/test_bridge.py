@@ -783,3 +783,18 @@ def test_a_line_resolves_to_its_newest_release_that_has_every_crate(
     assert spec.resolve("0.135") == Release("0.135.8")
     with pytest.raises(BridgeError, match=r"0\.135\.11 is cranelift-codegen's alone"):
         spec.resolve("0.135.11")
+
+
+def test_a_line_published_for_codegen_alone_is_named_so(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """crates.io had cranelift-codegen 0.138.0 without its reader and
+    interpreter: the line cannot be built, and the error says why."""
+
+    def fetch(crate: str) -> str:
+        extra = json.dumps({"vers": "0.139.0"}) if crate == "cranelift-codegen" else ""
+        return INDEX + "\n" + extra
+
+    monkeypatch.setattr(spec, "fetch_index", fetch)
+    with pytest.raises(BridgeError, match=r"0\.139 is cranelift-codegen's alone .*0\.139\.0"):
+        spec.resolve("0.139")

@@ -136,6 +136,12 @@ def resolve_release(major: int, minor: int, patch: int | None) -> str:
             )
     elif line:
         return line[-1]
+    alone = [v for v in index.partial if v.startswith(f"{major}.{minor}.")]
+    if not line and alone:
+        raise BridgeError(
+            f"Cranelift {wanted} is cranelift-codegen's alone on crates.io ({', '.join(alone)} "
+            f"without {' or '.join(INDEXED_CRATES[1:])}): nothing to build the bridge from"
+        )
     if index.published:
         have = f"{line[0]} to {line[-1]}" if line else "no release"
         raise BridgeError(
