@@ -34,15 +34,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fuzz.pipeline.contract import (
-    MAX_VIOLATIONS,
     CallMap,
     Violation,
-    saved_violations,
-    sp_violation,
 )
 from fuzz.pipeline.emulate import (
     FILL_BYTES,
-    HARNESS_FRAME,
     SENTINEL,
     SLOTS_BASE,
     SLOTS_SIZE,
@@ -75,7 +71,15 @@ from fuzz.pipeline.qemu.guest import (
     RUN_IOV_AT,
 )
 from fuzz.pipeline.qemu.process import LoopProcess, QemuUnavailable, start_loop
-from fuzz.pipeline.qemu.server import PIPE_SIZE, QemuServer, ServerFailure, alarm_seconds
+from fuzz.pipeline.qemu.server import (
+    PIPE_SIZE,
+    Alarm,
+    QemuServer,
+    ServerFailure,
+    alarm_seconds,
+    final_stop_contract,
+    initial_stack,
+)
 from fuzz.pipeline.qemu.signals import SIGALRM, SIGSEGV, classify
 from fuzz.targets import QemuFrame, Reg, Target
 
@@ -373,12 +377,7 @@ class LoopServer:
         t = self.target
         self.load(image)
         fill = bytes([FILL_BYTES[variant]])
-        sp = STACK_BASE + STACK_SIZE - HARNESS_FRAME - t.stack_bias
-        stack = bytearray(fill * STACK_REFILL)
-        if t.link_reg is None:
-            sp -= 8
-            at = sp - (STACK_BASE + STACK_SIZE - STACK_REFILL)
-            stack[at : at + 8] = self._word(SENTINEL)
+        sp, stack = initial_stack(t, variant)
         frame = self._frame_for(entry, callee, sp, variant)
         # the report carries the slots the run's result is read from
         report_slots = self._word(SLOTS_BASE) + self._word(len(slots))
@@ -389,7 +388,7 @@ class LoopServer:
             enter=self._frame_at + self.frame.sigreturn_sp,
         )
         assert self._process is not None
-        alarm = _Alarm(self._process.pid)
+        alarm = Alarm(self._process.pid)
         seconds = alarm_seconds(budget)
         deadline = time.monotonic() + seconds + gdbstub.SOCKET_SLACK  # as the gdbstub's wait
         self._slots_reported = len(slots)
@@ -426,38 +425,13 @@ class LoopServer:
     def _contract(
         self, calls: CallMap, entry: int, entry_sp: int, variant: int, report: Report
     ) -> tuple[Violation, ...]:
-        """As QemuServer._contract, from the final frame."""
-        function = calls.entries.get(entry)
-        if function is None:
-            return ()
-        t = self.target
-        index = {r.name: i for i, r in enumerate(t.registers)}
-        edge = f"harness -> {function.name}"
-
-        def before(reg: Reg) -> int:
-            return canary(variant, index[reg.name], reg.bits)
+        """final_stop_contract, reading the final frame."""
 
         def after(reg: Reg) -> int:
             return self._value(report, reg.name, reg.bits)
 
-        found = saved_violations(t, function.cc, edge, before, after, calls.unchecked)
-        bad = sp_violation(t, function, edge, entry_sp, self._value(report, "sp"))
-        if bad is not None:
-            found.append(bad)
-        return tuple(found[:MAX_VIOLATIONS])
-
-
-@dataclass
-class _Alarm:
-    """A run's deadline: the watchdog (fuzz.pipeline.emulate) rings it once."""
-
-    pid: int
-    fired: bool = False
-
-    def ring(self) -> None:
-        self.fired = True
-        with contextlib.suppress(OSError):  # the server died meanwhile
-            os.kill(self.pid, SIGALRM)
+        final_sp = self._value(report, "sp")
+        return final_stop_contract(self.target, calls, entry, entry_sp, variant, after, final_sp)
 
 
 def _write_all(fd: int, data: bytes) -> None:

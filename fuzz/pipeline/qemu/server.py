@@ -25,6 +25,7 @@ import fcntl
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -102,8 +103,51 @@ def cpu_option(facts: QemuFacts, flags_on: frozenset[str]) -> str:
 # --- one server ------------------------------------------------------------------
 
 
+def initial_stack(target: Target, variant: int) -> tuple[int, bytearray]:
+    """A run's SP and the refilled top of its stack (the variant's fill;
+    where calls push their return address, the sentinel pushed): the same
+    initial state on the gdbstub path and the run loop."""
+    sp = STACK_BASE + STACK_SIZE - HARNESS_FRAME - target.stack_bias
+    stack = bytearray(bytes([FILL_BYTES[variant]]) * STACK_REFILL)
+    if target.link_reg is None:
+        sp -= 8
+        at = sp - (STACK_BASE + STACK_SIZE - STACK_REFILL)
+        stack[at : at + 8] = SENTINEL.to_bytes(8, "big" if target.big_endian else "little")
+    return sp, stack
+
+
+def final_stop_contract(
+    target: Target,
+    calls: CallMap,
+    entry: int,
+    entry_sp: int,
+    variant: int,
+    after: Callable[[Reg], int],
+    final_sp: int,
+) -> tuple[Violation, ...]:
+    """The final stop's call-contract check: the harness's call into the
+    trampoline (`entry`, entered with SP `entry_sp`) must give back every
+    register its convention preserves with the canary it started with
+    (`after` reads one at the final stop), and the stack pointer where the
+    convention puts it."""
+    function = calls.entries.get(entry)
+    if function is None:
+        return ()
+    index = {r.name: i for i, r in enumerate(target.registers)}
+    edge = f"harness -> {function.name}"
+
+    def before(reg: Reg) -> int:
+        return canary(variant, index[reg.name], reg.bits)
+
+    found = saved_violations(target, function.cc, edge, before, after, calls.unchecked)
+    bad = sp_violation(target, function, edge, entry_sp, final_sp)
+    if bad is not None:
+        found.append(bad)
+    return tuple(found[:MAX_VIOLATIONS])
+
+
 @dataclass
-class _Alarm:
+class Alarm:
     """A run's deadline: the watchdog (fuzz.pipeline.emulate) rings it once."""
 
     pid: int
@@ -397,12 +441,7 @@ class QemuServer:
         assert remote is not None
         self.load(image)
         fill = bytes([FILL_BYTES[variant]])
-        sp = STACK_BASE + STACK_SIZE - HARNESS_FRAME - t.stack_bias
-        stack = bytearray(fill * STACK_REFILL)
-        if t.link_reg is None:
-            sp -= 8
-            at = sp - (STACK_BASE + STACK_SIZE - STACK_REFILL)
-            stack[at : at + 8] = SENTINEL.to_bytes(8, self._order)
+        sp, stack = initial_stack(t, variant)
         self._feed(bytes(stack) + slots + fill * (SLOTS_SIZE - len(slots)))
         raw = bytearray(self._template)
         self._put(raw, self._regs_name(self.setup.syscall_number), self.setup.readv)
@@ -425,7 +464,7 @@ class QemuServer:
         self._put(raw, self._pc.name, entry)
         remote.write_registers(bytes(raw))
         assert self._process is not None
-        alarm = _Alarm(self._process.pid)
+        alarm = Alarm(self._process.pid)
         deadline = alarm_seconds(budget)
         self._process.sock.settimeout(deadline + SOCKET_SLACK)
         WATCHDOG.arm(alarm.ring, deadline)
@@ -463,19 +502,7 @@ class QemuServer:
     def _contract(
         self, calls: CallMap, entry: int, entry_sp: int, variant: int, regs: bytes
     ) -> tuple[Violation, ...]:
-        """The final stop's call-contract check: the harness's call into the
-        trampoline (`entry`, entered with SP `entry_sp`) must give back every
-        register its convention preserves with the canary it started with,
-        and the stack pointer where the convention puts it."""
-        function = calls.entries.get(entry)
-        if function is None:
-            return ()
-        t = self.target
-        index = {r.name: i for i, r in enumerate(t.registers)}
-        edge = f"harness -> {function.name}"
-
-        def before(reg: Reg) -> int:
-            return canary(variant, index[reg.name], reg.bits)
+        """final_stop_contract, reading the final stop through the gdbstub."""
 
         def after(reg: Reg) -> int:
             info = self._gdb_reg(reg.name)
@@ -486,12 +513,8 @@ class QemuServer:
             raw = self._remote_read(info.number)
             return int.from_bytes(raw, self._order) & ((1 << reg.bits) - 1)
 
-        found = saved_violations(t, function.cc, edge, before, after, calls.unchecked)
         sp = self._read(self._regs_name(self.setup.sp), regs)
-        bad = sp_violation(t, function, edge, entry_sp, sp)
-        if bad is not None:
-            found.append(bad)
-        return tuple(found[:MAX_VIOLATIONS])
+        return final_stop_contract(self.target, calls, entry, entry_sp, variant, after, sp)
 
     def _remote_read(self, number: int) -> bytes:
         remote = self._remote
