@@ -242,6 +242,15 @@ _RISCV_ABI_NAMES = tuple(
 )
 # qemu-user's vector unit for has_v: 128-bit registers, RVV 1.0
 _RISCV_V = "v=true,vlen=128,elen=64,vext_spec=v1.0"
+# the riscv64 properties spelled alike in every qemu release callfuzz knows
+_RISCV_COMMON = {
+    "has_v": _RISCV_V,
+    "has_zba": "zba=true",
+    "has_zbb": "zbb=true",
+    "has_zbc": "zbc=true",
+    "has_zbs": "zbs=true",
+    "has_zbkb": "zbkb=true",
+}
 _RISCV_FP_NAMES = tuple(
     [
         "ft0",
@@ -1121,12 +1130,7 @@ TARGETS: dict[str, Target] = {
                         # no Zca/Zcb/Zcd, Zfa, Zicond, Zvfh, Zvbb property
                         cpu="rv64",
                         properties={
-                            "has_v": _RISCV_V,
-                            "has_zba": "zba=true",
-                            "has_zbb": "zbb=true",
-                            "has_zbc": "zbc=true",
-                            "has_zbs": "zbs=true",
-                            "has_zbkb": "zbkb=true",
+                            **_RISCV_COMMON,
                             "has_zfh": "Zfh=true",
                             "has_zfhmin": "Zfhmin=true",
                         },
@@ -1141,12 +1145,7 @@ TARGETS: dict[str, Target] = {
                         # as on hardware (the server program is 4-byte code)
                         cpu="rv64,c=false,zba=false,zbb=false,zbc=false,zbs=false,zfa=false",
                         properties={
-                            "has_v": _RISCV_V,
-                            "has_zba": "zba=true",
-                            "has_zbb": "zbb=true",
-                            "has_zbc": "zbc=true",
-                            "has_zbs": "zbs=true",
-                            "has_zbkb": "zbkb=true",
+                            **_RISCV_COMMON,
                             # 10.0 deprecates the capitalised spelling
                             "has_zfh": "zfh=true",
                             "has_zfhmin": "zfhmin=true",
