@@ -74,3 +74,32 @@ def qemu_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     else:
         monkeypatch.delenv("CALLFUZZ_QEMU_GDBSTUB", raising=False)
     return str(request.param)
+
+
+def release_bridge_current(version: str) -> bool:
+    """Whether the tests' cache holds a current bridge of `version` (one
+    PREBUILT_RELEASES copied in, or CALLFUZZ_TEST_CACHE's)."""
+    from fuzz.bridge import cache
+
+    entry = cache.entry_for(f"release-{version}")
+    return entry is not None and entry.current(cache.source_hash())
+
+
+def findings_on_release(version: str, path: Path, target: str, timeout: float) -> list[dict]:
+    """What a campaign finds in `path` on `target` with another release's
+    bridge: `bisect_step` in a child process (a process loads one bridge)."""
+    import json
+    import subprocess
+
+    env = dict(os.environ, CALLFUZZ_CRANELIFT=version)
+    env.pop("CALLFUZZ_BRIDGE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "fuzz.commands.bisect_step", str(path), target],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=timeout,
+    )
+    found: list[dict] = json.loads(done.stdout)
+    return found

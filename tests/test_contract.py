@@ -6,16 +6,12 @@ callee pops stack arguments, and across self-recursive tail calls."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import unicorn as uc
-from conftest import PREBUILT_RELEASES
+from conftest import PREBUILT_RELEASES, findings_on_release, release_bridge_current
 
 from fuzz.faults import JUNK, MACHINE_FAULTS, hooks
 from fuzz.pipeline.contract import (
@@ -698,30 +694,8 @@ def test_old_riscv64_call_sites_are_moved_to_where_the_calls_return() -> None:
 OLD_RELEASE = "0.105.4"  # conftest.PREBUILT_RELEASES builds it for CI
 
 
-def _old_bridge_ready() -> bool:
-    from fuzz.bridge import cache
-
-    entry = cache.entry_for(f"release-{OLD_RELEASE}")
-    return entry is not None and entry.current(cache.source_hash())
-
-
-def _outcomes_on_old_release(path: Path, target: str) -> list[dict[str, object]]:
-    env = dict(os.environ, CALLFUZZ_CRANELIFT=OLD_RELEASE)
-    env.pop("CALLFUZZ_BRIDGE", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "fuzz.commands.bisect_step", str(path), target],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    )
-    found: list[dict[str, object]] = json.loads(done.stdout)
-    return found
-
-
 needs_old_bridge = pytest.mark.skipif(
-    not _old_bridge_ready(),
+    not release_bridge_current(OLD_RELEASE),
     reason=f"needs Cranelift {OLD_RELEASE}'s bridge (the README's test command prebuilds it)",
 )
 
@@ -735,7 +709,7 @@ def test_an_old_releases_tail_callees_raise_no_false_alarm(target: str, tmp_path
     violation (fuzz.features `callee-saves:tail`)."""
     path = tmp_path / "pressure.clif"
     path.write_text(_pressure_case(TARGETS[target], "tail"))
-    found = _outcomes_on_old_release(path, target)
+    found = findings_on_release(OLD_RELEASE, path, target, timeout=600)
     assert found and all(o["verdict"] == "agree" for o in found), found
 
 
@@ -745,7 +719,7 @@ def test_an_old_releases_riscv64_calls_return_where_the_contract_looks() -> None
     auipc+jalr (fuzz.features `call-site-after-call`): colocated calls
     still agree, with no frame left unreturned."""
     path = Path(__file__).parent.parent / "corpus" / "riscv64-colocated-call.clif"
-    found = _outcomes_on_old_release(path, "riscv64")
+    found = findings_on_release(OLD_RELEASE, path, "riscv64", timeout=600)
     assert found and all(o["verdict"] == "agree" for o in found), found
 
 

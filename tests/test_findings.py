@@ -6,14 +6,12 @@ the registry."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import findings_on_release, release_bridge_current
 
 from fuzz import _cranelift
 from fuzz.campaign.state import CaseResult, WorkerConfig
@@ -112,11 +110,7 @@ def test_each_known_finding_reproduces_and_matches_its_entry(
 
 
 def _bridge_ready(version: str) -> bool:
-    from fuzz.bridge import cache
-
-    entry = cache.entry_for(f"release-{version}")
-    current = entry is not None and entry.current(cache.source_hash())
-    return current or bool(os.environ.get("CALLFUZZ_SLOW"))
+    return release_bridge_current(version) or bool(os.environ.get("CALLFUZZ_SLOW"))
 
 
 @pytest.mark.parametrize(
@@ -134,19 +128,10 @@ def test_a_finding_of_another_release_reproduces_there(entry: KnownFinding) -> N
             f"needs the bridge of Cranelift {entry.versions[0]} (CALLFUZZ_SLOW=1 builds it)"
         )
     for version in ready:
-        env = dict(os.environ, CALLFUZZ_CRANELIFT=version)
-        env.pop("CALLFUZZ_BRIDGE", None)
         for path in entry.corpus:
             for target in entry.targets:
-                done = subprocess.run(
-                    [sys.executable, "-m", "fuzz.commands.bisect_step", str(path), target],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    timeout=1800,
-                )
-                verdicts = {f["verdict"] for f in json.loads(done.stdout)}
+                found = findings_on_release(version, path, target, timeout=1800)
+                verdicts = {f["verdict"] for f in found}
                 assert entry.verdict in verdicts, (version, path.name, target, verdicts)
 
 
