@@ -44,6 +44,9 @@ STACK_POINTER = "stack pointer"
 ALIGNMENT = "stack alignment"
 CALLER_FRAME = "caller frame"
 EXTENSION = "extension"
+# a try_call site whose frame_offset puts the handler's SP (FP - frame_offset,
+# what wasmtime's unwinder resumes with) elsewhere than the call's own SP
+FRAME_OFFSET = "call-site frame offset"
 
 MAX_VIOLATIONS = 8  # recorded per run; the first one names the bucket
 
@@ -225,7 +228,7 @@ class Checker:
         self.mu.context_update(self._ctx)
         return ctypes.string_at(self._ctx_address, self.layout.size)
 
-    def _record(self, violation: Violation) -> None:
+    def record(self, violation: Violation) -> None:
         if len(self.violations) < MAX_VIOLATIONS:
             self.violations.append(violation)
 
@@ -247,7 +250,7 @@ class Checker:
             return
         caller = self._map.returns.get(ret, "harness")
         if (sp + t.ra_slot) % t.entry_sp_align:
-            self._record(
+            self.record(
                 Violation(
                     ALIGNMENT,
                     f"{caller} -> {callee.name}",
@@ -315,7 +318,7 @@ class Checker:
         negative = ext == "sext" and low >> (bits - 1)
         expected = low | (((1 << 64) - 1) ^ ((1 << bits) - 1)) if negative else low
         if value != expected:
-            self._record(
+            self.record(
                 Violation(EXTENSION, frame.edge, where, "int", expected, value, frame.callee.cc)
             )
 
@@ -344,11 +347,11 @@ class Checker:
             if old[at : at + size] != state[at : at + size]:
                 before = int.from_bytes(old[at : at + size], "little")
                 after = int.from_bytes(state[at : at + size], "little")
-                self._record(Violation(CALLEE_SAVED, frame.edge, name, cls, before, after, cc))
+                self.record(Violation(CALLEE_SAVED, frame.edge, name, cls, before, after, cc))
         sp = _word(state, self._sp_at, 64)
         bad = sp_violation(self.target, frame.callee, frame.edge, frame.sp, sp)
         if bad is not None:
-            self._record(bad)
+            self.record(bad)
 
 
 def sp_violation(
