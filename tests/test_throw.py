@@ -77,6 +77,7 @@ def test_a_throw_takes_the_handler_and_agrees(name: str) -> None:
     verdicts, outcome = _runs(_case("system_v"), name, runner)
     assert verdicts == {"interpreter": Verdict.AGREE, name: Verdict.AGREE}, outcome
     assert runner.emulator(TARGETS[name]).throws == 1
+    assert runner.throws == {name: 1}  # what a campaign's summary counts
     assert runner.executor_runs[UNICORN] == 1  # and never qemu-user
 
 

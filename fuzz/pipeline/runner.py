@@ -143,6 +143,8 @@ class Runner:
         c_abi: bool = False,
     ) -> None:
         self.executor = executor
+        # per target: throws the unwinder stand-in landed in a handler (fuzz.pipeline.unwind)
+        self.throws: Counter[str] = Counter()
         # check every signature with a C counterpart against the C compiler (fuzz.pipeline.cabi)
         self.c_abi = c_abi
         self.qemu = QemuExecutor()
@@ -421,9 +423,10 @@ class Runner:
         raw: RawOutcome | None = None
         if executor == UNICORN:
             with self.stage(f"emulate {target.name}"):
-                raw = self.emulator(target).run(
-                    image, entry, callee, slots, self.budget, variant, calls
-                )
+                emulator = self.emulator(target)
+                thrown = emulator.throws
+                raw = emulator.run(image, entry, callee, slots, self.budget, variant, calls)
+                self.throws[target.name] += emulator.throws - thrown
             if raw.kind == "not-executable" and config.route.referee:
                 # an instruction unicorn lacks (found only when it ran): qemu-user runs it
                 executor, raw = QEMU, None
