@@ -14,6 +14,12 @@ snapshot at offsets found once per target by probing, so a check costs a
 few slices, not a `reg_read` per register (~1.5 us each in unicorn's Python
 binding).
 
+A thrower's stub (fuzz.pipeline.unwind) is no function of the image: no
+frame is pushed for the call, so landing in a handler is no return at that
+call site, and the caller's frame is checked when the caller returns (the
+stand-in poisons what the exceptional edge clobbers, so a register the
+caller's prologue failed to save shows there).
+
 qemu-user has no per-call hooks: there only the trampoline's return (the
 sentinel stop) is checked, with `saved_violations` and `sp_violation`.
 
