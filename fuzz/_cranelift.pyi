@@ -45,6 +45,10 @@ class CompiledInfo(TypedDict):
     relocs: list[RelocInfo]
     traps: list[tuple[int, str]]
     call_returns: list[int]  # offset of the return address of every call it makes
+    # its `try_call` sites: (return-address offset, Cranelift's frame_offset
+    # (FP - SP at the call; None before 0.124), handlers in table order as
+    # (tag number, or None for `default`; handler offset)); [] before 0.121
+    try_sites: list[tuple[int, int | None, list[tuple[int | None, int]]]]
     # bytes of its incoming stack-argument area, as Cranelift's call lowering
     # sizes it (what a `tail` function pops on return), measured on probe
     # functions for the conventions `compile(stack_args_for=...)` names; None

@@ -378,6 +378,21 @@ class Target:
     # exception payloads its handlers receive (exception_payload_types);
     # releases before 0.135 accept fewer (fuzz.features, `exceptions:CC`)
     exception_payloads: Mapping[str, int] = field(default_factory=lambda: dict(_EXCEPTION_PAYLOADS))
+    # --- the unwinder stand-in (fuzz.pipeline.unwind): the registers a
+    # handler receives the exception payloads in (exception_payload_regs of
+    # each isa/*/abi.rs, the same for every convention that has payloads),
+    # and the frame pointer a resumed handler keeps (None: s390x, where
+    # wasmtime's unwinder sets only SP)
+    payload_regs: tuple[str, ...] = ()
+    # conventions whose integer arguments start elsewhere than
+    # `int_arg_regs` (aarch64 `tail` keeps x0 and x1 free: compute_arg_locs)
+    int_arg_regs_by_conv: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    frame_pointer: str | None = None
+    # conventions whose exceptional edge clobbers every register but SP and
+    # FP (get_regs_clobbered_by_call(cc, is_exception=true) = ALL_CLOBBERS);
+    # in the others it clobbers what a normal call does, and an unwinder
+    # restores the callee-saved registers
+    exception_clobbers_all: tuple[str, ...] = ("tail", "preserve_all", "winch")
     # x86_64 panics on `return_call` without preserve_frame_pointers
     tail_calls_need_frame_pointers: bool = False
     # types allowed in signatures per convention ("*": every other one)
@@ -720,6 +735,8 @@ TARGETS: dict[str, Target] = {
             # x64/abi.rs get_ext_mode: `specified` for every convention
             int_arg_regs=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),
             int_ret_reg="rax",
+            payload_regs=("rax", "rdx"),
+            frame_pointer="rbp",
             setup=_no_setup,
             illegal_errnos=_ERR_ILLEGAL,
             trap_site_deltas=(0,),
@@ -912,6 +929,9 @@ TARGETS: dict[str, Target] = {
             extending_convs=("apple_aarch64",),
             int_arg_regs=tuple(f"x{i}" for i in range(8)),
             int_ret_reg="x0",
+            payload_regs=("x0", "x1"),
+            int_arg_regs_by_conv={"tail": tuple(f"x{i}" for i in range(2, 8))},
+            frame_pointer="x29",
             setup=_no_setup,
             illegal_errnos=_ERR_ILLEGAL,
             trap_site_deltas=(0,),
@@ -1037,6 +1057,8 @@ TARGETS: dict[str, Target] = {
             # a0-a7; riscv64/abi.rs get_ext_mode: `specified`
             int_arg_regs=tuple(f"x{i}" for i in range(10, 18)),
             int_ret_reg="x10",
+            payload_regs=("x10", "x11"),  # a0, a1
+            frame_pointer="x8",
             setup=_riscv_setup,
             illegal_errnos=_ERR_ILLEGAL,
             trap_site_deltas=(-4, -2, 0),
@@ -1211,6 +1233,7 @@ TARGETS: dict[str, Target] = {
             # s390x/abi.rs get_ext_mode: `specified`
             int_arg_regs=("r2", "r3", "r4", "r5", "r6"),
             int_ret_reg="r2",
+            payload_regs=("r6", "r7"),
             setup=_s390x_setup,
             illegal_errnos=_ERR_ILLEGAL,
             # a trap site lies inside the faulting instruction (`.word 0`, `dlgr`)

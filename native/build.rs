@@ -31,6 +31,19 @@ const FLAGS: &[(&str, u32, u32, &str)] = &[
         "no try_call / try_call_indirect (present in 0.121.2; 0.120 not checked)",
     ),
     (
+        "cranelift_handler_pairs",
+        121,
+        122,
+        "call-site exception handlers are (Option<ExceptionTag>, offset) pairs \
+         (FinalizedMachExceptionHandler from 0.123)",
+    ),
+    (
+        "cranelift_no_call_site_frame_offset",
+        121,
+        123,
+        "FinalizedMachCallSite has no frame_offset (added in 0.124)",
+    ),
+    (
         "cranelift_call_sites_slice",
         0,
         119,

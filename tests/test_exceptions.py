@@ -87,7 +87,9 @@ def _try_call_cases(target: str, count: int) -> list[str]:
         # preserve_all functions that call meet known findings on riscv64
         # and aarch64 (corpus/*-preserve-all-*.clif): not this test's subject
         tls = "tls_value" in text  # compile-only: not executable here
-        if "try_call" in text and ") preserve_all {" not in text and not tls:
+        # (throwing callees: tests/test_throw.py)
+        throws = "%Throw_" in text
+        if "try_call" in text and ") preserve_all {" not in text and not tls and not throws:
             texts.append(text)
         if len(texts) == count:
             break

@@ -78,6 +78,10 @@ class Display:
                     f"{e} {n:,} ({100 * n / runs:.1f}%)" for e, n in s.executor_runs.most_common()
                 ),
             )
+        if s.throws:
+            table.add_row(
+                "throws taken", "  ".join(f"{t} {n:,}" for t, n in sorted(s.throws.items()))
+            )
         table.add_row(
             "verdicts", "  ".join(f"{v} {n:,}" for v, n in s.verdicts.most_common()) or "-"
         )

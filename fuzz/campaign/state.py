@@ -50,6 +50,7 @@ class Stats:
     cases: int = 0
     executions: Counter[str] = field(default_factory=Counter)
     executor_runs: Counter[str] = field(default_factory=Counter)
+    throws: Counter[str] = field(default_factory=Counter)  # landed in a handler, per target
     verdicts: Counter[str] = field(default_factory=Counter)
     findings: int = 0
     buckets_hit: int = 0  # distinct buckets this run's findings went to
@@ -123,6 +124,8 @@ class CaseResult:
     # target runs per executor (fuzz.pipeline.routing: unicorn, qemu-user),
     # referee runs included
     executor_runs: dict[str, int] = field(default_factory=dict)
+    # per target: throws the unwinder stand-in landed in a handler
+    throws: dict[str, int] = field(default_factory=dict)
     verdicts: dict[str, int] = field(default_factory=dict)
     # callfuzz's own failures (harness errors): "target: detail", kept for
     # diagnosis in the campaign directory, never findings

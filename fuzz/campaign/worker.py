@@ -111,9 +111,11 @@ class CaseRunner:
                 else default_lines(ft, None)
             )
             before = self.runner.executor_runs.copy()
+            thrown = self.runner.throws.copy()
             self.runner.c_abi = self.wants_c_abi(text, origin, seed)
             results = self.runner.run_file(ft, lines) if lines else []
             out.executor_runs = dict(self.runner.executor_runs - before)
+            out.throws = dict(self.runner.throws - thrown)
         except BadInput as err:
             out.error = str(err)
             return out

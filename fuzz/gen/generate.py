@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from fuzz.features import Version, for_version, has
 from fuzz.gen.cells import PLAIN_FORMS, TAIL_FORMS, TRY_FORMS, Cell, call_cells
 from fuzz.gen.choices import Source, boolean, choice
+from fuzz.pipeline import unwind
 from fuzz.targets import Target
 from fuzz.values import NARROW_INT_TYPES, type_info
 
@@ -49,6 +50,10 @@ _MASK64 = (1 << 64) - 1
 TRY_CALL_PCT = 20  # non-tail calls made `try_call` where the callee's convention allows
 MAX_HANDLERS = 3  # exception-table entries of one `try_call`
 MAX_PASSED = 3  # values a `try_call` hands its normal-return block beside the results
+# `try_call` sites that call the thrower (fuzz.pipeline.unwind) instead of a
+# generated callee, where the callee convention has payload registers
+THROW_PCT = 25
+UNCAUGHT_TAG = 99  # a tag no table names: only a `default` handler catches it
 SARG_PCT = 12  # signatures of non-tail callees with struct arguments (where the target has them)
 # struct-argument sizes: every one is copied with the Memcpy libcall (x86_64
 # gen_memcpy), small and large alike
@@ -444,6 +449,7 @@ class Generator:
             form = choice(self.src, PLAIN_FORMS)
         is_tail = form.startswith("return_call")
         is_try = form.startswith("try_call")
+        throws = False  # a try_call of the thrower
         if is_tail:
             # A tail call needs the caller's convention and return types.
             cc = caller.cc
@@ -455,9 +461,14 @@ class Generator:
             callee_sig = Signature(callee_sig.params, caller.returns, cc, limit, caller.sret_size)
         elif is_try:
             cc = choice(self.src, try_convs)
-            callee_sig = self.draw_signature(
-                cc, want_sret=cc in self.t.sret_convs and boolean(self.src, 15), sarg_ok=True
-            )
+            throws = unwind.thrower(cc) in unwind.throwers(self.t) and boolean(self.src, THROW_PCT)
+            if throws:
+                params = tuple(Param(ty) for ty in unwind.PARAMS)
+                callee_sig = Signature(params, (), cc)
+            else:
+                callee_sig = self.draw_signature(
+                    cc, want_sret=cc in self.t.sret_convs and boolean(self.src, 15), sarg_ok=True
+                )
         else:
             tail_cc = self.t.tail_call_convs
             cc = choice(
@@ -467,11 +478,14 @@ class Generator:
                 cc, want_sret=cc in self.t.sret_convs and boolean(self.src, 15), sarg_ok=True
             )
         colocated = boolean(self.src)
-        self.budget -= 1
-        callee = _Callee(self.new_name("f"), callee_sig, colocated)
-        self.define(callee.name, callee_sig, depth + 1)
-        values = [(p.ty, p.purpose) for p in callee_sig.params + callee_sig.returns]
-        self.cells.update(call_cells(self.t.name, values, cc, form))
+        if throws:
+            callee = _Callee(unwind.thrower(cc), callee_sig, colocated)
+        else:
+            self.budget -= 1
+            callee = _Callee(self.new_name("f"), callee_sig, colocated)
+            self.define(callee.name, callee_sig, depth + 1)
+            values = [(p.ty, p.purpose) for p in callee_sig.params + callee_sig.returns]
+            self.cells.update(call_cells(self.t.name, values, cc, form))
 
         # Signatures are declared explicitly (sigN beside fnN): the implicit
         # ones a `fnN = %f(...)` makes would collide with call_indirect's.
@@ -488,17 +502,32 @@ class Generator:
             self.patchable
             and form in ("call", "try_call")
             and colocated
+            and not throws
             and not callee_sig.returns
             and boolean(self.src, PATCHABLE_PCT)
         )
         kind = "colocated patchable " if patchable else "colocated " if colocated else ""
         b.fns.append(f"    {fref} = {kind}{callee.name} {sref}")
-        if boolean(self.src, SYMBOL_PCT):
+        if not throws and boolean(self.src, SYMBOL_PCT):
             acc = self.symbol_relation(b, callee.name, fref, acc, salt)
             salt += 1
         sret_slot = None
         args = []
-        for i, p in enumerate(callee_sig.params):
+        # a thrower's handlers: how many, whether the last is `default`, and
+        # the tag it throws (one they name, or one only `default` catches)
+        shape = None
+        if throws:
+            n = self.src.integer(1, MAX_HANDLERS)
+            default = boolean(self.src, 50)
+            tags = list(range(1, n + 1 - default))
+            tag = choice(self.src, tags) if tags and not (default and boolean(self.src, 30)) else 0
+            shape = (n, default)
+            args.append(b.emit(f"iconst.i32 {tag or UNCAUGHT_TAG}"))
+            payloads = [b.from_word(acc, "i64", salt + 100 + i) for i in range(2)]
+            args += [
+                b.emit(f"bxor {p}, {b.const64(MIX)}") if i else p for i, p in enumerate(payloads)
+            ]
+        for i, p in enumerate(callee_sig.params if not throws else ()):
             if p.purpose == "sret" and is_tail and sret_ptr is not None:
                 args.append(sret_ptr)
             elif p.purpose == "vmctx":
@@ -553,7 +582,9 @@ class Generator:
             b.lines.append(f"    {call}")
             return acc, salt, True
         if is_try:
-            results, acc, live = self.try_call(b, caller, call, sref, callee_sig, acc, live, salt)
+            results, acc, live = self.try_call(
+                b, caller, call, sref, callee_sig, acc, live, salt, shape, sret_ptr
+            )
         else:
             results = [b.value(r.ty) for r in callee_sig.returns]
             b.lines.append(f"    {', '.join(results)} = {call}" if results else f"    {call}")
@@ -655,6 +686,8 @@ class Generator:
         acc: str,
         live: list[tuple[str, str]],
         salt: int,
+        shape: tuple[int, bool] | None = None,
+        sret_ptr: str | None = None,
     ) -> tuple[list[str], str, list[tuple[str, str]]]:
         """Ends the current block with `call` as a `try_call`: its results
         and some values made before it (the checksum, live values) go to a
@@ -662,15 +695,16 @@ class Generator:
         blocks that take the payloads and return. Returns the results, the
         checksum and the live values as the normal-return block names them.
 
-        No callee throws (CLIF has no instruction that raises; the executors
-        have no unwinder), so the handlers are compiled, never run."""
+        A generated callee never throws (CLIF has no instruction that
+        raises); the thrower does, into the handlers `shape` (count, last
+        one `default`) says (fuzz.pipeline.unwind)."""
         passed = [(acc, "i64")] + live[: self.src.integer(0, MAX_PASSED - 1)]
         normal = b.block()
         rets = [f"ret{i}" for i in range(len(callee_sig.returns))]
         args = ", ".join(rets + [v for v, _ in passed])
         # the handler blocks go after the try_call that ends this block
         before, b.lines = b.lines, []
-        table = self.exception_table(b, caller, callee_sig.cc, acc, salt)
+        table = self.exception_table(b, caller, callee_sig.cc, acc, salt, shape, sret_ptr)
         handlers, b.lines = b.lines, before
         b.lines.append(f"    {call}, {sref}, {normal}({args}), [{table}]")
         b.lines += handlers
@@ -685,27 +719,47 @@ class Generator:
         ]
         return results, renamed[0], live
 
-    def exception_table(self, b: _Body, caller: Signature, cc: str, acc: str, salt: int) -> str:
+    def exception_table(
+        self,
+        b: _Body,
+        caller: Signature,
+        cc: str,
+        acc: str,
+        salt: int,
+        shape: tuple[int, bool] | None = None,
+        sret_ptr: str | None = None,
+    ) -> str:
         """The `[...]` entries of a `try_call` to a callee of convention `cc`:
-        tagged and default handlers, each a block of its own (emitted into
-        `b.lines`) taking the exception payloads and the
+        tagged and default handlers (`shape`: their count and whether the
+        last is `default`; drawn when None), each a block of its own
+        (emitted into `b.lines`) taking the exception payloads and the
         checksum; `context` where the release has it."""
         payloads = self.t.exception_payloads[cc]
         entries = []
-        n = self.src.integer(1, MAX_HANDLERS)
+        n = shape[0] if shape else self.src.integer(1, MAX_HANDLERS)
         for k in range(n):
             handler = b.block()
             exn = [f"exn{i}" for i in range(payloads)]
-            label = "default" if k == n - 1 and boolean(self.src, 50) else f"tag{k + 1}"
+            last_default = shape[1] if shape else boolean(self.src, 50)
+            label = "default" if k == n - 1 and last_default else f"tag{k + 1}"
             entries.append(f"{label}: {handler}({', '.join(exn + [acc])})")
-            self.handler(b, caller, handler, payloads, salt + 200 + k)
+            self.handler(b, caller, handler, payloads, salt + 200 + k, sret_ptr)
         if self.try_context and boolean(self.src, 30):
             entries.append(f"context {acc}")
         return ", ".join(entries)
 
-    def handler(self, b: _Body, caller: Signature, name: str, payloads: int, salt: int) -> None:
+    def handler(
+        self,
+        b: _Body,
+        caller: Signature,
+        name: str,
+        payloads: int,
+        salt: int,
+        sret_ptr: str | None = None,
+    ) -> None:
         """A handler block: folds its payloads into the checksum and returns
-        values derived from it. Its constants stay its own (they would not
+        values derived from it (through the caller's sret pointer too, as
+        its normal path does). Its constants stay its own (they would not
         dominate the code after the normal-return block)."""
         consts, b.consts = b.consts, {}
         params = [b.value() for _ in range(payloads + 1)]
@@ -713,6 +767,11 @@ class Generator:
         acc = params[-1]
         for i, word in enumerate(params[:-1]):
             acc = b.fold(acc, word, salt + i)
+        if sret_ptr is not None:
+            for k, offset in enumerate(sarg_offsets(caller.sret_size)):
+                b.lines.append(
+                    f"    store {b.from_word(acc, 'i64', salt + 50 + k)}, {sret_ptr}+{offset}"
+                )
         rets = [b.from_word(acc, r.ty, salt + i) for i, r in enumerate(caller.returns)]
         b.lines.append(f"    return {', '.join(rets)}".rstrip())
         b.consts = consts

@@ -14,6 +14,12 @@ snapshot at offsets found once per target by probing, so a check costs a
 few slices, not a `reg_read` per register (~1.5 us each in unicorn's Python
 binding).
 
+A thrower's stub (fuzz.pipeline.unwind) is no function of the image: no
+frame is pushed for the call, so landing in a handler is no return at that
+call site, and the caller's frame is checked when the caller returns (the
+stand-in poisons what the exceptional edge clobbers, so a register the
+caller's prologue failed to save shows there).
+
 qemu-user has no per-call hooks: there only the trampoline's return (the
 sentinel stop) is checked, with `saved_violations` and `sp_violation`.
 
@@ -44,6 +50,9 @@ STACK_POINTER = "stack pointer"
 ALIGNMENT = "stack alignment"
 CALLER_FRAME = "caller frame"
 EXTENSION = "extension"
+# a try_call site whose frame_offset puts the handler's SP (FP - frame_offset,
+# what wasmtime's unwinder resumes with) elsewhere than the call's own SP
+FRAME_OFFSET = "call-site frame offset"
 
 MAX_VIOLATIONS = 8  # recorded per run; the first one names the bucket
 
@@ -225,7 +234,7 @@ class Checker:
         self.mu.context_update(self._ctx)
         return ctypes.string_at(self._ctx_address, self.layout.size)
 
-    def _record(self, violation: Violation) -> None:
+    def record(self, violation: Violation) -> None:
         if len(self.violations) < MAX_VIOLATIONS:
             self.violations.append(violation)
 
@@ -247,7 +256,7 @@ class Checker:
             return
         caller = self._map.returns.get(ret, "harness")
         if (sp + t.ra_slot) % t.entry_sp_align:
-            self._record(
+            self.record(
                 Violation(
                     ALIGNMENT,
                     f"{caller} -> {callee.name}",
@@ -315,7 +324,7 @@ class Checker:
         negative = ext == "sext" and low >> (bits - 1)
         expected = low | (((1 << 64) - 1) ^ ((1 << bits) - 1)) if negative else low
         if value != expected:
-            self._record(
+            self.record(
                 Violation(EXTENSION, frame.edge, where, "int", expected, value, frame.callee.cc)
             )
 
@@ -344,11 +353,11 @@ class Checker:
             if old[at : at + size] != state[at : at + size]:
                 before = int.from_bytes(old[at : at + size], "little")
                 after = int.from_bytes(state[at : at + size], "little")
-                self._record(Violation(CALLEE_SAVED, frame.edge, name, cls, before, after, cc))
+                self.record(Violation(CALLEE_SAVED, frame.edge, name, cls, before, after, cc))
         sp = _word(state, self._sp_at, 64)
         bad = sp_violation(self.target, frame.callee, frame.edge, frame.sp, sp)
         if bad is not None:
-            self._record(bad)
+            self.record(bad)
 
 
 def sp_violation(

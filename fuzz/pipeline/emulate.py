@@ -20,7 +20,9 @@ Faults are classified so that only Cranelift's own behaviour is ever blamed:
 
 A libcall's stub (fuzz.pipeline.link) is hooked: the call is computed in
 Python (fuzz.pipeline.libcalls) and its return instruction runs as usual; a
-memory libcall given a bad pointer is a crash at the stub.
+memory libcall given a bad pointer is a crash at the stub. A thrower's stub
+is hooked too: the unwinder stand-in (fuzz.pipeline.unwind) resumes at the
+calling `try_call`'s handler instead; a throw nothing catches is a crash.
 """
 
 from __future__ import annotations
@@ -35,8 +37,15 @@ from functools import cache
 import capstone as cs
 import unicorn as uc
 
-from fuzz.pipeline import libcalls
-from fuzz.pipeline.contract import CALLER_FRAME, CallMap, Checker, Violation, new_uc
+from fuzz.pipeline import libcalls, unwind
+from fuzz.pipeline.contract import (
+    CALLER_FRAME,
+    FRAME_OFFSET,
+    CallMap,
+    Checker,
+    Violation,
+    new_uc,
+)
 from fuzz.pipeline.link import CODE_BASE, HARNESS_MEMORY, Image
 from fuzz.targets import Target
 
@@ -220,6 +229,7 @@ class Emulator:
             else None
         )
         self._libcall_memory = _LibcallMemory(self)
+        self.throws = 0  # throws that landed in a handler, over this emulator's runs
 
     def _on_invalid(self, _mu, _access, address, _size, _value, _data) -> bool:  # type: ignore[no-untyped-def]
         self._fault_address = address
@@ -316,6 +326,10 @@ class Emulator:
         ]
 
     def _on_libcall(self, mu: uc.Uc, address: int, _size: int, name: str) -> None:
+        cc = unwind.thrower_cc(f"%{name}")
+        if cc is not None:
+            self._throw(mu, address, cc)
+            return
         assert self._machine is not None  # the linker places stubs only where there is one
         try:
             libcalls.call(name, self._machine, self._libcall_memory)
@@ -324,6 +338,35 @@ class Emulator:
                 "crash", detail=f"in libcall {name}: {err}", pc=address
             )
             mu.emu_stop()
+
+    def _throw(self, mu: uc.Uc, address: int, cc: str) -> None:
+        """The unwinder stand-in: resume at the calling try_call's handler."""
+        t = self.target
+        image = self._loaded
+        assert image is not None
+        try:
+            landing = unwind.land(
+                t,
+                cc,
+                lambda r: int(mu.reg_read(r.uc)),
+                lambda at: int.from_bytes(mu.mem_read(at, 8), "little"),
+                image.try_sites,
+            )
+        except (unwind.Uncaught, uc.UcError) as err:
+            self._libcall_fault = RawOutcome("crash", detail=f"unwind: {err}", pc=address)
+            mu.emu_stop()
+            return
+        if landing.fp_sp is not None:
+            where = image.function_at(landing.pc)
+            edge = f"{where[0] if where else '?'} -> {unwind.thrower(cc)}"
+            self.checker.record(
+                Violation(FRAME_OFFSET, edge, "sp", "sp", landing.sp, landing.fp_sp, cc)
+            )
+        for reg, value in landing.writes:
+            mu.reg_write(reg.uc, value)
+        mu.reg_write(t.sp_reg, landing.sp)
+        mu.reg_write(t.pc_reg, landing.pc)
+        self.throws += 1
 
     def writable(self, address: int, size: int) -> bool:
         return libcall_writable(address, size)

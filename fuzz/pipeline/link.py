@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from fuzz.pipeline import unwind
 from fuzz.pipeline.libcalls import provided
 from fuzz.relocations import LinkError, Memory, Relocation, Site
 from fuzz.targets import Target
@@ -97,6 +98,9 @@ class CompiledFunction:
     call_returns: list[int] = field(default_factory=list)  # return offsets of its calls
     # its incoming stack-argument area (bytes; the bridge's `stack_args`)
     stack_args: int | None = None
+    # its `try_call` sites, offsets in the function (None: a bridge built
+    # before it reported them)
+    try_sites: list[unwind.TrySite] | None = field(default_factory=list)
 
     @classmethod
     def from_bridge(cls, d: CompiledInfo) -> CompiledFunction:
@@ -107,6 +111,11 @@ class CompiledFunction:
             traps=list(d["traps"]),
             call_returns=list(d["call_returns"]),
             stack_args=d["stack_args"],
+            try_sites=(
+                [unwind.TrySite(r, f, tuple(h)) for r, f, h in d["try_sites"]]
+                if "try_sites" in d
+                else None
+            ),
         )
 
 
@@ -121,6 +130,8 @@ class Image:
     trap_sites: dict[int, str] = field(default_factory=dict)
     got: dict[str, int] = field(default_factory=dict)
     libcalls: dict[int, str] = field(default_factory=dict)  # stub address -> `CeilF32`
+    # the `try_call` sites of every function, by return address
+    try_sites: dict[int, unwind.TrySite] = field(default_factory=dict)
     # functions a FAR or EDGE layout placed apart: start address -> bytes
     far: dict[int, bytearray] = field(default_factory=dict)
 
@@ -274,11 +285,18 @@ def link(
     got_symbols = sorted(
         {r.target for f in funcs for r in f.relocs if relocation(r, f.name).via_got}
     )
-    # one return stub per libcall called, after the code: the emulator hooks it
+    # one return stub per libcall (or thrower) called, after the code: the
+    # emulator hooks it
     wanted = sorted(
-        {r.target for f in funcs for r in f.relocs if r.target in LIBCALLS} - set(symbols)
+        {
+            r.target
+            for f in funcs
+            for r in f.relocs
+            if r.target in LIBCALLS or unwind.thrower_cc(r.target)
+        }
+        - set(symbols)
     )
-    available = provided(target)
+    available = provided(target) | unwind.throwers(target)
     stubs: dict[str, int] = {}
     for name in wanted:
         if name not in available:
@@ -329,6 +347,9 @@ def link(
         memory.put(symbols[f.name], f.code)
         for off, code in f.traps:
             image.trap_sites[symbols[f.name] + off] = code
+        for try_site in f.try_sites or ():
+            placed_site = try_site.moved(symbols[f.name])
+            image.try_sites[placed_site.ret] = placed_site
 
     def resolve(reloc: Reloc, func_start: int) -> int:
         if reloc.target.startswith("+"):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from fuzz import _cranelift
 from fuzz.features import abi_for_version, has
+from fuzz.pipeline import unwind
 from fuzz.pipeline.cabi import check as cabi
 from fuzz.pipeline.cabi.build import CBuildError
 from fuzz.pipeline.cabi.declare import CSignature
@@ -142,6 +143,8 @@ class Runner:
         c_abi: bool = False,
     ) -> None:
         self.executor = executor
+        # per target: throws the unwinder stand-in landed in a handler (fuzz.pipeline.unwind)
+        self.throws: Counter[str] = Counter()
         # check every signature with a C counterpart against the C compiler (fuzz.pipeline.cabi)
         self.c_abi = c_abi
         self.qemu = QemuExecutor()
@@ -289,11 +292,26 @@ class Runner:
                 f"follow {DEFAULT_CC}",
             )
             return config
+        qemu_gap = ""
+        if any(unwind.thrower_cc(f"%{name}") for name in image.libcalls.values()):
+            if any(f.try_sites is None for f in config.functions):
+                config.failure = Outcome(
+                    Kind.NOT_EXECUTABLE,
+                    detail="a thrower needs the try_call sites this bridge does not report "
+                    "(built before them: rebuild it)",
+                )
+                return config
+            # the unwinder stand-in lives in unicorn's hooks only
+            qemu_gap = "qemu-user has no unwinder stand-in for a thrower"
+            config.route = route(line.target, flags_on, self.executor, qemu_gap=qemu_gap)
+            if config.route.executor is None:
+                config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=config.route.reason)
+                return config
         if config.route.executor == UNICORN:
             for name, address in image.symbols.items():
                 if found := line.target.unrunnable_code(image.code_of(name), address):
                     gap = f"`{found}`: unicorn would run it wrong"
-                    config.route = route(line.target, flags_on, self.executor, gap)
+                    config.route = route(line.target, flags_on, self.executor, gap, qemu_gap)
                     if config.route.executor is None:
                         config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=config.route.reason)
                     break
@@ -405,9 +423,10 @@ class Runner:
         raw: RawOutcome | None = None
         if executor == UNICORN:
             with self.stage(f"emulate {target.name}"):
-                raw = self.emulator(target).run(
-                    image, entry, callee, slots, self.budget, variant, calls
-                )
+                emulator = self.emulator(target)
+                thrown = emulator.throws
+                raw = emulator.run(image, entry, callee, slots, self.budget, variant, calls)
+                self.throws[target.name] += emulator.throws - thrown
             if raw.kind == "not-executable" and config.route.referee:
                 # an instruction unicorn lacks (found only when it ran): qemu-user runs it
                 executor, raw = QEMU, None

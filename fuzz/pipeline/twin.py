@@ -4,9 +4,14 @@ executors run the original).
 
 - `try_call`/`try_call_indirect`: the interpreter has none (`unimplemented!`).
   No CLIF instruction raises an exception (only an embedder's unwinder can),
-  so a `try_call` always returns normally, and then it is exactly a `call`
-  followed by a `jump` to its normal-return block, `retN` being the call's
-  results. Exception tables and handlers are compiled, never taken.
+  so a `try_call` of a function returns normally, and then it is exactly a
+  `call` followed by a `jump` to its normal-return block, `retN` being the
+  call's results. A `try_call` of the thrower (`%Throw_CC(tag, p0, p1)`,
+  fuzz.pipeline.unwind), directly or through its `func_addr`, with a
+  constant tag, always throws: it is a `jump` to the first handler whose tag
+  matches (else `default`), `exnN` being the payload argument N.
+  Its `func_addr` becomes 0 (the interpreter panics on the address of a
+  function it lacks; only that `try_call` uses it).
 - `stack_limit`: the interpreter ignores it (it has no machine stack). The
   prologue of a function with a frame traps `stk_ovf` when the stack would
   go below the limit; the twin traps at its entry when the limit is at or
@@ -28,11 +33,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from fuzz.pipeline.unwind import thrower_cc
+
 _TRY_CALL = re.compile(
     r"^(?P<indent>\s*)(?P<op>try_call|try_call_indirect)\s+(?P<callee>[%\w.:]+)"
     r"\((?P<args>[^()]*)\),\s*(?P<sig>sig\d+),\s*(?P<block>block\d+)"
-    r"(?:\((?P<bargs>[^()]*)\))?,\s*\[.*\]\s*(?P<comment>;.*)?$"
+    r"(?:\((?P<bargs>[^()]*)\))?,\s*\[(?P<table>.*)\]\s*(?P<comment>;.*)?$"
 )
+_TABLE_ENTRY = re.compile(
+    r"^\s*(?:tag(?P<tag>\d+)|(?P<default>default))\s*:\s*(?P<block>block\d+)"
+    r"(?:\((?P<bargs>[^()]*)\))?\s*$"
+)
+_ICONST = re.compile(r"^\s*(?P<v>v\d+)\s*=\s*iconst\.i\d+\s+(?P<n>-?\d+)\s*$")
+_EXN = re.compile(r"^exn(\d+)$")
 # parameters may hold parentheses (`i64 sarg(24)`), returns never do
 _SIG_DECL = re.compile(r"^\s*(?P<sig>sig\d+)\s*=\s*\((?P<params>.*)\)(?P<rest>[^()]*)$")
 _FUNCTION = re.compile(r"^function\s+\S+?\((?P<params>.*)\)[^()]*\{")
@@ -73,6 +86,9 @@ class _Function:
     gvs: dict[str, str | tuple[str, str, str]] = field(default_factory=dict)
     limit: str | None = None  # the global value `stack_limit` names
     frame: bool = False  # a slot or a call: Cranelift checks the limit
+    throwers: set[str] = field(default_factory=set)  # fnN naming a thrower
+    consts: dict[str, int] = field(default_factory=dict)  # vN -> its iconst
+    addrs: dict[str, str] = field(default_factory=dict)  # vN -> the fnN it is the address of
 
 
 def _return_count(rest: str) -> int:
@@ -110,8 +126,18 @@ def interpretable(text: str) -> str:
             out.append(line)
             out += _limit_check(fn, block0["params"] or "", fresh)
             continue
+        addr = _FUNC_ADDR.match(line)
+        if addr and addr["fn"] in fn.throwers:
+            # the interpreter has no address of a function it lacks (a
+            # panic): the address only ever reaches the thrower's try_call
+            out.append(f"{line[: len(line) - len(line.lstrip())]}{addr['v']} = iconst.i64 0\n")
+            continue
         m = _TRY_CALL.match(line)
-        rewritten = None if m is None else _call_and_jump(m, fn.returns.get(m["sig"]), fresh)
+        rewritten = None
+        if m is not None and _calls_thrower(fn, m):
+            rewritten = _throw_jump(fn, m)
+        elif m is not None:
+            rewritten = _call_and_jump(m, fn.returns.get(m["sig"]), fresh)
         out.append(rewritten or line)  # what it cannot read stays (and is unsupported)
     return "".join(out)
 
@@ -135,6 +161,52 @@ def _declare(fn: _Function, line: str) -> None:
         fn.limit = limit["gv"]
     if _FRAME.match(line):
         fn.frame = True
+    if (decl := _FN_DECL.match(line)) and thrower_cc(decl["name"]):
+        fn.throwers.add(decl["fn"])
+    elif const := _ICONST.match(line):
+        fn.consts[const["v"]] = int(const["n"])
+    elif addr := _FUNC_ADDR.match(line):
+        fn.addrs[addr["v"]] = addr["fn"]
+
+
+def _calls_thrower(fn: _Function, m: re.Match[str]) -> bool:
+    callee = m["callee"] if m["op"] == "try_call" else fn.addrs.get(m["callee"])
+    return callee in fn.throwers
+
+
+def _split(text: str) -> list[str]:
+    """`text` split at the commas outside parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _throw_jump(fn: _Function, m: re.Match[str]) -> str | None:
+    """The jump to the handler a thrower's `try_call` lands in, its `exnN`
+    the payload arguments; None when the tag is no constant or nothing
+    catches it (the executors' stand-in says so)."""
+    args = _split(m["args"])
+    tag = fn.consts.get(args[0]) if args else None
+    if tag is None:
+        return None
+    for entry in _split(m["table"]):
+        e = _TABLE_ENTRY.match(entry)
+        if e is None or not (e["default"] or int(e["tag"]) == tag & 0xFFFF_FFFF):
+            continue  # a `context` entry, or another tag
+        passed = []
+        for a in _split(e["bargs"] or ""):
+            exn = _EXN.match(a)
+            if exn is not None and 1 + int(exn[1]) >= len(args):
+                return None
+            passed.append(args[1 + int(exn[1])] if exn else a)
+        jump = f"jump {e['block']}({', '.join(passed)})" if passed else f"jump {e['block']}"
+        return f"{m['indent']}{jump}\n"
+    return None
 
 
 def _limit_check(fn: _Function, block0_params: str, fresh: _Fresh) -> list[str]:

@@ -647,6 +647,7 @@ fn compile_one<'py>(
     #[cfg(not(cranelift_call_sites_slice))]
     let returns: Vec<u32> = buffer.call_sites().map(|s| s.ret_addr).collect();
     d.set_item("call_returns", returns)?;
+    d.set_item("try_sites", try_sites(buffer))?;
     #[cfg(not(cranelift_no_frame_layout))]
     let stack_args = measure_stack_args
         .then(|| stack_arg_size(isa, &func.signature))
@@ -659,6 +660,57 @@ fn compile_one<'py>(
     };
     d.set_item("stack_args", stack_args)?;
     Ok(d)
+}
+
+/// One `try_call` site: the offset of its return address, Cranelift's
+/// `frame_offset` (FP minus SP at the call; None before 0.124 or where the
+/// backend gives none) and its handlers in table order, each (tag number or
+/// None for `default`, handler offset); `context` entries are left out.
+type TrySite = (u32, Option<u32>, Vec<(Option<u32>, u32)>);
+
+/// The call sites of `buffer` that have exception handlers (none before
+/// 0.121: no `try_call`): what the harness's unwinder stand-in reads.
+#[cfg(not(cranelift_no_try_call))]
+fn try_sites(
+    buffer: &cranelift_codegen::MachBufferFinalized<cranelift_codegen::Final>,
+) -> Vec<TrySite> {
+    #[cfg(not(cranelift_handler_pairs))]
+    use cranelift_codegen::FinalizedMachExceptionHandler as H;
+    let mut out = Vec::new();
+    for site in buffer.call_sites() {
+        #[cfg(cranelift_handler_pairs)]
+        let handlers: Vec<(Option<u32>, u32)> = site
+            .exception_handlers
+            .iter()
+            .map(|(tag, offset)| (tag.expand().map(|t| t.as_u32()), *offset))
+            .collect();
+        #[cfg(not(cranelift_handler_pairs))]
+        let handlers: Vec<(Option<u32>, u32)> = site
+            .exception_handlers
+            .iter()
+            .filter_map(|h| match h {
+                H::Tag(tag, offset) => Some((Some(tag.as_u32()), *offset)),
+                H::Default(offset) => Some((None, *offset)),
+                H::Context(_) => None,
+            })
+            .collect();
+        if handlers.is_empty() {
+            continue;
+        }
+        #[cfg(cranelift_no_call_site_frame_offset)]
+        let frame_offset: Option<u32> = None;
+        #[cfg(not(cranelift_no_call_site_frame_offset))]
+        let frame_offset = site.frame_offset;
+        out.push((site.ret_addr, frame_offset, handlers));
+    }
+    out
+}
+
+#[cfg(cranelift_no_try_call)]
+fn try_sites(
+    _buffer: &cranelift_codegen::MachBufferFinalized<cranelift_codegen::Final>,
+) -> Vec<TrySite> {
+    Vec::new()
 }
 
 /// The size in bytes of the stack-argument area of a function of signature
