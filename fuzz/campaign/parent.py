@@ -183,6 +183,7 @@ class Campaign:
         self.stats.cases += 1
         self.stats.executions.update(result.executions)
         self.stats.executor_runs.update(result.executor_runs)
+        self.stats.debug_compiles += result.debug_compiles
         self.stats.verdicts.update(result.verdicts)
         if result.harness_errors:
             self._log_harness_errors(result)
