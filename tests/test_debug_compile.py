@@ -24,6 +24,7 @@ from fuzz.pipeline.oracle import Kind, Verdict
 from fuzz.pipeline.runner import Runner, default_lines
 from fuzz.targets import TARGET_NAMES, TARGETS
 from fuzz.triage.buckets import bucket_for
+from fuzz.triage.export import filetest
 from reducers.clif import parse_module
 from reducers.reduce import reduce_text
 from reducers.same_bucket import Goal
@@ -170,3 +171,17 @@ def test_a_campaign_counts_its_debug_compiles_and_buckets_a_difference(tmp_path:
     assert f"debug compiles {len(chosen)} target lines compiled again" in out
     assert f"{len(chosen)} in 1 new buckets" in out
     assert "x86_64: debug info changes code: code differs" in out
+
+
+def test_the_export_keeps_the_directive_and_says_what_to_expect() -> None:
+    """The upstream filetest of such a finding is a `test compile` file that
+    keeps `; callfuzz: debug-compile`, so `callfuzz run` shows it again."""
+    key = "x86_64|debug info changes code|code differs"
+    text = filetest(asking(4, "x86_64"), "x86_64: debug info changes code", key, "0.135.8")
+    assert debuginfo.wanted(text)
+    assert "test compile" in text.splitlines() and "test run" not in text.splitlines()
+    assert "no filetest compiles with value labels" in text
+    ft = parse_text(text)
+    results = Runner(fault=hooks("x86_64-debug-changes-code")).run_file(ft, default_lines(ft, None))
+    found = [v for r in results for v in r.judgement.verdicts.values()]
+    assert Verdict.DEBUG_INFO_CHANGES_CODE in found
