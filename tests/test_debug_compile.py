@@ -21,7 +21,7 @@ from fuzz.gen.generate import generate
 from fuzz.pipeline import debuginfo
 from fuzz.pipeline.filetest import parse_text, settings
 from fuzz.pipeline.oracle import Kind, Verdict
-from fuzz.pipeline.runner import Runner, default_lines
+from fuzz.pipeline.runner import FaultHooks, Runner, default_lines
 from fuzz.targets import TARGET_NAMES, TARGETS
 from fuzz.triage.buckets import bucket_for
 from fuzz.triage.export import filetest
@@ -104,10 +104,30 @@ def test_the_oracle_names_each_difference() -> None:
     assert found.detail.startswith("call sites differ: ")
     # a function whose code debug info changes on purpose is not compared
     assert debuginfo.judge_debug(moved, debug, exempt={f.name for f in plain}) is None
-    unlabelled = [dataclasses.replace(d, value_label_ranges=0) for d in debug]
-    lost = debuginfo.judge_debug(plain, unlabelled)
+    blank = [dataclasses.replace(d, vcode="") for d in debug]
+    lost = debuginfo.judge_debug(plain, blank)
     assert lost is not None and lost.kind is Kind.HARNESS
-    assert debuginfo.judge_debug(plain, unlabelled, ranges_expected=False) is None
+
+
+def test_labels_without_ranges_are_counted_where_they_should_come_back() -> None:
+    ft = parse_text(asking(4, "x86_64"))
+    isa = Runner().isa(default_lines(ft, None)[0], [*ft.shared_flags])
+    debug = [
+        debuginfo.DebugCompiled.from_bridge(d) for d in ft.module.compile(isa, debug_info=True)
+    ]
+    assert not debuginfo.ranges_missing(debug, {})
+    unranged = [dataclasses.replace(d, value_label_ranges=0) for d in debug]
+    assert debuginfo.ranges_missing(unranged, {})
+    assert not debuginfo.ranges_missing(unranged, {"regalloc_algorithm": "single_pass"})
+    unlabelled = [dataclasses.replace(d, labels=0) for d in unranged]
+    assert not debuginfo.ranges_missing(unlabelled, {})
+    # the runner counts such lines (labels that gave nothing back, planted)
+    lose_ranges = FaultHooks(debug=lambda _t, d: dataclasses.replace(d, value_label_ranges=0))
+    runner = Runner(fault=lose_ranges)
+    seed = next(s for s in range(64) if "single_pass" not in asking(s, "x86_64"))
+    ft = parse_text(asking(seed, "x86_64"))
+    configs = runner.prepare_file(ft, default_lines(ft, None))
+    assert runner.debug_without_ranges == len(configs) > 0
 
 
 def test_vmctx_functions_are_exempt() -> None:
@@ -168,7 +188,7 @@ def test_a_campaign_counts_its_debug_compiles_and_buckets_a_difference(tmp_path:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     chosen = [s for s in range(48) if debuginfo.chosen(s)]
     out = " ".join(proc.stdout.replace("│", " ").split())
-    assert f"debug compiles {len(chosen)} target lines compiled again" in out
+    assert f"debug compiles {len(chosen)} target lines compiled again (0 gave no" in out
     assert f"{len(chosen)} in 1 new buckets" in out
     assert "x86_64: debug info changes code: code differs" in out
 

@@ -113,10 +113,12 @@ class CaseRunner:
             )
             before = self.runner.executor_runs.copy()
             debug_before = self.runner.debug_compiles
+            unranged_before = self.runner.debug_without_ranges
             self.runner.c_abi = self.wants_c_abi(text, origin, seed)
             results = self.runner.run_file(ft, lines) if lines else []
             out.executor_runs = dict(self.runner.executor_runs - before)
             out.debug_compiles = self.runner.debug_compiles - debug_before
+            out.debug_without_ranges = self.runner.debug_without_ranges - unranged_before
         except BadInput as err:
             out.error = str(err)
             return out

@@ -5,8 +5,10 @@ generated case in DEBUG_COMPILE_EVERY that line) has every function compiled
 a second time with every SSA value given a debug value label and with VCode
 disassembly on, as a frontend emitting DWARF would (the bridge's
 `compile(debug_info=True)`). The machine code, relocations, traps and call
-sites must be those of the plain compile; the VCode text and the value-label
-ranges that come back say the labels were applied. This also makes
+sites must be those of the plain compile, and the VCode text must be there.
+Whether value-label ranges come back (the labels were applied) is counted
+per campaign, not judged per case: a small or constant-folded case can
+legitimately give none. This also makes
 Cranelift run the code only debug info reaches: `compute_value_labels_ranges`
 (and through it `get_spillslot_offset`, `slot_base_to_caller_sp_offset`) and
 VCode printing (`pretty_print_try_call`).
@@ -103,12 +105,10 @@ def judge_debug(
     plain: Sequence[CompiledFunction],
     debug: Sequence[DebugCompiled],
     exempt: Collection[str] = (),
-    ranges_expected: bool = True,
 ) -> Outcome | None:
     """The oracle's opinion of a target line's debug compile (None: nothing
     wrong). `exempt`: functions whose code debug info may change on purpose
-    (`debug_exempt`), checked for the sanity items only. `ranges_expected`:
-    whether labelled values must give location ranges back (`ranges_expected`)."""
+    (`debug_exempt`), not compared."""
     by_name = {d.compiled.name: d for d in debug}
     found = []
     for f in plain:
@@ -123,13 +123,17 @@ def judge_debug(
     empty = [d.compiled.name for d in debug if not d.vcode.strip()]
     if empty:
         return Outcome(Kind.HARNESS, detail=f"debug compile: no VCode text for {empty[0]}")
-    labels = sum(d.labels for d in debug)
-    if ranges_expected and labels and not sum(d.value_label_ranges for d in debug):
-        return Outcome(
-            Kind.HARNESS,
-            detail=f"debug compile: no value-label ranges for {labels} labelled values",
-        )
     return None
+
+
+def ranges_missing(debug: Sequence[DebugCompiled], shared: dict[str, str]) -> bool:
+    """Whether a target line's labelled values gave no location range back
+    where they should (`ranges_expected`): a sign the labels were not
+    applied, which campaigns count (a case whose values are all folded to
+    constants, or a few-line file, can give none: 40 of 1,104 target lines
+    of the upstream runtests, none of 3,000 generated cases)."""
+    labels = sum(d.labels for d in debug)
+    return ranges_expected(shared) and labels > 0 and not any(d.value_label_ranges for d in debug)
 
 
 def debug_failure(err: _cranelift.CraneliftError) -> Outcome:
