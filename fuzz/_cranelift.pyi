@@ -1,7 +1,7 @@
 """Types of the Rust bridge (native/src/lib.rs): every record it hands to
 Python is a TypedDict here, so mypy checks each field where it is read."""
 
-from typing import Literal, TypedDict
+from typing import Literal, TypedDict, overload
 
 # A value crossing the bridge: (CLIF type, integer or little-endian bytes).
 Pair = tuple[str, int | bytes]
@@ -55,6 +55,13 @@ class CompiledInfo(TypedDict):
     # for the others, and where the release (before 0.126) or a probe cannot tell
     stack_args: int | None
 
+class DebugCompiledInfo(CompiledInfo):
+    """`compile(debug_info=True)`: every value labelled, VCode printed."""
+
+    vcode: str  # the VCode disassembly
+    labels: int  # values given a debug value label
+    value_label_ranges: int  # the location ranges Cranelift gave back for them
+
 class CraneliftError(Exception): ...
 class ParseError(CraneliftError): ...
 class ParseWarning(ParseError): ...
@@ -79,9 +86,23 @@ class Module:
     def functions(self) -> list[FunctionInfo]: ...
     def value_types(self, name: str) -> dict[str, str]: ...
     def verify(self, shared: list[str] = ..., isa: Isa | None = None) -> None: ...
+    @overload
     def compile(
-        self, isa: Isa, name: str | None = None, stack_args_for: list[str] = ...
+        self,
+        isa: Isa,
+        name: str | None = None,
+        stack_args_for: list[str] = ...,
+        debug_info: Literal[False] = False,
     ) -> list[CompiledInfo]: ...
+    @overload
+    def compile(
+        self,
+        isa: Isa,
+        name: str | None = None,
+        stack_args_for: list[str] = ...,
+        *,
+        debug_info: Literal[True],
+    ) -> list[DebugCompiledInfo]: ...
     def interpret(
         self, name: str, args: list[Pair], fuel: int = 1_000_000
     ) -> (

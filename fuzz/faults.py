@@ -20,6 +20,7 @@ import unicorn as uc
 
 from fuzz import _cranelift
 from fuzz.pipeline.contract import CallHook, Frame, extended_params
+from fuzz.pipeline.debuginfo import DebugCompiled
 from fuzz.pipeline.filetest import FileTest
 from fuzz.pipeline.oracle import Kind, Outcome
 from fuzz.pipeline.runner import FaultHooks
@@ -253,6 +254,39 @@ MACHINE_FAULTS: dict[str, MachineFault] = {
 }
 
 
+# --- debug-compile faults: debug info that changes the code ---------------------
+
+
+@dataclass(frozen=True)
+class DebugFault:
+    """On `target`, compiling with debug info (fuzz.pipeline.debuginfo)
+    flips a bit in the last byte of every function's code."""
+
+    name: str
+    target: str
+    description: str
+
+    def hooks(self) -> FaultHooks:
+        target = self.target
+
+        def debug(t: str, d: DebugCompiled) -> DebugCompiled:
+            code = d.compiled.code
+            if t != target or not code:
+                return d
+            changed = code[:-1] + bytes([code[-1] ^ 1])
+            return dataclasses.replace(d, compiled=dataclasses.replace(d.compiled, code=changed))
+
+        return FaultHooks(debug=debug)
+
+
+DEBUG_FAULTS: dict[str, DebugFault] = {
+    f"{name}-debug-changes-code": DebugFault(
+        f"{name}-debug-changes-code", name, f"{name}: debug info changes a function's code"
+    )
+    for name in TARGETS
+}
+
+
 FAULTS: dict[str, Fault] = {
     f.name: f
     for f in (
@@ -295,7 +329,11 @@ FAULTS: dict[str, Fault] = {
 }
 
 
-ALL_FAULTS: dict[str, Fault | MachineFault] = {**FAULTS, **MACHINE_FAULTS}
+ALL_FAULTS: dict[str, Fault | MachineFault | DebugFault] = {
+    **FAULTS,
+    **MACHINE_FAULTS,
+    **DEBUG_FAULTS,
+}
 
 
 def hooks(name: str | None) -> FaultHooks | None:

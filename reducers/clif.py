@@ -20,6 +20,9 @@ _FN_IMPLICIT = re.compile(r"^(fn\d+) = (colocated )?(%[\w.]+)\((.*)\)(?: -> (.*?
 _BLOCK = re.compile(r"^(block\d+)(?:\((.*)\))?:$")
 # `; run: %f(1, 2) == 3`, `; print: %f(1, 2)`
 RUN_LINE = re.compile(r"^;\s*(run|print):\s*(%[\w.]+)\((.*?)\)(?:\s*(==|!=)\s*(.*))?$")
+# a comment line that says how callfuzz runs the case (`; callfuzz: layout far`,
+# `; callfuzz: debug-compile`): kept, or a reduced case would stop reproducing
+DIRECTIVE = "; callfuzz:"
 _VALUE = re.compile(r"\bv\d+\b")
 _CALL_CONVS = frozenset(
     {
@@ -191,7 +194,7 @@ class Func:
 
 @dataclass
 class Module:
-    header: list[str]  # test, set and target lines
+    header: list[str]  # callfuzz directives, test, set and target lines
     funcs: list[Func]
 
     def text(self) -> str:
@@ -225,6 +228,8 @@ def parse_module(text: str, value_types: dict[str, dict[str, str]] | None = None
             if run and funcs:
                 args = split_top(run[3])
                 funcs[-1].runs.append(Run(run[1], run[2], args, run[4], run[5]))
+            if line.startswith(DIRECTIVE) and current is None:
+                header.append(line)  # how callfuzz runs the case (layout, debug compile)
             continue  # other comments go
         if current is None:
             m = _HEADER.match(line)

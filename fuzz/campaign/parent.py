@@ -184,6 +184,8 @@ class Campaign:
         self.stats.executions.update(result.executions)
         self.stats.executor_runs.update(result.executor_runs)
         self.stats.throws.update(result.throws)
+        self.stats.debug_compiles += result.debug_compiles
+        self.stats.debug_without_ranges += result.debug_without_ranges
         self.stats.verdicts.update(result.verdicts)
         if result.harness_errors:
             self._log_harness_errors(result)

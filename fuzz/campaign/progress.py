@@ -85,6 +85,12 @@ class Display:
         table.add_row(
             "verdicts", "  ".join(f"{v} {n:,}" for v, n in s.verdicts.most_common()) or "-"
         )
+        if s.debug_compiles:
+            table.add_row(
+                "debug compiles",
+                f"{s.debug_compiles:,} target lines compiled again "
+                f"({s.debug_without_ranges:,} gave no value-label ranges)",
+            )
         table.add_row(
             "findings",
             f"{self.findings()}; {s.hard_crashes} hard crashes, {s.hangs} hangs; "

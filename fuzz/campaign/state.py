@@ -52,6 +52,8 @@ class Stats:
     executor_runs: Counter[str] = field(default_factory=Counter)
     throws: Counter[str] = field(default_factory=Counter)  # landed in a handler, per target
     verdicts: Counter[str] = field(default_factory=Counter)
+    debug_compiles: int = 0  # target lines compiled again with debug info
+    debug_without_ranges: int = 0  # of them: no value-label range came back
     findings: int = 0
     buckets_hit: int = 0  # distinct buckets this run's findings went to
     new_buckets: int = 0  # of them: opened by this run, not known
@@ -127,6 +129,10 @@ class CaseResult:
     # per target: throws the unwinder stand-in landed in a handler
     throws: dict[str, int] = field(default_factory=dict)
     verdicts: dict[str, int] = field(default_factory=dict)
+    # target lines compiled again with debug info (fuzz.pipeline.debuginfo),
+    # and of them those whose labels gave no value-label range back
+    debug_compiles: int = 0
+    debug_without_ranges: int = 0
     # callfuzz's own failures (harness errors): "target: detail", kept for
     # diagnosis in the campaign directory, never findings
     harness_errors: list[str] = field(default_factory=list)

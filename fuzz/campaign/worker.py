@@ -28,6 +28,7 @@ from fuzz.faults import hooks
 from fuzz.gen.cells import Cell, module_cells
 from fuzz.gen.choices import ByteSource, RandomSource, Source
 from fuzz.gen.generate import generate
+from fuzz.pipeline import debuginfo
 from fuzz.pipeline.cabi.check import precompile
 from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_text
 from fuzz.pipeline.link import EDGE, FAR, NEAR
@@ -112,10 +113,14 @@ class CaseRunner:
             )
             before = self.runner.executor_runs.copy()
             thrown = self.runner.throws.copy()
+            debug_before = self.runner.debug_compiles
+            unranged_before = self.runner.debug_without_ranges
             self.runner.c_abi = self.wants_c_abi(text, origin, seed)
             results = self.runner.run_file(ft, lines) if lines else []
             out.executor_runs = dict(self.runner.executor_runs - before)
             out.throws = dict(self.runner.throws - thrown)
+            out.debug_compiles = self.runner.debug_compiles - debug_before
+            out.debug_without_ranges = self.runner.debug_without_ranges - unranged_before
         except BadInput as err:
             out.error = str(err)
             return out
@@ -250,24 +255,28 @@ def layout_for_seed(seed: int) -> str:
 
 def generated(seed: int, targets: Sequence[Target]) -> str:
     """The random engine's case for a seed: the same text in any process,
-    with the layout its seed gives (`; callfuzz: layout far`) where not near."""
+    with the layout its seed gives (`; callfuzz: layout far`) where not near,
+    and the debug compile where its seed gets one (fuzz.pipeline.debuginfo)."""
     target = for_installed_qemu(targets[seed % len(targets)])
     text = generate(RandomSource(seed), target, version=release_under_test()).text
     layout = layout_for_seed(seed)
-    return text if layout == NEAR else f"; callfuzz: layout {layout}\n{text}"
+    text = text if layout == NEAR else f"; callfuzz: layout {layout}\n{text}"
+    return debuginfo.with_directive(text, seed)
 
 
 def from_bytes(data: bytes, targets: Sequence[Target]) -> str:
     """Any byte string is a case: the first byte picks the target."""
     target = targets[data[0] % len(targets)] if data else targets[0]
-    return generate(
+    text = generate(
         ByteSource(data[1:]), for_installed_qemu(target), version=release_under_test()
     ).text
+    return debuginfo.with_directive(text, data)
 
 
 def from_source(src: Source, targets: Sequence[Target]) -> str:
     target = for_installed_qemu(targets[src.integer(0, len(targets) - 1)])
-    return generate(src, target, version=release_under_test()).text
+    text = generate(src, target, version=release_under_test()).text
+    return debuginfo.with_directive(text, text.encode())
 
 
 # -- the process --------------------------------------------------------------

@@ -184,8 +184,10 @@ def _replay_child(
 ) -> None:
     """Runs the Cranelift stages of each case (parse, verify, compile and link
     for its target lines, interpret its run lines: every call a campaign
-    worker makes into Cranelift, without emulating), ORing the counters
-    into a bitmap after each case."""
+    worker makes into Cranelift, without emulating; a generated case is
+    regenerated with the same `; callfuzz:` lines, so the debug compiles of
+    fuzz.pipeline.debuginfo are the campaign's), ORing the counters into a
+    bitmap after each case."""
     import signal
 
     from fuzz.campaign.worker import corpus_lines, from_bytes, generated

@@ -40,6 +40,8 @@ class Kind(enum.StrEnum):
     EMULATOR = "emulator disagreement"
     # Cranelift placed a value where the platform C compiler does not (fuzz.pipeline.cabi)
     C_ABI = "c abi mismatch"
+    # the code changed when compiled with debug info (fuzz.pipeline.debuginfo)
+    DEBUG_INFO = "debug info changes code"
     # the harness itself failed (its C glue, an executor, the host): never Cranelift's
     HARNESS = "harness error"
 
@@ -78,6 +80,8 @@ class Verdict(enum.StrEnum):
     EMULATOR_DISAGREEMENT = "emulator disagreement"
     # a value placed where the target's C compiler does not look for it
     C_ABI_MISMATCH = "c abi mismatch"
+    # compiled with debug value labels, the code is not the same
+    DEBUG_INFO_CHANGES_CODE = "debug info changes code"
     # the harness failed, not Cranelift: never a finding, never a confirmation
     HARNESS_ERROR = "harness error"
 
@@ -205,6 +209,7 @@ _OWN_VERDICT = {
     Kind.UNDEFINED: Verdict.UNDEFINED_BEHAVIOUR,
     Kind.EMULATOR: Verdict.EMULATOR_DISAGREEMENT,
     Kind.C_ABI: Verdict.C_ABI_MISMATCH,
+    Kind.DEBUG_INFO: Verdict.DEBUG_INFO_CHANGES_CODE,
     Kind.HARNESS: Verdict.HARNESS_ERROR,
 }
 
@@ -304,5 +309,6 @@ _FAULTS_OF_THEIR_OWN = frozenset(
         Verdict.INTERP_FAILURE,
         Verdict.ABI_VIOLATION,
         Verdict.C_ABI_MISMATCH,
+        Verdict.DEBUG_INFO_CHANGES_CODE,
     }
 )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from fuzz import _cranelift
 from fuzz.features import abi_for_version, has
-from fuzz.pipeline import unwind
+from fuzz.pipeline import debuginfo, unwind
 from fuzz.pipeline.cabi import check as cabi
 from fuzz.pipeline.cabi.build import CBuildError
 from fuzz.pipeline.cabi.declare import CSignature
@@ -65,11 +65,13 @@ OutcomeHook = Callable[[FileTest, str, str, Outcome], Outcome]
 @dataclass(frozen=True)
 class FaultHooks:
     """The one place a planted, test-only fault (fuzz.faults) reaches the
-    pipeline: the outcome a target line produced, and the machine at every
-    call's entry and return (contract.CallHook)."""
+    pipeline: the outcome a target line produced, the machine at every
+    call's entry and return (contract.CallHook), and a function's debug
+    compile (fuzz.pipeline.debuginfo)."""
 
     outcome: OutcomeHook | None = None
     call: CallHook | None = None
+    debug: debuginfo.DebugHook | None = None
 
 
 DEFAULT_FUEL = 1_000_000
@@ -168,6 +170,10 @@ class Runner:
         self.timings: dict[str, float] = defaultdict(float)
         self.cpu: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
+        # target lines compiled again with debug info (fuzz.pipeline.debuginfo)
+        self.debug_compiles = 0
+        # of them: those whose labels gave no value-label range back
+        self.debug_without_ranges = 0
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -273,6 +279,10 @@ class Runner:
         except _cranelift.CraneliftError as err:
             config.failure = _compile_failure(err)
             return config
+        if debuginfo.wanted(ft.text):
+            config.failure = self.debug_compile(ft, config)
+            if config.failure is not None:
+                return config
         try:
             with self.stage("link"):
                 config.image = link(config.functions + tramps, line.target)
@@ -334,6 +344,26 @@ class Runner:
                 ft, config.functions + tramps, image, line.target, shared, self.release
             )
         return config
+
+    def debug_compile(self, ft: FileTest, config: Config) -> Outcome | None:
+        """The debug-compile oracle on a compiled target line: what is wrong
+        with compiling it again with debug info (fuzz.pipeline.debuginfo)."""
+        target = config.line.target.name
+        self.debug_compiles += 1
+        try:
+            with self.stage(f"compile debug {target}"):
+                debug = [
+                    debuginfo.DebugCompiled.from_bridge(d)
+                    for d in ft.module.compile(config.isa, debug_info=True)
+                ]
+        except _cranelift.CraneliftError as err:
+            return debuginfo.debug_failure(err)
+        if self.fault.debug is not None:
+            debug = [self.fault.debug(target, d) for d in debug]
+        if debuginfo.ranges_missing(debug, settings(config.shared)):
+            self.debug_without_ranges += 1
+        params = {name: f["signature"]["params"] for name, f in ft.functions.items()}
+        return debuginfo.judge_debug(config.functions, debug, debuginfo.debug_exempt(params))
 
     # --- execution ---------------------------------------------------------
 

@@ -21,6 +21,8 @@ from different random cases, and differs between bugs:
     (`call_shape`) to tell them apart by eye. Keying on them would split one
     bug into a bucket per random case.
   - hard crash / hang of a worker: the exit signal or "hang".
+  - debug info changes code: what changed (code, relocations, traps, call
+    sites) or the debug compile's error, masked.
 
 Everything random (values, addresses, value numbers, names) is masked out.
 
@@ -129,6 +131,14 @@ def bucket_for(
         where = panic_location(outcome.detail)
         message = outcome.detail.rpartition(" at ")[0] or outcome.detail
         return Bucket(f"{head}|{where}", f"{target}: compile panic: {message[:80]} ({where})")
+    if verdict is Verdict.DEBUG_INFO_CHANGES_CODE:
+        # what changed (code, relocations, traps, call sites), or the debug
+        # compile's own error masked: not the function or the byte offset
+        what, _, how = outcome.detail.partition(": ")
+        what = f"fails: {mask(how)}" if what == "the debug compile fails" else what
+        return Bucket(
+            f"{head}|{what}", f"{target}: debug info changes code: {outcome.detail[:100]}"
+        )
     if verdict in (Verdict.COMPILE_ERROR, Verdict.INTERP_FAILURE, Verdict.CRASH):
         what = mask(outcome.detail)
         return Bucket(f"{head}|{what}", f"{target}: {verdict.value}: {outcome.detail[:100]}")

@@ -14,6 +14,7 @@ import re
 
 from fuzz import _cranelift
 from fuzz.gen.expect import restated
+from fuzz.pipeline import debuginfo
 from fuzz.pipeline.cabi.check import C_FLAGS
 from fuzz.pipeline.filetest import FileTest, RunCommand, flag_on, parse_text, settings
 from fuzz.pipeline.link import NEAR
@@ -31,6 +32,8 @@ from fuzz.values import NanPolicy, Value, clif_literal
 
 # findings made while compiling: `test compile` reproduces them on any host
 _COMPILE_TIME = frozenset({Verdict.COMPILE_PANIC.value, Verdict.COMPILE_ERROR.value})
+# seen by compiling twice, once with debug info: no upstream filetest does that
+_DEBUG_INFO = Verdict.DEBUG_INFO_CHANGES_CODE.value
 
 
 def filetest(clif: str, title: str, key: str, version: str) -> str:
@@ -60,6 +63,8 @@ def filetest(clif: str, title: str, key: str, version: str) -> str:
     ]
     if c_abi:
         head.append(C_ABI_DIRECTIVE)
+    if debuginfo.wanted(clif):
+        head.append(debuginfo.DEBUG_COMPILE_DIRECTIVE)
     layout = layout_of(clif)
     if layout != NEAR:
         # callfuzz replays the placement; upstream's JIT places functions itself
@@ -110,6 +115,12 @@ def expectation(target: str, verdict: str) -> list[str]:
     if verdict in _COMPILE_TIME:
         what = "panics" if verdict == Verdict.COMPILE_PANIC.value else "fails with an error"
         return [f"Expect: `clif-util test FILE` {what} compiling for {target}, on any host."]
+    if verdict == _DEBUG_INFO:
+        return [
+            "Expect: `clif-util test FILE` passes: no filetest compiles with value labels.",
+            "`callfuzz run FILE` compiles it again with every value labelled and VCode",
+            f"printed (`Context::set_disasm`) and shows the {target} code that changes.",
+        ]
     if target == INTERPRETER:
         return [
             "Expect: `clif-util test FILE` fails in `test interpret`, on any host:",
@@ -159,7 +170,7 @@ def _outline_probestack(configs: list[str]) -> bool:
 def _tests(target: str, verdict: str, interpret: bool) -> list[str]:
     # (a C-ABI finding stays a `test run` file: the reader gives a function
     # without a convention the target's default there, `fast` elsewhere)
-    if verdict in _COMPILE_TIME:
+    if verdict in _COMPILE_TIME or verdict == _DEBUG_INFO:
         return ["test compile"]
     if target == INTERPRETER:
         return ["test interpret"]

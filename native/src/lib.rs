@@ -422,13 +422,16 @@ impl Module {
     /// Returns one dict per function: name, code, relocs, traps, call return
     /// offsets, and for functions in a convention named in `stack_args_for`
     /// (as CLIF prints it: `tail`) the size of their stack-argument area.
-    #[pyo3(signature = (isa, name=None, stack_args_for=Vec::new()))]
+    /// `debug_info`: compile as `compile_debug` does instead (no stack
+    /// arguments measured).
+    #[pyo3(signature = (isa, name=None, stack_args_for=Vec::new(), debug_info=false))]
     fn compile<'py>(
         &self,
         py: Python<'py>,
         isa: &Isa,
         name: Option<&str>,
         stack_args_for: Vec<String>,
+        debug_info: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         panics::guard(|| {
             let out = PyList::empty(py);
@@ -437,6 +440,10 @@ impl Module {
                 None => self.funcs.iter().collect(),
             };
             for func in funcs {
+                if debug_info {
+                    out.append(compile_debug(py, &*isa.isa, func)?)?;
+                    continue;
+                }
                 let conv = func.signature.call_conv.to_string();
                 let measure = stack_args_for.contains(&conv);
                 out.append(compile_one(py, &*isa.isa, func, measure)?)?;
@@ -601,6 +608,70 @@ fn compile_one<'py>(
     measure_stack_args: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let mut ctx = Context::for_function(func.clone());
+    compile_in(py, isa, func, &mut ctx, measure_stack_args)
+}
+
+/// Compiles `func` as `compile_one` does, but with every value given a debug
+/// value label (a label per value, numbered as the value) and VCode
+/// disassembly on: debug info must not change the code. The dict adds
+/// `vcode` (the disassembly), `labels` (values labelled) and
+/// `value_label_ranges` (the location ranges Cranelift gave back for them).
+fn compile_debug<'py>(
+    py: Python<'py>,
+    isa: &dyn isa::TargetIsa,
+    func: &Function,
+) -> PyResult<Bound<'py, PyDict>> {
+    let mut labelled = func.clone();
+    let labels = label_every_value(&mut labelled);
+    let mut ctx = Context::for_function(labelled);
+    ctx.set_disasm(true);
+    let d = compile_in(py, isa, func, &mut ctx, false)?;
+    let (vcode, ranges) = match ctx.compiled_code() {
+        Some(c) => (
+            c.vcode.clone().unwrap_or_default(),
+            c.value_labels_ranges.values().map(Vec::len).sum::<usize>(),
+        ),
+        None => (String::new(), 0),
+    };
+    d.set_item("vcode", vcode)?;
+    d.set_item("labels", labels)?;
+    d.set_item("value_label_ranges", ranges)?;
+    Ok(d)
+}
+
+/// Gives every block parameter and instruction result of `func` a value
+/// label of its own (as a frontend with debug info does); how many.
+fn label_every_value(func: &mut Function) -> usize {
+    use cranelift_codegen::entity::EntityRef;
+    let mut values = Vec::new();
+    for block in func.layout.blocks() {
+        values.extend_from_slice(func.dfg.block_params(block));
+        for inst in func.layout.block_insts(block) {
+            values.extend_from_slice(func.dfg.inst_results(inst));
+        }
+    }
+    func.dfg.collect_debug_info();
+    if let Some(labels) = func.dfg.values_labels.as_mut() {
+        for &v in &values {
+            let start = ir::ValueLabelStart {
+                from: ir::RelSourceLoc::default(),
+                label: ir::ValueLabel::new(v.index()),
+            };
+            labels.insert(v, ir::ValueLabelAssignments::Starts(vec![start]));
+        }
+    }
+    values.len()
+}
+
+/// Compiles in `ctx` (which holds `func` or a copy of it) and describes the
+/// result: `func` names it and its relocation targets.
+fn compile_in<'py>(
+    py: Python<'py>,
+    isa: &dyn isa::TargetIsa,
+    func: &Function,
+    ctx: &mut Context,
+    measure_stack_args: bool,
+) -> PyResult<Bound<'py, PyDict>> {
     let compiled = ctx
         .compile(isa, &mut ControlPlane::default())
         .map_err(|e| match e.inner {
