@@ -122,6 +122,8 @@ def test_a_finding_of_another_release_reproduces_there(entry: KnownFinding) -> N
     """A finding of a release other than the installed one, on that release's
     bridge (a child process; built into the cache with CALLFUZZ_SLOW=1,
     minutes; skipped when neither)."""
+    if qemu_version() is None and any(_needs_qemu(path) for path in entry.corpus):
+        pytest.skip("needs qemu-user (Debian package qemu-user): unicorn cannot run it")
     ready = [v for v in entry.versions if _bridge_ready(v)]
     if not ready:
         pytest.skip(
