@@ -73,6 +73,9 @@ class CAbi:
     # (convention, CLIF type) -> why it is left unchecked: a divergence that
     # is an upstream decision, not a bug
     decisions: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    # convention -> why none of its multi-value returns is a C struct return
+    # (`struct_returns` holds for the other conventions)
+    no_struct_returns: Mapping[str, str] = field(default_factory=dict)
 
 
 def _pairs(*types: str) -> frozenset[tuple[str, ...]]:
@@ -826,6 +829,11 @@ TARGETS: dict[str, Target] = {
                         ("windows_fastcall", "f16"): "Windows x64 has no half type: gcc's ms_abi "
                         "passes _Float16 in integer registers, Cranelift (like LLVM) in xmm "
                         "registers",
+                    },
+                    # measured with gcc 12's ms_abi (issue 24's 0.128.4 campaign)
+                    no_struct_returns={
+                        "windows_fastcall": "Windows x64 returns a struct over 8 bytes "
+                        "through a hidden pointer in rcx, Cranelift several values in registers"
                     },
                 ),
             ),

@@ -52,6 +52,7 @@ def fn(sig: str) -> str:
     [
         ("riscv64", "(i32 uext) system_v", "sign-extends `unsigned int`"),
         ("x86_64", "(i128) windows_fastcall", "by reference"),
+        ("x86_64", "() -> i64, f64 windows_fastcall", "hidden pointer"),
         ("aarch64", "() -> f64, i64 system_v", "no C struct is returned"),
         ("s390x", "() -> i64, i64 system_v", "no C struct is returned"),
         ("x86_64", "(i64) tail", "not a C convention"),

@@ -101,7 +101,7 @@ def test_a_wrong_result_is_known_by_what_it_depends_on() -> None:
     assert known_as(wrong_result(other_case)) == "aarch64-apple-narrow-stack-args"
     assert known_as(wrong_result(text, cause="0:i64,1:i64")) is None
     assert known_as(wrong_result(text, cause="tail calls")) is None
-    assert known_as(wrong_result(text, cause="convention preserve_all")) is None
+    assert known_as(wrong_result(text, cause="convention windows_fastcall")) is None
 
 
 def test_a_known_finding_gets_its_own_bucket_status_and_note() -> None:

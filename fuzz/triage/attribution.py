@@ -6,7 +6,9 @@ below is applied to the case on its own and the run is judged again, on the
 same target line, against a reference the interpreter recomputes for the
 edited case; the first edit after which the divergence is gone names the
 bucket (`aarch64|wrong result|convention apple_aarch64`). A case no edit
-clears keeps the key by positions.
+clears keeps the key by positions. A variant is judged by its values: one
+that returns the right ones but breaks the call contract (another finding,
+which campaigns catch on their own) has cleared the wrong result.
 
 Edits, in order (each a plain function from the case's text to a variant,
 or None when it does not apply):
@@ -19,13 +21,14 @@ or None when it does not apply):
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from fuzz import _cranelift
 from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_text
-from fuzz.pipeline.oracle import INTERPRETER, Verdict, is_finding
+from fuzz.pipeline.oracle import INTERPRETER, Verdict, is_finding, judge
 from fuzz.pipeline.runner import DEFAULT_CC, Runner, RunResult
 from fuzz.triage.buckets import Bucket, bucket_for
 
@@ -127,7 +130,16 @@ def _still_diverges(runner: Runner, text: str, line: TargetLine, run_text: str) 
         verdicts = result.judgement.verdicts
         if verdicts.get(INTERPRETER) not in (None, Verdict.AGREE):
             return True  # no trustworthy reference for the variant
-        return is_finding(verdicts[line.label], line.label in result.judgement.blame)
+        judgement = result.judgement
+        if verdicts[line.label] is Verdict.ABI_VIOLATION:
+            # a contract violation outranks the values; the variant may break
+            # the contract in its own way (preserve_all made system_v exposes
+            # riscv64's fs1 bug) with right values: judge those alone
+            outcome = dataclasses.replace(result.outcomes[line.label], violations=())
+            outcomes = {**result.outcomes, line.label: outcome}
+            command = result.command
+            judgement = judge(outcomes, command.compare, command.expected, runner.nan_policy)
+        return is_finding(judgement.verdicts[line.label], line.label in judgement.blame)
     return True
 
 

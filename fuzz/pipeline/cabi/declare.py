@@ -136,6 +136,9 @@ def c_signature(signature: SignatureInfo, target: Target) -> CSignature:
         returns = [CValue("i64", "unsigned long", 8) for _ in range(SRET_WORDS)]
     elif len(returns) > 1:
         shape = tuple(r.clif for r in returns)
+        why = c.no_struct_returns.get(cc)
+        if why is not None:
+            raise NoCounterpart(f"returns in {cc}: {why}")
         if shape not in c.struct_returns:
             raise NoCounterpart(
                 f"returns ({', '.join(shape)}): no C struct is returned in those registers"
