@@ -43,7 +43,7 @@ def test_the_tail_call_edit_gives_a_valid_case() -> None:
     verifies (an edit that breaks the case would attribute nothing)."""
     target = TARGETS["aarch64"]
     edited = 0
-    for seed in range(60):
+    for seed in range(120):
         ft = parse_text(generated(seed, [target]))
         for edit in edits(ft):
             if edit.name != "tail calls":

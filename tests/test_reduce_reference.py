@@ -100,7 +100,11 @@ def noise(seeds: tuple[int, ...]) -> str:
             body = "\n".join(x for x in text[text.index("function") :].splitlines() if x[:1] != ";")
             if _compiles_bare(body):
                 break
-        out += re.sub(r"%(\w+)", rf"%g{seed}_\1", body) + "\n\n"
+        # rename the functions it defines, not the externals it calls (the thrower)
+        for name in set(re.findall(r"^function %(\w+)", body, re.M)):
+            body = re.sub(rf"%{name}\b", f"%g{seed}_{name}", body)
+        out += body
+        out += "\n\n"
     return out
 
 
