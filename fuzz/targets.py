@@ -405,6 +405,10 @@ class Target:
     fuzz_isa_flags: tuple[str, ...] = ()
     # ISA flags that vector types need on this target
     vector_isa_flags: tuple[str, ...] = ()
+    # ISA flags that change how a type is lowered (riscv64 f16 goes through
+    # integer registers without Zfhmin): a wrong result that goes away when
+    # one is added depends on the lowering without it (fuzz.triage.attribution)
+    lowering_flags: tuple[str, ...] = ()
     # vector instructions compile and run with no ISA flag at all (a swizzle
     # inside a function: riscv64 needs has_v)
     bare_vectors: bool = True
@@ -1107,6 +1111,7 @@ TARGETS: dict[str, Target] = {
             # vectors need has_v, which unicorn lacks: only in cases for qemu-user
             abi_types={"*": SCALAR_TYPES},
             fuzz_isa_flags=("has_zca", "has_zcd"),
+            lowering_flags=("has_zfhmin",),
             bare_vectors=False,
             vector_isa_flags=("has_v",),
             # (qemu 10 also runs Zcb, Zfa, Zicond and, with V, Zvbb and Zvfh;

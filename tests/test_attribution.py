@@ -65,3 +65,23 @@ def test_a_convention_edit_swaps_every_use_and_nothing_else() -> None:
     assert edit.name == "convention apple_aarch64"
     assert "apple_aarch64 {" not in edit.text and "-> i64 apple_aarch64\n" not in edit.text
     assert "%apple_aarch64_user" in edit.text  # a name is not a convention
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["riscv64-f16-store-large-offset.clif", "riscv64-f16-store-large-offset-generated.clif"],
+)
+def test_the_f16_store_bug_depends_on_the_lowering_without_zfhmin(name: str) -> None:
+    """Making the tail calls plain clears it too, but the ISA flag that
+    changes the f16 lowering is tried first and names the bucket."""
+    ft = parse_file(str(CORPUS / name))
+    runner = Runner()
+    [line] = default_lines(ft, [TargetLine(TARGETS["riscv64"])])
+    keys = [
+        attributed_bucket(runner, ft, line, line.label, result).key
+        for result in runner.run_file(ft, [line])
+        if result.judgement.verdicts[line.label] is Verdict.WRONG_RESULT
+    ]
+    assert keys and set(keys) == {"riscv64|wrong result|without has_zfhmin"}
+    entry = load(CORPUS / "known.toml").get("riscv64-f16-store-large-offset")
+    assert entry is not None and entry.key is not None and entry.key.fullmatch(keys[0])

@@ -15,6 +15,10 @@ or None when it does not apply):
 - `convention C`: every use of a non-default calling convention C becomes
   the target's default (caller and callee change together, so only a bug in
   C's lowering goes away);
+- `without FLAG`: the target line gets an ISA flag that changes how a type
+  is lowered (`Target.lowering_flags`: riscv64 `has_zfhmin`, f16 in float
+  registers), the text unchanged; tried before tail calls, which a lowering
+  bug in their argument stores also depends on;
 - `tail calls`: every `return_call`/`return_call_indirect` becomes a plain
   call followed by a return of its results.
 """
@@ -52,14 +56,20 @@ _DECL = re.compile(r"^\s*(?P<name>(?:fn|sig)\d+)\s*=\s*(?P<decl>.*)$", re.MULTIL
 class Edit:
     name: str  # what the bucket key says the wrong result depends on
     text: str  # the case with that one change
+    isa_flags: tuple[str, ...] = ()  # added to the target line run
 
 
-def edits(ft: FileTest) -> Iterator[Edit]:
-    """The candidate single changes of a case, in the order they are tried."""
+def edits(ft: FileTest, line: TargetLine | None = None) -> Iterator[Edit]:
+    """The candidate single changes of a case (on target line `line`, for
+    the edits of its ISA flags), in the order they are tried."""
     text = ft.text
     used = {info["signature"]["call_conv"] for info in ft.functions.values()}
     for cc in sorted(used - _NOT_SWAPPED):
         yield Edit(f"convention {cc}", re.sub(rf"(?<![%\w]){cc}\b", DEFAULT_CC, text))
+    if line is not None:
+        for flag in line.target.lowering_flags:
+            if flag not in line.isa_flags:
+                yield Edit(f"without {flag}", text, (flag,))
     plain = _plain_tail_calls(text)
     if plain is not None:
         yield Edit("tail calls", plain)
@@ -110,8 +120,9 @@ def _return_count(decl: str) -> int:
 def attribute(runner: Runner, ft: FileTest, line: TargetLine, run_text: str) -> str | None:
     """The first edit after which the run `run_text` no longer diverges on
     `line` (its interpreter-recomputed reference agreeing), or None."""
-    for edit in edits(ft):
-        if not _still_diverges(runner, edit.text, line, run_text):
+    for edit in edits(ft, line):
+        variant = dataclasses.replace(line, isa_flags=line.isa_flags + edit.isa_flags)
+        if not _still_diverges(runner, edit.text, variant, run_text):
             return edit.name
     return None
 
