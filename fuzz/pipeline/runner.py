@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fuzz import _cranelift
-from fuzz.features import abi_for_version, has
+from fuzz.features import Feature, abi_for_version, has, lacking
 from fuzz.pipeline import debuginfo, unwind
 from fuzz.pipeline.cabi import check as cabi
 from fuzz.pipeline.cabi.build import CBuildError
@@ -808,3 +808,29 @@ def unselected(ft: FileTest, lines: Sequence[TargetLine]) -> list[Skipped]:
     """The file's runnable target lines that `lines` leaves out (`-t`)."""
     chosen = {line.label for line in lines}
     return [Skipped(tl.label, "not selected by -t") for tl in ft.targets if tl.label not in chosen]
+
+
+def not_for_release(features: Sequence[Feature], target: str = "") -> str:
+    """Why a configuration is not for the release under test."""
+    uses = ", ".join(
+        f"{f.name.removeprefix(f'{target}:')} (new in {f.since[0]}.{f.since[1]})" for f in features
+    )
+    return f"not for this release: it uses {uses} (fuzz/features.py)"
+
+
+def release_lines(
+    ft: FileTest, lines: Sequence[TargetLine], release: Version | None
+) -> tuple[list[TargetLine], list[Skipped]]:
+    """`lines` split by the feature table (fuzz.features, the gate the
+    generator uses too): those Cranelift `release` can compile the file for,
+    and those it cannot, skipped as not for this release (a case written
+    for a newer Cranelift: its panic there is not a finding)."""
+    kept: list[TargetLine] = []
+    skipped: list[Skipped] = []
+    for line in lines:
+        missing = lacking(ft.text, release, line.target.name, line.isa_flags)
+        if missing:
+            skipped.append(Skipped(line.label, not_for_release(missing, line.target.name)))
+        else:
+            kept.append(line)
+    return kept, skipped
