@@ -44,6 +44,7 @@ from fuzz.pipeline.oracle import (
     Kind,
     Outcome,
     Verdict,
+    at_trap_sites,
     is_finding,
     judge,
 )
@@ -423,6 +424,7 @@ class Runner:
                 pc=raw.pc,
                 violations=raw.violations,
                 executor=executor,
+                trap_site=raw.trap_site,
             )
         else:
             values = tuple(
@@ -590,7 +592,8 @@ class Runner:
                 if refereed:
                     outcomes.update(refereed)
                     judgement = judge(outcomes, run.compare, run.expected, self.nan_policy)
-            results.append(RunResult(run, outcomes, judgement))
+            # shown and recorded as judged: a fault at a trap site as that trap
+            results.append(RunResult(run, at_trap_sites(outcomes), judgement))
         if self.c_abi:
             for config in configs:
                 results += self.c_abi_results(ft, config)
