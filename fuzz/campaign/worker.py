@@ -38,11 +38,12 @@ from fuzz.pipeline.routing import ExecutorChoice, for_installed_qemu
 from fuzz.pipeline.runner import (
     C_ABI_DIRECTIVE,
     C_ABI_RUN,
+    NOT_FOR_RELEASE,
     Runner,
     default_lines,
     line_flags,
-    not_for_release,
     release_lines,
+    release_needs,
 )
 from fuzz.targets import TARGETS, Target
 from fuzz.triage.attribution import attributed_bucket
@@ -116,7 +117,7 @@ class CaseRunner:
             out.not_for_release = ["`; callfuzz: releases` names other releases"]
             return out
         if origin == "corpus" and (missing := lacking(text, release, isa_flags=())):
-            out.not_for_release = [not_for_release(missing)]  # the reader may not read it
+            out.not_for_release = [release_needs(missing)]  # the reader may not read it
             return out
         try:
             with self.runner.stage("parse"):
@@ -128,7 +129,9 @@ class CaseRunner:
                 lines, skipped = release_lines(
                     ft, corpus_lines(ft, self.wanted, self.config.corpus_all_targets), release
                 )
-                out.not_for_release = [f"{s.line}: {s.reason}" for s in skipped]
+                out.not_for_release = [
+                    f"{s.line}: {s.reason.removeprefix(NOT_FOR_RELEASE)}" for s in skipped
+                ]
             else:
                 lines = default_lines(ft, None)
             before = self.runner.executor_runs.copy()

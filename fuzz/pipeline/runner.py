@@ -813,12 +813,15 @@ def unselected(ft: FileTest, lines: Sequence[TargetLine]) -> list[Skipped]:
     return [Skipped(tl.label, "not selected by -t") for tl in ft.targets if tl.label not in chosen]
 
 
-def not_for_release(features: Sequence[Feature], target: str = "") -> str:
-    """Why a configuration is not for the release under test."""
+NOT_FOR_RELEASE = "not for this release: "
+
+
+def release_needs(features: Sequence[Feature], target: str = "") -> str:
+    """What a case uses that the release under test lacks, and since when."""
     uses = ", ".join(
         f"{f.name.removeprefix(f'{target}:')} (new in {f.since[0]}.{f.since[1]})" for f in features
     )
-    return f"not for this release: it uses {uses} (fuzz/features.py)"
+    return f"it uses {uses} (fuzz/features.py)"
 
 
 def release_lines(
@@ -833,7 +836,9 @@ def release_lines(
     for line in lines:
         missing = lacking(ft.text, release, line.target.name, line.isa_flags)
         if missing:
-            skipped.append(Skipped(line.label, not_for_release(missing, line.target.name)))
+            skipped.append(
+                Skipped(line.label, NOT_FOR_RELEASE + release_needs(missing, line.target.name))
+            )
         else:
             kept.append(line)
     return kept, skipped
