@@ -251,6 +251,17 @@ def test_a_crash_at_a_trap_site_is_that_trap_only_where_the_interpreter_traps_so
     assert j.verdicts["x86_64"] is Verdict.CRASH and j.blame == ["x86_64"]
 
 
+def test_who_meets_the_stated_value_is_never_blamed_however_many_agree_otherwise() -> None:
+    """Three targets returning the same wrong value outnumber the interpreter,
+    which returns the file's stated value: they are blamed, not it."""
+    wrong = {t: i64(5) for t in ("aarch64", "riscv64", "s390x")}
+    j = judge({INTERPRETER: i64(6), **wrong}, "==", (Value("i64", 6),))
+    assert j.verdicts[INTERPRETER] is Verdict.AGREE
+    assert j.blame == ["aarch64", "riscv64", "s390x"]
+    # without a stated value the largest group still wins
+    assert judge({INTERPRETER: i64(6), **wrong}).blame == [INTERPRETER]
+
+
 def test_crash_and_timeout_verdicts() -> None:
     crash = Outcome(Kind.CRASH, detail="read of unmapped memory at 0x0", pc=0x1000_0010)
     timeout = Outcome(Kind.TIMEOUT, detail="instruction budget exhausted")

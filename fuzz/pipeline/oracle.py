@@ -5,11 +5,10 @@ Every executor (the interpreter, and each target configuration) produces an
 `fuzz.values` for the NaN policy); traps compare by trap code. The reference
 each executor is judged against is the file's stated `; run: ... == value`
 when there is one (upstream's `test run` checks exactly that), else the
-interpreter's opinion. With the interpreter's opinion, the odd one out is
-blamed: the largest group of agreeing executors wins when it is strictly the
-largest, otherwise the reference decides. Without it (a `test run` file does
-not ask it, or it failed), the stated value is the specification: whoever
-misses it is blamed.
+interpreter's opinion. A stated value is the specification: whoever misses
+it is blamed, never who meets it. Without one, the odd one out is blamed: the
+largest group of agreeing executors wins when it is strictly the largest,
+otherwise the interpreter decides.
 """
 
 from __future__ import annotations
@@ -289,9 +288,11 @@ def judge(
                 verdict = Verdict.WRONG_RESULT
             verdicts[label] = verdict
 
-    if opinion is None and stated is not None:
-        # no interpreter opinion: the stated value is the specification, as in
-        # upstream's `test run`, and whoever misses it is blamed
+    if stated is not None:
+        # the stated value is the specification, as in upstream's `test run`:
+        # whoever misses it is blamed, never who meets it, however many agree
+        # on another value (three targets sharing a wrong result outnumber the
+        # interpreter: 0.128's preserve_all bug)
         blame = [label for label, v in verdicts.items() if v not in BENIGN]
         return Judgement(verdicts, blame)
     return Judgement(verdicts, _blame(outcomes, verdicts, policy))
