@@ -10,6 +10,7 @@ is assumed to have what the newest known has: every entry of the table."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -25,14 +26,16 @@ __all__ = [
     "for_version",
     "has",
     "known",
+    "lacking",
     "parse_version",
+    "used",
 ]
 
 
 @dataclass(frozen=True)
 class Feature:
     name: str
-    kind: str  # setting, setting value, convention, type, isa flag, syntax, rule
+    kind: str  # setting, setting value, convention, type, isa flag, syntax, lowering, rule
     since: Version  # the first release that has it
     source: str  # how that was established
     # release ranges [first without it, first with it again) it was withdrawn in
@@ -76,7 +79,13 @@ FEATURES: dict[str, Feature] = {
             "`explicit_slot N, align = A`: not parsed by 0.105.4",
         ),
         Feature("winch", "convention", (0, 115, 0), "absent 0.105.4, present 0.115.1"),
-        Feature("s390x:tail", "convention", (0, 115, 0), "s390x panics on tail in 0.105.4"),
+        Feature(
+            "s390x:tail",
+            "convention",
+            (0, 111, 0),
+            "s390x panics on tail ('does not support the tail calling convention yet') in "
+            "0.105.4-0.110.3, compiles it in 0.111.8 (each cached release run)",
+        ),
         Feature("has_cmpxchg16b", "isa flag", (0, 115, 0), "absent 0.105.4, present 0.115.1"),
         Feature("has_fp16", "isa flag", (0, 115, 0), "absent 0.105.4, present 0.115.1"),
         Feature("has_zfh", "isa flag", (0, 115, 0), "absent 0.105.4, present 0.115.1"),
@@ -135,6 +144,24 @@ FEATURES: dict[str, Feature] = {
             "setting",
             (0, 121, 0),
             "with stack_switch (0.121.2 has it, 0.109.1 not; 0.110-0.120 not checked)",
+        ),
+        # Lowerings: an instruction (`opcode.type` where the type matters) a
+        # backend cannot compile before the release; bisected on the cached
+        # bridge of every release line (`callfuzz --cranelift X run FILE -t T`).
+        # The generator does not use them: they gate corpus files (issue 24)
+        Feature(
+            "x86_64:bitcast.i32x2",
+            "lowering",
+            (0, 120, 0),
+            "bitcast.i32x2 of an i64: compile panic 0.105.4-0.114.0, 'should be implemented "
+            "in ISLE' (unsupported) 0.115.1-0.119.1, compiled 0.120.2",
+        ),
+        Feature(
+            "s390x:ssub_overflow",
+            "lowering",
+            (0, 135, 0),
+            "ssub_overflow.i64: compile panic 0.105.4-0.114.0, 'should be implemented in "
+            "ISLE' (unsupported) 0.115.1-0.134.4, compiled 0.135.8",
         ),
         # Rules, not features: a convention in `Target.no_return_convs` is
         # one whose functions cannot return values from this release on
@@ -202,6 +229,46 @@ def has(name: str, version: Version | None, target: str = "") -> bool:
         feature is None or feature.in_release(version)
         for feature in (FEATURES.get(name), FEATURES.get(f"{target}:{name}"))
     )
+
+
+# What a text uses, as the table names it: words (conventions, types,
+# instructions, ISA flags, settings), `setting=value` and `opcode.type`
+# forms; names (`%f`), comments and numbers aside.
+_WORD = re.compile(r"(?<![%\w])[A-Za-z_]\w*")
+_COMPOUND = re.compile(r"(?<![%\w.=])[A-Za-z_]\w*[.=]\w+")
+_TARGET_LINE = re.compile(r"^\s*target\s.*$", re.MULTILINE)
+
+
+def used(text: str, target: str = "", isa_flags: Iterable[str] | None = None) -> list[Feature]:
+    """The table's features (rules aside: they say what a release does, not
+    what a file uses) a CLIF text uses, those of one target where the table
+    names them for it (`s390x:tail`: `tail` on s390x). `isa_flags`: one
+    target line's flags, read instead of the file's target lines."""
+    code = re.sub(r";.*", "", text)
+    if isa_flags is not None:
+        code = _TARGET_LINE.sub("", code) + "\n" + " ".join(isa_flags)
+    words = set(_WORD.findall(code)) | set(_COMPOUND.findall(code))
+    prefix = f"{target}:" if target else None
+    return [
+        f
+        for f in FEATURES.values()
+        if f.kind != "rule"
+        and (f.name in words or (prefix and f.name.removeprefix(prefix) in words))
+    ]
+
+
+def lacking(
+    text: str, version: Version | None, target: str = "", isa_flags: Iterable[str] | None = None
+) -> list[Feature]:
+    """Of the features `text` uses (on `target`, see `used`), those release
+    `version` does not have: a case Cranelift `version` cannot read or
+    compile, not for this release."""
+    prefix = f"{target}:"
+    return [
+        f
+        for f in used(text, target, isa_flags)
+        if not has(f.name.removeprefix(prefix), version, target)
+    ]
 
 
 def _kept(names: Iterable[str], version: Version, target: str = "") -> tuple[str, ...]:

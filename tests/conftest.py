@@ -43,6 +43,20 @@ else:
         shutil.copytree(prebuilt, Path(os.environ["CALLFUZZ_CACHE"]) / "bridges" / prebuilt.name)
 
 
+# a load that may trap (a heap_oob trap site), or with `notrap` (none), from address 0
+NULL_LOAD = """test interpret
+test run
+target {target}
+
+function %f(i64) -> i64 {{
+block0(v0: i64):
+    v1 = load.i64{flags} v0
+    return v1
+}}
+; print: %f(0)
+"""
+
+
 FAKE_CARGO = Path(__file__).parent / "data" / "fake_cargo.py"
 
 

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import release_bridge_current
 
 from fuzz.campaign.worker import corpus_lines
 from fuzz.pipeline.filetest import TargetLine, parse_file, parse_text
 from fuzz.pipeline.qemu import qemu_version
+from fuzz.pipeline.runner import release_lines
 from fuzz.targets import TARGETS
 from fuzz.triage.known import load
 
@@ -30,16 +32,23 @@ FINDING = CORPUS / "riscv64-preserve-all-vector-saves.clif"
 APPLE = CORPUS / "aarch64-apple-narrow-stack-args.clif"  # `target aarch64` only
 
 
-def fuzz(tmp: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def fuzz(
+    tmp: Path, *args: str, check: bool = True, release: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """A campaign through the CLI; `check`: it ran to its end (exit status 0,
-    nothing new, or 1, new buckets)."""
+    nothing new, or 1, new buckets); `release`: on that release's bridge."""
     db = tmp / "triage.sqlite"
+    env = dict(os.environ)
+    if release is not None:
+        env["CALLFUZZ_CRANELIFT"] = release
+        env.pop("CALLFUZZ_BRIDGE", None)
     proc = subprocess.run(
         [*CALLFUZZ, "fuzz", "--db", f"sqlite:///{db}", "--jobs", "2", *args],
         cwd=tmp,
         capture_output=True,
         text=True,
         timeout=600,
+        env=env,
     )
     if check:
         assert proc.returncode in (0, 1), proc.stdout + proc.stderr
@@ -454,3 +463,39 @@ def test_a_corpus_file_of_another_release_is_replayed_only_there() -> None:
     assert for_release(text, (0, 128, 4))
     assert not for_release(text, (0, 135, 8))
     assert for_release("test run\n", (0, 135, 8))  # no directive: every release
+
+
+@pytest.mark.skipif(
+    not release_bridge_current("0.105.4"), reason="needs the prebuilt 0.105.4 bridge"
+)
+def test_a_corpus_file_for_a_newer_release_opens_no_bucket_on_an_older_one(
+    tmp_path: Path, empty_corpus: Path
+) -> None:
+    """0.105 cannot compile s390x `tail` functions (new in 0.111) nor lower
+    s390x `ssub_overflow` (new in 0.135): a campaign there replaying the
+    files written on 0.135 skips those target lines as not for this release
+    and counts them, never a compile-panic bucket (issue 24)."""
+    for name in ("aarch64-tail-sret-panic.clif", "emulator-s390x-signed-overflow-cc.clif"):
+        (empty_corpus / name).write_text((CORPUS / name).read_text())
+    proc = fuzz(
+        tmp_path,
+        *("--cases", "0", "--targets", "s390x", "--corpus", str(empty_corpus)),
+        release="0.105.4",
+    )
+    assert buckets(tmp_path) == []
+    assert proc.returncode == 0, proc.stdout
+    assert "not for this release" in proc.stdout
+    assert "2 corpus files or target lines" in proc.stdout
+    assert "tail (new in 0.111)" in proc.stdout and "ssub_overflow (new in 0.135)" in proc.stdout
+
+
+def test_target_lines_a_release_cannot_compile_are_not_for_it() -> None:
+    """The feature table decides per target line: 0.119 lowers bitcast to
+    i32x2 on aarch64, not on x86_64 (new in 0.120); 0.120 has both."""
+    ft = parse_file(str(CORPUS / "interpreter-bitcast-to-vector.clif"))
+    kept, skipped = release_lines(ft, ft.targets, (0, 119, 1))
+    assert [line.label for line in kept] == ["aarch64"]
+    assert [s.line for s in skipped] == ["x86_64"]
+    assert "bitcast.i32x2 (new in 0.120)" in skipped[0].reason
+    kept, skipped = release_lines(ft, ft.targets, (0, 120, 2))
+    assert [line.label for line in kept] == ["x86_64", "aarch64"] and skipped == []

@@ -17,7 +17,9 @@ from fuzz.features import (
     callee_saved,
     for_version,
     has,
+    lacking,
     parse_version,
+    used,
 )
 from fuzz.gen.choices import RandomSource
 from fuzz.gen.generate import generate
@@ -71,11 +73,13 @@ SYNTAX = {
     "patchable": re.compile(r"= colocated patchable "),
 }
 # every kind of feature the table may hold, each read back from cases below
-# (a `rule` restricts releases from its version on: read by its own test)
+# (a `rule` restricts releases from its version on: read by its own test; a
+# `lowering` gates corpus files, the generator does not use it: its own test)
 KINDS = {
     *("setting", "setting value", "convention", "type", "isa flag", "syntax"),
-    *("instruction", "rule"),
+    *("instruction", "rule", "lowering"),
 }
+UNGENERATED = ("rule", "lowering")
 
 
 def _convention(signature: str) -> str:
@@ -177,7 +181,9 @@ def test_the_newest_release_generates_every_feature_in_the_table() -> None:
         for kind, names in read.names.items():
             seen |= {(kind, n) for n in names} | {(kind, f"{read.target}:{n}") for n in names}
     missing = [
-        f.name for f in FEATURES.values() if f.kind != "rule" and (f.kind, f.name) not in seen
+        f.name
+        for f in FEATURES.values()
+        if f.kind not in UNGENERATED and (f.kind, f.name) not in seen
     ]
     assert not missing, missing
 
@@ -280,3 +286,36 @@ def test_the_generators_view_carries_the_releases_call_contract() -> None:
     t = TARGETS["x86_64"]
     assert for_version(t, (0, 106, 2)).callee_saved == callee_saved(t, (0, 106, 2))
     assert for_version(t, (0, 106, 2)).preserved("tail") != t.preserved("tail")
+
+
+def test_a_files_features_are_read_per_target_line() -> None:
+    """`used` (the corpus replay's gate, and bisect's prediction) reads the
+    table's names from code: words, `opcode.type`, `setting=value`; a
+    target's own entries on that target only; one target line's ISA flags,
+    not another's; not comments nor function names."""
+    text = """test run
+set regalloc_algorithm=single_pass
+target s390x has_mie3
+target x86_64
+
+function %tail(i64) -> i32x2 tail {  ; preserve_all
+block0(v0: i64):
+    v1 = bitcast.i32x2 little v0
+    v2, v3 = ssub_overflow v0, v0
+    return v1
+}
+"""
+
+    def names(target: str, flags: tuple[str, ...] | None = ()) -> set[str]:
+        return {f.name for f in used(text, target, flags)}
+
+    setting = {"regalloc_algorithm", "regalloc_algorithm=single_pass"}
+    assert names("s390x") == {"s390x:tail", "s390x:ssub_overflow", *setting}
+    assert names("x86_64") == {"x86_64:bitcast.i32x2", *setting}
+    assert "has_mie3" in names("s390x", ("has_mie3",)) and "has_mie3" not in names("x86_64")
+    assert "has_mie3" in names("x86_64", None)  # the whole file, target lines and all
+    assert [f.name for f in lacking(text, (0, 124, 3), "x86_64", ())] == []
+    assert {f.name for f in lacking(text, (0, 121, 2), "s390x", ())} == {
+        "s390x:ssub_overflow",
+        "regalloc_algorithm=single_pass",  # withdrawn in 0.120-0.123
+    }

@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzz.pipeline.oracle import BENIGN, INTERPRETER, Kind, Outcome, Verdict, judge
+from fuzz.pipeline.oracle import (
+    BENIGN,
+    INTERPRETER,
+    Kind,
+    Outcome,
+    Verdict,
+    at_trap_sites,
+    judge,
+)
 from fuzz.values import NanPolicy, Value
 
 TARGETS = ("x86_64", "aarch64", "riscv64", "s390x")
@@ -223,6 +231,35 @@ def test_traps_compare_by_code() -> None:
     j = judge(everyone(trap("user1"), x86_64=trap("user2")))
     assert j.verdicts["x86_64"] is not Verdict.AGREE
     assert j.blame == ["x86_64"]
+
+
+def test_a_crash_at_a_trap_site_is_that_trap_only_where_the_interpreter_traps_so() -> None:
+    """A fault at an instruction Cranelift recorded as a heap_oob trap site
+    is that trap when the interpreter reports heap_oob; any other fault, or
+    the same fault where the interpreter returned or trapped otherwise, stays
+    a crash (issue 24)."""
+    at_site = Outcome(Kind.CRASH, detail="read of unmapped memory at 0x0", trap_site="heap_oob")
+    j = judge(everyone(trap("heap_oob"), x86_64=at_site))
+    assert j.verdicts["x86_64"] is Verdict.AGREE and not j.divergent
+    read = at_trap_sites(everyone(trap("heap_oob"), x86_64=at_site))["x86_64"]
+    assert (read.kind, read.detail) == (Kind.TRAP, "heap_oob")
+    for interp in (i64(1), trap("int_divz")):
+        j = judge(everyone(interp, x86_64=at_site))
+        assert j.verdicts["x86_64"] is Verdict.CRASH and j.blame == ["x86_64"]
+    elsewhere = Outcome(Kind.CRASH, detail="read of unmapped memory at 0x0")
+    j = judge(everyone(trap("heap_oob"), x86_64=elsewhere))
+    assert j.verdicts["x86_64"] is Verdict.CRASH and j.blame == ["x86_64"]
+
+
+def test_who_meets_the_stated_value_is_never_blamed_however_many_agree_otherwise() -> None:
+    """Three targets returning the same wrong value outnumber the interpreter,
+    which returns the file's stated value: they are blamed, not it."""
+    wrong = {t: i64(5) for t in ("aarch64", "riscv64", "s390x")}
+    j = judge({INTERPRETER: i64(6), **wrong}, "==", (Value("i64", 6),))
+    assert j.verdicts[INTERPRETER] is Verdict.AGREE
+    assert j.blame == ["aarch64", "riscv64", "s390x"]
+    # without a stated value the largest group still wins
+    assert judge({INTERPRETER: i64(6), **wrong}).blame == [INTERPRETER]
 
 
 def test_crash_and_timeout_verdicts() -> None:

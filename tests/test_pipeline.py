@@ -14,12 +14,14 @@ from pathlib import Path
 
 import capstone as cs
 import pytest
+from conftest import NULL_LOAD
 
 from fuzz import _cranelift
 from fuzz.pipeline.emulate import Emulator
 from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_file, parse_text
 from fuzz.pipeline.link import CompiledFunction, Image, link
-from fuzz.pipeline.oracle import INTERPRETER, Kind, Verdict
+from fuzz.pipeline.oracle import INTERPRETER, Kind, Outcome, Verdict
+from fuzz.pipeline.routing import UNICORN, ExecutorChoice
 from fuzz.pipeline.runner import Runner, RunResult, default_lines
 from fuzz.pipeline.trampoline import TRAMPOLINE_NAME, trampoline_clif
 from fuzz.targets import TARGETS, Target
@@ -375,6 +377,28 @@ def test_target_traps_with_the_same_code(
     assert outcome.kind is Kind.TRAP, outcome
     assert outcome.detail == TRAPS[case][1]
     assert result.judgement.verdicts[name] is Verdict.AGREE
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_a_fault_at_a_trap_site_is_that_trap_on_unicorn(name: str) -> None:
+    """Cranelift records a load without `notrap` as a heap_oob trap site: its
+    fault there is that trap, which the interpreter reports too (issue 24)."""
+    ft = parse_text(NULL_LOAD.format(target=name, flags=""))
+    [result] = Runner(executor=ExecutorChoice.UNICORN).run_file(ft, ft.targets)
+    assert result.outcomes[INTERPRETER] == Outcome(Kind.TRAP, detail="heap_oob")
+    outcome = result.outcomes[name]
+    assert (outcome.kind, outcome.detail, outcome.executor) == (Kind.TRAP, "heap_oob", UNICORN)
+    assert result.judgement.verdicts[name] is Verdict.AGREE
+
+
+@pytest.mark.parametrize("name", ["x86_64", "aarch64", "riscv64"])  # s390x: an illegal errno
+def test_unicorn_names_the_trap_code_recorded_where_an_access_faults(name: str) -> None:
+    for flags, code in (("", "heap_oob"), (" notrap", "")):
+        ft = parse_text(NULL_LOAD.format(target=name, flags=flags))
+        runner = Runner(executor=ExecutorChoice.UNICORN, ub_check=False)
+        [config] = runner.prepare_file(ft, ft.targets)
+        outcome = runner.execute(ft, config, ft.runs[0])
+        assert (outcome.kind, outcome.trap_site) == (Kind.CRASH, code), outcome
 
 
 def test_the_same_functions_return_when_they_do_not_trap() -> None:

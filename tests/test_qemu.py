@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from conftest import NULL_LOAD
 
 from fuzz.faults import hooks
 from fuzz.gen.choices import RandomSource
@@ -578,3 +579,22 @@ block0(v0: i64):
         outcome = runner.execute(ft, config, ft.runs[0], variant)
         assert outcome.executor == QEMU
         assert outcome.kind is Kind.RETURN and not outcome.violations, outcome
+
+
+@needs_qemu
+@pytest.mark.parametrize("target", ALL, ids=lambda t: t.name)
+def test_a_fault_at_a_trap_site_is_that_trap_on_qemu(target, qemu_path) -> None:  # type: ignore[no-untyped-def]
+    """qemu-user's SIGSEGV at a load Cranelift recorded as a heap_oob trap
+    site is that trap where the interpreter reports it; at a `notrap` load it
+    is a crash naming no trap code (issue 24)."""
+    ft = parse_text(NULL_LOAD.format(target=target.name, flags=""))
+    [result] = Runner(executor=ExecutorChoice.QEMU).run_file(ft, ft.targets)
+    outcome = result.outcomes[target.name]
+    assert (outcome.kind, outcome.detail, outcome.executor) == (Kind.TRAP, "heap_oob", QEMU)
+    assert result.judgement.verdicts[target.name] is Verdict.AGREE
+    for flags, code in (("", "heap_oob"), (" notrap", "")):
+        ft = parse_text(NULL_LOAD.format(target=target.name, flags=flags))
+        runner = Runner(executor=ExecutorChoice.QEMU, ub_check=False)
+        [config] = runner.prepare_file(ft, ft.targets)
+        raw = runner.execute(ft, config, ft.runs[0])
+        assert (raw.kind, raw.trap_site) == (Kind.CRASH, code), raw

@@ -180,6 +180,8 @@ class Campaign:
         if result.error is not None:
             self._count_error(result)
             return
+        if result.not_for_release:
+            self._count_not_for_release(result)
         self.stats.cases += 1
         self.stats.executions.update(result.executions)
         self.stats.executor_runs.update(result.executor_runs)
@@ -282,6 +284,13 @@ class Campaign:
         if reason not in self.stats.generator_defects:
             self.display.note(f"generator defect (Cranelift rejects a generated case): {reason}")
         self.stats.generator_defects[reason] += 1
+
+    def _count_not_for_release(self, result: CaseResult) -> None:
+        """A corpus file, or some of its target lines, written for another
+        release: skipped and counted by reason, never a bucket."""
+        reasons = set(result.not_for_release)
+        self.stats.not_for_release.update(reasons)
+        self.display.note(f"not for this release: {result.path}: {'; '.join(sorted(reasons))}")
 
     def _log_harness_errors(self, result: CaseResult) -> None:
         """callfuzz's own failures: kept with the case's seed in the campaign

@@ -160,6 +160,14 @@ class Display:
         table.add_row("corpus", f"{s.corpus_added} cases added")
         if s.errors:
             table.add_row("skipped", f"{s.errors} unreadable or invalid corpus files")
+        if s.not_for_release:
+            reasons = "; ".join(f"{n} x {why}" for why, n in s.not_for_release.most_common(3))
+            more = len(s.not_for_release) - 3
+            table.add_row(
+                "not for this release",
+                f"{s.not_for_release.total()} corpus files or target lines: {reasons}"
+                + (f"; {more} more reasons" if more > 0 else ""),
+            )
         if s.generator_defects:
             cases = sum(s.generator_defects.values())
             reasons = "; ".join(

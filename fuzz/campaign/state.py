@@ -65,6 +65,9 @@ class Stats:
     hangs: int = 0
     corpus_added: int = 0
     errors: int = 0  # corpus files unreadable or invalid
+    # corpus files (or some of their target lines) written for another
+    # release: skipped, never findings; reason -> files
+    not_for_release: Counter[str] = field(default_factory=Counter)
     # generated cases Cranelift rejects: the generator's defects, by reason
     # (masked: one line per distinct reason, not per case)
     generator_defects: Counter[str] = field(default_factory=Counter)
@@ -121,6 +124,9 @@ class CaseResult:
     origin: str  # generated, corpus, atheris, hypothesis
     seed: int | None = None
     error: str | None = None  # the case was unreadable or bad input
+    # a corpus case's target lines (or the whole file) skipped as written
+    # for another release, each with the reason (fuzz.features)
+    not_for_release: list[str] = field(default_factory=list)
     path: str | None = None  # a corpus file's path
     executions: dict[str, int] = field(default_factory=dict)  # per target
     # target runs per executor (fuzz.pipeline.routing: unicorn, qemu-user),

@@ -25,6 +25,7 @@ from fuzz import _cranelift
 from fuzz.bridge.load import under_test
 from fuzz.campaign.state import CaseResult, WorkerConfig
 from fuzz.faults import hooks
+from fuzz.features import lacking
 from fuzz.gen.cells import Cell, module_cells
 from fuzz.gen.choices import ByteSource, RandomSource, Source
 from fuzz.gen.generate import generate
@@ -34,7 +35,16 @@ from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_text
 from fuzz.pipeline.link import EDGE, FAR, NEAR
 from fuzz.pipeline.oracle import Verdict, is_recorded
 from fuzz.pipeline.routing import ExecutorChoice, for_installed_qemu
-from fuzz.pipeline.runner import C_ABI_DIRECTIVE, C_ABI_RUN, Runner, default_lines, line_flags
+from fuzz.pipeline.runner import (
+    C_ABI_DIRECTIVE,
+    C_ABI_RUN,
+    NOT_FOR_RELEASE,
+    Runner,
+    default_lines,
+    line_flags,
+    release_lines,
+    release_needs,
+)
 from fuzz.targets import TARGETS, Target
 from fuzz.triage.attribution import attributed_bucket
 from fuzz.triage.buckets import details
@@ -101,16 +111,29 @@ class CaseRunner:
 
     def _summarise(self, text: str, origin: str, seed: int | None) -> CaseResult:
         out = CaseResult(origin=origin, seed=seed)
-        if origin == "corpus" and not for_release(text, release_under_test()):
-            return out  # another release's reproducer: nothing to run here
+        release = release_under_test()
+        if origin == "corpus" and not for_release(text, release):
+            # another release's reproducer: nothing to run here
+            out.not_for_release = ["`; callfuzz: releases` names other releases"]
+            return out
+        if origin == "corpus" and (missing := lacking(text, release, isa_flags=())):
+            out.not_for_release = [release_needs(missing)]  # the reader may not read it
+            return out
         try:
             with self.runner.stage("parse"):
                 ft = parse_text(text)
-            lines = (
-                corpus_lines(ft, self.wanted, self.config.corpus_all_targets)
-                if origin == "corpus"
-                else default_lines(ft, None)
-            )
+            if origin == "corpus":
+                # a file written for a newer Cranelift: the target lines whose
+                # code this release cannot compile are not for it (the feature
+                # table decides, as it does for the generator)
+                lines, skipped = release_lines(
+                    ft, corpus_lines(ft, self.wanted, self.config.corpus_all_targets), release
+                )
+                out.not_for_release = [
+                    f"{s.line}: {s.reason.removeprefix(NOT_FOR_RELEASE)}" for s in skipped
+                ]
+            else:
+                lines = default_lines(ft, None)
             before = self.runner.executor_runs.copy()
             thrown = self.runner.throws.copy()
             debug_before = self.runner.debug_compiles

@@ -212,16 +212,10 @@ def needs(text: str) -> Needs | None:
     """Of the features the table knows the reader rejects when missing (a
     convention, type, setting or ISA flag, named as a word), the one the
     file uses that appeared last."""
-    from fuzz.features import FEATURES
+    from fuzz.features import used
 
-    code = re.sub(r";.*", "", text)
-    words = set(re.findall(r"(?<![%\w])[A-Za-z_]\w*", code))
-    used = [
-        f
-        for f in FEATURES.values()
-        if f.name in words and f.kind in ("convention", "type", "setting", "isa flag")
-    ]
-    newest = max(used, key=lambda f: f.since, default=None)
+    read = [f for f in used(text) if f.kind in ("convention", "type", "setting", "isa flag")]
+    newest = max(read, key=lambda f: f.since, default=None)
     return Needs(newest.name, newest.since) if newest else None
 
 

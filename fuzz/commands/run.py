@@ -33,7 +33,14 @@ from fuzz.pipeline.emulate import DEFAULT_BUDGET
 from fuzz.pipeline.filetest import BadInput, FileTest, Skipped, SkippedFile, parse_file
 from fuzz.pipeline.oracle import BENIGN, INTERPRETER, Outcome, Verdict, is_finding
 from fuzz.pipeline.routing import ExecutorChoice
-from fuzz.pipeline.runner import C_ABI_DIRECTIVE, Runner, RunResult, default_lines, unselected
+from fuzz.pipeline.runner import (
+    C_ABI_DIRECTIVE,
+    Runner,
+    RunResult,
+    default_lines,
+    release_lines,
+    unselected,
+)
 from fuzz.targets import TARGETS
 from fuzz.values import NanPolicy, Value, format_values
 
@@ -365,6 +372,8 @@ def run(
             runner.c_abi = c_abi or C_ABI_DIRECTIVE in ft.text
             lines = default_lines(ft, wanted)
             skipped = [*ft.skipped, *unselected(ft, lines)]
+            lines, too_new = release_lines(ft, lines, runner.release)
+            skipped += too_new
             results = runner.run_file(ft, lines, flags)
         except SkippedFile as err:
             summary.skipped_files += 1

@@ -13,7 +13,10 @@ result that changes with the variant read state the program never wrote
 Faults are classified so that only Cranelift's own behaviour is ever blamed:
 
 - a fault at a Cranelift trap site is that trap;
-- an unmapped or protected access is a crash, with its PC and address;
+- an unmapped or protected access is a crash, with its PC and address; at
+  an instruction Cranelift records as a trap site (a load or store that may
+  trap) the crash carries that trap code, and is that trap where the
+  interpreter reports the same one (fuzz.pipeline.oracle.at_trap_sites);
 - an illegal instruction inside a function that is not a trap site is an
   emulator gap ("not executable here", named by its capstone mnemonic);
 - running out of the instruction budget is a timeout.
@@ -110,6 +113,9 @@ class RawOutcome:
     detail: str = ""
     pc: int | None = None
     violations: tuple[Violation, ...] = ()
+    # a memory fault's: the trap code Cranelift recorded at the faulting
+    # instruction (its `traps` list), "" where it recorded none
+    trap_site: str = ""
 
 
 class Watchdog:
@@ -507,7 +513,7 @@ class Emulator:
             detail = _MEMORY_FAULTS[err.errno]
             if where is not None:
                 detail += f" at {where:#x}"
-            return RawOutcome("crash", detail=detail, pc=pc)
+            return RawOutcome("crash", detail=detail, pc=pc, trap_site=image.trap_sites.get(pc, ""))
         if err.errno in self.target.illegal_errnos:
             for delta in self.target.trap_site_deltas:
                 if pc + delta in image.trap_sites:

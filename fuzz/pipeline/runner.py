@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fuzz import _cranelift
-from fuzz.features import abi_for_version, has
+from fuzz.features import Feature, abi_for_version, has, lacking
 from fuzz.pipeline import debuginfo, unwind
 from fuzz.pipeline.cabi import check as cabi
 from fuzz.pipeline.cabi.build import CBuildError
@@ -44,6 +44,7 @@ from fuzz.pipeline.oracle import (
     Kind,
     Outcome,
     Verdict,
+    at_trap_sites,
     is_finding,
     judge,
 )
@@ -423,6 +424,7 @@ class Runner:
                 pc=raw.pc,
                 violations=raw.violations,
                 executor=executor,
+                trap_site=raw.trap_site,
             )
         else:
             values = tuple(
@@ -590,7 +592,8 @@ class Runner:
                 if refereed:
                     outcomes.update(refereed)
                     judgement = judge(outcomes, run.compare, run.expected, self.nan_policy)
-            results.append(RunResult(run, outcomes, judgement))
+            # shown and recorded as judged: a fault at a trap site as that trap
+            results.append(RunResult(run, at_trap_sites(outcomes), judgement))
         if self.c_abi:
             for config in configs:
                 results += self.c_abi_results(ft, config)
@@ -808,3 +811,34 @@ def unselected(ft: FileTest, lines: Sequence[TargetLine]) -> list[Skipped]:
     """The file's runnable target lines that `lines` leaves out (`-t`)."""
     chosen = {line.label for line in lines}
     return [Skipped(tl.label, "not selected by -t") for tl in ft.targets if tl.label not in chosen]
+
+
+NOT_FOR_RELEASE = "not for this release: "
+
+
+def release_needs(features: Sequence[Feature], target: str = "") -> str:
+    """What a case uses that the release under test lacks, and since when."""
+    uses = ", ".join(
+        f"{f.name.removeprefix(f'{target}:')} (new in {f.since[0]}.{f.since[1]})" for f in features
+    )
+    return f"it uses {uses} (fuzz/features.py)"
+
+
+def release_lines(
+    ft: FileTest, lines: Sequence[TargetLine], release: Version | None
+) -> tuple[list[TargetLine], list[Skipped]]:
+    """`lines` split by the feature table (fuzz.features, the gate the
+    generator uses too): those Cranelift `release` can compile the file for,
+    and those it cannot, skipped as not for this release (a case written
+    for a newer Cranelift: its panic there is not a finding)."""
+    kept: list[TargetLine] = []
+    skipped: list[Skipped] = []
+    for line in lines:
+        missing = lacking(ft.text, release, line.target.name, line.isa_flags)
+        if missing:
+            skipped.append(
+                Skipped(line.label, NOT_FOR_RELEASE + release_needs(missing, line.target.name))
+            )
+        else:
+            kept.append(line)
+    return kept, skipped

@@ -29,7 +29,9 @@ def classify(
     assert target.qemu is not None
     name = SIGNALS.get(signo, f"signal {signo}")
     if signo in FAULTS:
-        return RawOutcome("crash", detail=f"{name} {fault_address()}", pc=pc)
+        # at a load or store Cranelift recorded as a trap site, the code it gave
+        trap_site = image.trap_sites.get(pc, "")
+        return RawOutcome("crash", detail=f"{name} {fault_address()}", pc=pc, trap_site=trap_site)
     if signo in (4, 5, 8):
         for delta in target.qemu.trap_site_deltas:
             if pc + delta in image.trap_sites:
