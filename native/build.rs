@@ -56,6 +56,19 @@ const FLAGS: &[(&str, u32, u32, &str)] = &[
         "no MachBufferFinalized::frame_layout (added in 0.126): stack-argument sizes unmeasured",
     ),
     (
+        "cranelift_handler_label_or_offset",
+        137,
+        u32::MAX,
+        "call-site exception handlers are MachExceptionHandler over LabelOrOffset \
+         (FinalizedMachExceptionHandler over offsets before 0.137)",
+    ),
+    (
+        "cranelift_buffer_unparameterized",
+        137,
+        u32::MAX,
+        "MachBufferFinalized has no stencil/final type parameter (MachBufferFinalized<Final> before 0.137)",
+    ),
+    (
         "cranelift_reloc_label",
         137,
         u32::MAX,

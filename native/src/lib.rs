@@ -742,11 +742,11 @@ type TrySite = (u32, Option<u32>, Vec<(Option<u32>, u32)>);
 /// The call sites of `buffer` that have exception handlers (none before
 /// 0.121: no `try_call`): what the harness's unwinder stand-in reads.
 #[cfg(not(cranelift_no_try_call))]
-fn try_sites(
-    buffer: &cranelift_codegen::MachBufferFinalized<cranelift_codegen::Final>,
-) -> Vec<TrySite> {
-    #[cfg(not(cranelift_handler_pairs))]
+fn try_sites(buffer: &FinalBuffer) -> Vec<TrySite> {
+    #[cfg(not(any(cranelift_handler_pairs, cranelift_handler_label_or_offset)))]
     use cranelift_codegen::FinalizedMachExceptionHandler as H;
+    #[cfg(cranelift_handler_label_or_offset)]
+    use cranelift_codegen::MachExceptionHandler as H;
     let mut out = Vec::new();
     for site in buffer.call_sites() {
         #[cfg(cranelift_handler_pairs)]
@@ -755,7 +755,7 @@ fn try_sites(
             .iter()
             .map(|(tag, offset)| (tag.expand().map(|t| t.as_u32()), *offset))
             .collect();
-        #[cfg(not(cranelift_handler_pairs))]
+        #[cfg(not(any(cranelift_handler_pairs, cranelift_handler_label_or_offset)))]
         let handlers: Vec<(Option<u32>, u32)> = site
             .exception_handlers
             .iter()
@@ -763,6 +763,17 @@ fn try_sites(
                 H::Tag(tag, offset) => Some((Some(tag.as_u32()), *offset)),
                 H::Default(offset) => Some((None, *offset)),
                 H::Context(_) => None,
+            })
+            .collect();
+        // a finalized buffer has resolved every handler label to an offset
+        #[cfg(cranelift_handler_label_or_offset)]
+        let handlers: Vec<(Option<u32>, u32)> = site
+            .exception_handlers
+            .iter()
+            .filter_map(|h| match h {
+                H::Tag(tag, at) if at.is_offset() => Some((Some(tag.as_u32()), at.as_offset())),
+                H::Default(at) if at.is_offset() => Some((None, at.as_offset())),
+                _ => None,
             })
             .collect();
         if handlers.is_empty() {
@@ -777,10 +788,14 @@ fn try_sites(
     out
 }
 
+/// A compiled function's finalized buffer.
+#[cfg(not(cranelift_buffer_unparameterized))]
+type FinalBuffer = cranelift_codegen::MachBufferFinalized<cranelift_codegen::Final>;
+#[cfg(cranelift_buffer_unparameterized)]
+type FinalBuffer = cranelift_codegen::MachBufferFinalized;
+
 #[cfg(cranelift_no_try_call)]
-fn try_sites(
-    _buffer: &cranelift_codegen::MachBufferFinalized<cranelift_codegen::Final>,
-) -> Vec<TrySite> {
+fn try_sites(_buffer: &FinalBuffer) -> Vec<TrySite> {
     Vec::new()
 }
 
