@@ -44,6 +44,14 @@ class Feature:
     def in_release(self, version: Version) -> bool:
         return version >= self.since and not any(a <= version < b for a, b in self.gaps)
 
+    def releases(self) -> str:
+        """Which releases have it, as a reason says: `new in 0.115, not in
+        0.120-0.123`."""
+        out = f"new in {self.since[0]}.{self.since[1]}"
+        for a, b in self.gaps:
+            out += f", not in {a[0]}.{a[1]}-{b[0]}.{b[1] - 1}"
+        return out
+
 
 _MEASURED = "bridges built for 0.105.4, 0.115.1, 0.128.4, 0.131.3, 0.137.1 (issue 13)"
 

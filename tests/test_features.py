@@ -319,3 +319,14 @@ block0(v0: i64):
         "s390x:ssub_overflow",
         "regalloc_algorithm=single_pass",  # withdrawn in 0.120-0.123
     }
+
+
+def test_a_reason_names_the_releases_a_withdrawn_value_was_missing_from() -> None:
+    """0.121 rejects single_pass, which 0.115 had: "new in 0.115" alone
+    would say the release is too old."""
+    from fuzz.pipeline.runner import release_needs
+
+    text = "set regalloc_algorithm=single_pass\ntarget x86_64\n"
+    missing = lacking(text, (0, 121, 2), "x86_64")
+    assert [f.name for f in missing] == ["regalloc_algorithm=single_pass"]
+    assert "(new in 0.115, not in 0.120-0.123)" in release_needs(missing, "x86_64")

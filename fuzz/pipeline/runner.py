@@ -818,9 +818,7 @@ NOT_FOR_RELEASE = "not for this release: "
 
 def release_needs(features: Sequence[Feature], target: str = "") -> str:
     """What a case uses that the release under test lacks, and since when."""
-    uses = ", ".join(
-        f"{f.name.removeprefix(f'{target}:')} (new in {f.since[0]}.{f.since[1]})" for f in features
-    )
+    uses = ", ".join(f"{f.name.removeprefix(f'{target}:')} ({f.releases()})" for f in features)
     return f"it uses {uses} (fuzz/features.py)"
 
 
