@@ -1338,7 +1338,8 @@ TARGETS: dict[str, Target] = {
                 handler_siginfo="r3",
                 pc="pswa",
                 sp="r15",
-                gdb_names={},
+                # unicorn's f<n>_hi is the low doubleword of v<n>: gdb's v<n>l
+                gdb_names={f"f{i}_hi": f"v{i}l" for i in range(16)},
                 trap_site_deltas=(-1, -3, -2, 0, 1, 2, 3),
                 # v0-v15 are f<n> (bits 0-63) and f<n>_hi; v16-v31 have no name here
                 fp_pieces=tuple(

@@ -17,6 +17,7 @@ from fuzz.pipeline import unwind
 from fuzz.pipeline.contract import CALLEE_SAVED, FRAME_OFFSET
 from fuzz.pipeline.filetest import TargetLine, parse_text
 from fuzz.pipeline.oracle import Verdict
+from fuzz.pipeline.qemu.process import qemu_version
 from fuzz.pipeline.routing import QEMU, UNICORN, ExecutorChoice
 from fuzz.pipeline.runner import Runner
 from fuzz.pipeline.twin import interpretable
@@ -98,27 +99,45 @@ def test_riscv64_tail_throw_meets_the_known_fs1_finding() -> None:
     assert "callee-saved register f9 (float)" in outcome
 
 
-@pytest.mark.parametrize("choice", (ExecutorChoice.QEMU, ExecutorChoice.BOTH))
-def test_throws_never_reach_qemu_user(choice: ExecutorChoice) -> None:
-    """qemu-user has no unwinder stand-in: a thrower's case runs on unicorn
-    only, qemu-user neither runs nor referees it."""
-    runner = Runner(executor=choice)
-    verdicts, outcome = _runs(_case("system_v"), "aarch64", runner)
-    assert runner.executor_runs[QEMU] == 0
-    if choice is ExecutorChoice.QEMU:
-        assert verdicts["aarch64"] is Verdict.NOT_EXECUTABLE
-        assert "no unwinder stand-in" in outcome
-    else:
-        assert verdicts["aarch64"] is Verdict.AGREE
+needs_qemu = pytest.mark.skipif(
+    qemu_version() is None, reason="needs qemu-user (Debian package qemu-user)"
+)
+
+
+@needs_qemu
+@pytest.mark.parametrize("cc", ("system_v", "tail"))
+@pytest.mark.parametrize("name", NAMES)
+def test_a_throw_on_qemu_user_takes_the_handler_and_agrees(name: str, cc: str) -> None:
+    """The gdbstub server hosts the same stand-in at the thrower's
+    breakpoint: registers poisoned, payloads set, SP and PC moved."""
+    if (name, cc) == ("riscv64", "tail"):
+        pytest.skip("riscv64 tail throws meet the known fs1 finding (test above)")
+    runner = Runner(executor=ExecutorChoice.QEMU)
+    verdicts, outcome = _runs(_case(cc), name, runner)
+    assert verdicts == {"interpreter": Verdict.AGREE, name: Verdict.AGREE}, outcome
+    assert runner.executor_runs == {QEMU: 1}
+    assert runner.throws == {name: 1}
+
+
+@needs_qemu
+@pytest.mark.parametrize("name", NAMES)
+def test_swapped_payload_registers_are_caught_on_qemu_user(name: str) -> None:
+    target = TARGETS[name]
+    line = _with(name, payload_regs=tuple(reversed(target.payload_regs)))
+    ft = parse_text(_case("system_v"))
+    [result] = Runner(executor=ExecutorChoice.QEMU).run_file(ft, [line])
+    assert result.judgement.verdicts[name] is Verdict.WRONG_RESULT, result.outcomes[name]
 
 
 def _with(name: str, **changes: object) -> TargetLine:
     return TargetLine(dataclasses.replace(TARGETS[name], **changes))  # type: ignore[arg-type]
 
 
-def _verdict(text: str, line: TargetLine) -> tuple[Verdict, str]:
+def _verdict(
+    text: str, line: TargetLine, executor: ExecutorChoice = ExecutorChoice.AUTO
+) -> tuple[Verdict, str]:
     ft = parse_text(text)
-    [result] = Runner().run_file(ft, [line])
+    [result] = Runner(executor=executor).run_file(ft, [line])
     name = line.target.name
     return result.judgement.verdicts[name], str(result.outcomes[name])
 
@@ -172,6 +191,31 @@ def test_a_wrong_frame_offset_is_a_violation(name: str, monkeypatch: pytest.Monk
     verdict, outcome = _verdict(_case("system_v"), TargetLine(TARGETS[name]))
     assert verdict is Verdict.ABI_VIOLATION
     assert FRAME_OFFSET in outcome
+
+
+@needs_qemu
+@pytest.mark.parametrize("name", NAMES)
+def test_the_planted_stand_in_faults_are_caught_on_qemu_user(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Poisoning what system_v preserves, and a frame_offset 16 bytes off
+    (s390x has no frame pointer to check it against)."""
+    qemu = ExecutorChoice.QEMU
+    line = _with(name, exception_clobbers_all=("system_v",))
+    verdict, outcome = _verdict(_case("system_v"), line, qemu)
+    assert verdict in (Verdict.ABI_VIOLATION, Verdict.WRONG_RESULT), outcome
+    if name == "s390x":
+        return
+    real = unwind.TrySite.moved
+
+    def skewed(self: unwind.TrySite, base: int) -> unwind.TrySite:
+        site = real(self, base)
+        assert site.frame_offset is not None
+        return dataclasses.replace(site, frame_offset=site.frame_offset + 16)
+
+    monkeypatch.setattr(unwind.TrySite, "moved", skewed)
+    verdict, outcome = _verdict(_case("system_v"), TargetLine(TARGETS[name]), qemu)
+    assert verdict is Verdict.ABI_VIOLATION and FRAME_OFFSET in outcome, outcome
 
 
 def test_a_throw_nothing_catches_is_a_crash() -> None:

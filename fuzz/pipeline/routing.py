@@ -31,27 +31,20 @@ class Route:
 
 
 def route(
-    target: Target,
-    flags_on: frozenset[str],
-    choice: ExecutorChoice,
-    unicorn_gap: str = "",
-    qemu_gap: str = "",
+    target: Target, flags_on: frozenset[str], choice: ExecutorChoice, unicorn_gap: str = ""
 ) -> Route:
     """The executor for a target line with ISA flags `flags_on`; `unicorn_gap`
-    names code unicorn would run wrong, `qemu_gap` what qemu-user cannot
-    host (both found once the image is linked)."""
+    names code unicorn would run wrong (found once the image is linked)."""
     lacking = sorted(flags_on & target.emulator_lacks)
     unicorn_ok = not lacking and not unicorn_gap
     setup = target.qemu
     qemu_lacking = sorted(flags_on & installed_facts(setup).lacks) if setup is not None else []
     installed = qemu_installed(target)
-    qemu_ok = setup is not None and not qemu_lacking and installed and not qemu_gap
+    qemu_ok = setup is not None and not qemu_lacking and installed
 
     def why_not_qemu() -> str:
         if setup is None:
             return "qemu-user does not run this target"
-        if qemu_gap:
-            return qemu_gap
         if not installed:
             return missing_reason(target)
         version = binary_version(setup.binary)

@@ -303,26 +303,19 @@ class Runner:
                 f"follow {DEFAULT_CC}",
             )
             return config
-        qemu_gap = ""
-        if any(unwind.thrower_cc(f"%{name}") for name in image.libcalls.values()):
-            if any(f.try_sites is None for f in config.functions):
-                config.failure = Outcome(
-                    Kind.NOT_EXECUTABLE,
-                    detail="a thrower needs the try_call sites this bridge does not report "
-                    "(built before them: rebuild it)",
-                )
-                return config
-            # the unwinder stand-in lives in unicorn's hooks only
-            qemu_gap = "qemu-user has no unwinder stand-in for a thrower"
-            config.route = route(line.target, flags_on, self.executor, qemu_gap=qemu_gap)
-            if config.route.executor is None:
-                config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=config.route.reason)
-                return config
+        throws = any(unwind.thrower_cc(f"%{name}") for name in image.libcalls.values())
+        if throws and any(f.try_sites is None for f in config.functions):
+            config.failure = Outcome(
+                Kind.NOT_EXECUTABLE,
+                detail="a thrower needs the try_call sites this bridge does not report "
+                "(built before them: rebuild it)",
+            )
+            return config
         if config.route.executor == UNICORN:
             for name, address in image.symbols.items():
                 if found := line.target.unrunnable_code(image.code_of(name), address):
                     gap = f"`{found}`: unicorn would run it wrong"
-                    config.route = route(line.target, flags_on, self.executor, gap, qemu_gap)
+                    config.route = route(line.target, flags_on, self.executor, gap)
                     if config.route.executor is None:
                         config.failure = Outcome(Kind.NOT_EXECUTABLE, detail=config.route.reason)
                     break
@@ -465,7 +458,9 @@ class Runner:
         if raw is None:
             with self.stage(f"qemu {target.name}"):
                 server = self.qemu.server(target, config.flags_on)
+                thrown = server.throws
                 raw = server.run(image, entry, callee, slots, self.budget, variant, calls)
+                self.throws[target.name] += server.throws - thrown
         self.executor_runs[executor] += 1
         return executor, raw
 

@@ -299,6 +299,12 @@ class LoopServer:
 
     # --- runs -------------------------------------------------------------------
 
+    @property
+    def throws(self) -> int:
+        """Throws landed in a handler: the gdbstub's, which runs every image
+        with libcalls or throwers."""
+        return 0 if self._gdbstub is None else self._gdbstub.throws
+
     def run(
         self,
         image: Image,

@@ -21,6 +21,7 @@ stack pointer must be back where the convention puts it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import signal
@@ -29,8 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from fuzz.pipeline import libcalls
+from fuzz.pipeline import libcalls, unwind
 from fuzz.pipeline.contract import (
+    FRAME_OFFSET,
     MAX_VIOLATIONS,
     CallMap,
     Violation,
@@ -175,6 +177,9 @@ class QemuServer:
         self._loaded: Image | None = None
         self._mapped = (CODE_BASE, CODE_BASE)
         self._breakpoints: set[int] = set()
+        self.throws = 0  # throws that landed in a handler, over this server's runs
+        # a run's landings whose SP disagreed with FP - frame_offset
+        self._landing_violations: list[Violation] = []
 
     # --- process ---------------------------------------------------------------
 
@@ -440,6 +445,7 @@ class QemuServer:
         remote = self._remote
         assert remote is not None
         self.load(image)
+        self._landing_violations = []
         fill = bytes([FILL_BYTES[variant]])
         sp, stack = initial_stack(t, variant)
         self._feed(bytes(stack) + slots + fill * (SLOTS_SIZE - len(slots)))
@@ -484,7 +490,12 @@ class QemuServer:
                         )
                     continue  # a late alarm of an earlier run
                 if stop.signal == SIGTRAP and pc in image.libcalls:
-                    fault = self._libcall(image.libcalls[pc], pc, regs)
+                    name = image.libcalls[pc]
+                    cc = unwind.thrower_cc(f"%{name}")
+                    if cc is not None:
+                        fault = self._throw(image, cc, pc)
+                    else:
+                        fault = self._libcall(name, pc, regs)
                     if fault is not None:
                         return fault
                     continue
@@ -494,6 +505,7 @@ class QemuServer:
             self._process.sock.settimeout(SOCKET_SLACK)
         if stop.signal == SIGSEGV and pc == SENTINEL:
             found = () if calls is None else self._contract(calls, entry, sp, variant, regs)
+            found += tuple(self._landing_violations)[: MAX_VIOLATIONS - len(found)]
             return RawOutcome(
                 "return", slots=remote.read_memory(SLOTS_BASE, len(slots)), violations=found
             )
@@ -543,6 +555,44 @@ class QemuServer:
         return f"access at {address:#x}"
 
     # --- libcalls ---------------------------------------------------------------
+
+    def _throw(self, image: Image, cc: str, pc: int) -> RawOutcome | None:
+        """The unwinder stand-in at a thrower's stub, as unicorn's hook does it
+        (fuzz.pipeline.unwind): resume at the calling try_call's handler with
+        the registers poisoned and the payloads set."""
+        t = self.target
+        remote = self._remote
+        assert remote is not None
+        registers = QemuRegisters(remote, self._gdb_reg, self._order, self._swapped)
+
+        def read(reg: Reg) -> int:
+            # SP and the link register by their unicorn ids (not all in Target.registers)
+            return registers.get(dataclasses.replace(reg, name=self._uc_name(reg.uc)))
+
+        try:
+            landing = unwind.land(
+                t,
+                cc,
+                read,
+                lambda at: int.from_bytes(remote.read_memory(at, 8), self._order),
+                image.try_sites,
+            )
+        except (unwind.Uncaught, RemoteError) as err:
+            return RawOutcome("crash", detail=f"unwind: {err}", pc=pc)
+        if landing.fp_sp is not None and len(self._landing_violations) < MAX_VIOLATIONS:
+            where = image.function_at(landing.pc)
+            edge = f"{where[0] if where else '?'} -> {unwind.thrower(cc)}"
+            self._landing_violations.append(
+                Violation(FRAME_OFFSET, edge, "sp", "sp", landing.sp, landing.fp_sp, cc)
+            )
+        for reg, value in landing.writes:
+            registers.set(reg, value)
+        raw = bytearray(remote.read_registers())
+        self._put(raw, self._regs_name(self.setup.sp), landing.sp)
+        self._put(raw, self._pc.name, landing.pc)
+        remote.write_registers(bytes(raw))
+        self.throws += 1
+        return None
 
     def _libcall(self, name: str, pc: int, regs: bytes) -> RawOutcome | None:
         """Compute the libcall at its stub, then return from it here: a run
