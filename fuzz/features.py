@@ -78,6 +78,12 @@ FEATURES: dict[str, Feature] = {
             gaps=(((0, 120, 0), (0, 124, 0)),),
         ),
         Feature("preserve_all", "convention", (0, 128, 0), "0.128 CallConv; " + _MEASURED),
+        Feature(
+            "enable_compact_unwind_abi",
+            "setting",
+            (0, 133, 0),
+            "cranelift-codegen-meta settings.rs of 0.133.3 has it, 0.132.3 does not",
+        ),
         # Measured (absent in the first, present in the second; the releases
         # between were not built): the earliest release callfuzz knows has it.
         Feature(

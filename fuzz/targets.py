@@ -403,6 +403,9 @@ class Target:
     regalloc_algorithms: tuple[str, ...] = ("backtracking", "single_pass")
     # ISA flags the generator toggles (all runnable on the emulator)
     fuzz_isa_flags: tuple[str, ...] = ()
+    # shared settings that change this target's call lowering, toggled by the
+    # generator (fuzz.gen.generate.SHARED_FLAG_PCT) where the release has them
+    fuzz_shared_flags: tuple[str, ...] = ()
     # ISA flags that vector types need on this target
     vector_isa_flags: tuple[str, ...] = ()
     # ISA flags that change how a type is lowered (riscv64 f16 goes through
@@ -975,6 +978,9 @@ TARGETS: dict[str, Target] = {
             dynamic_slots=True,
             abi_types={"*": SCALAR_TYPES + VECTOR_TYPES},
             fuzz_isa_flags=("has_lse", "has_pauth", "has_fp16", "sign_return_address"),
+            # apple_aarch64 prologues save callee-saved registers in pairs, in
+            # Mach-O compact unwind's fixed order (aarch64/abi.rs compute_frame_layout)
+            fuzz_shared_flags=("enable_compact_unwind_abi",),
             # AAPCS64 6.8.2 (128-bit vectors in v0-v7, lanes little-endian)
             libcall_abi=LibcallAbi(
                 floats=("v0", "v1", "v2"),

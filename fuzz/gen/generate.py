@@ -79,6 +79,7 @@ STACK_SWITCH_PCT = 15  # cases with an uncalled function that switches stacks (c
 TLS_PCT = 2
 DYNAMIC_SLOT_PCT = 10  # cases with an uncalled function using a dynamic stack slot (compile-only)
 PROBESTACK_PCT = 25  # cases with `enable_probestack` (strategies: Target.probestack_strategies)
+SHARED_FLAG_PCT = 25  # cases with each of Target.fuzz_shared_flags on
 
 
 @dataclass(frozen=True)
@@ -869,6 +870,9 @@ def generate(
     if probestack:
         flags.append("enable_probestack=true")
         flags.append(f"probestack_strategy={probestack}")
+    for flag in target.fuzz_shared_flags:
+        if has(flag, version) and boolean(src, SHARED_FLAG_PCT):
+            flags.append(f"{flag}=true")
     isa_flags = [f for f in target.fuzz_isa_flags if boolean(src, 40)]
     if qemu_only:
         # every extension at once: one qemu-user CPU per target (and has_v or
