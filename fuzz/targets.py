@@ -789,6 +789,7 @@ TARGETS: dict[str, Target] = {
                 # winch is x86's convention without SIMD: scalars only
                 "winch": SCALAR_TYPES,
             },
+            fuzz_shared_flags=("is_pic",),
             fuzz_isa_flags=(
                 "has_sse3",
                 "has_ssse3",
@@ -980,7 +981,7 @@ TARGETS: dict[str, Target] = {
             fuzz_isa_flags=("has_lse", "has_pauth", "has_fp16", "sign_return_address"),
             # apple_aarch64 prologues save callee-saved registers in pairs, in
             # Mach-O compact unwind's fixed order (aarch64/abi.rs compute_frame_layout)
-            fuzz_shared_flags=("enable_compact_unwind_abi",),
+            fuzz_shared_flags=("enable_compact_unwind_abi", "is_pic"),
             # AAPCS64 6.8.2 (128-bit vectors in v0-v7, lanes little-endian)
             libcall_abi=LibcallAbi(
                 floats=("v0", "v1", "v2"),
@@ -1117,6 +1118,7 @@ TARGETS: dict[str, Target] = {
             # vectors need has_v, which unicorn lacks: only in cases for qemu-user
             abi_types={"*": SCALAR_TYPES},
             fuzz_isa_flags=("has_zca", "has_zcd"),
+            fuzz_shared_flags=("is_pic",),
             lowering_flags=("has_zfhmin",),
             bare_vectors=False,
             vector_isa_flags=("has_v",),
@@ -1253,6 +1255,7 @@ TARGETS: dict[str, Target] = {
             int_arg_regs=("r2", "r3", "r4", "r5", "r6"),
             int_ret_reg="r2",
             payload_regs=("r6", "r7"),
+            fuzz_shared_flags=("is_pic",),
             setup=_s390x_setup,
             illegal_errnos=_ERR_ILLEGAL,
             # a trap site lies inside the faulting instruction (`.word 0`, `dlgr`)

@@ -100,18 +100,21 @@ def test_every_function_keeps_a_canary_and_calls_keep_state() -> None:
 
 
 def test_shared_settings_that_change_call_lowering_are_toggled_where_the_release_has_them() -> None:
-    """aarch64's enable_compact_unwind_abi (apple_aarch64 prologues in
-    Mach-O compact unwind order): in about a quarter of cases from 0.133,
-    never before, never on a target whose table does not name it."""
+    """Each of a target's `fuzz_shared_flags` (is_pic everywhere, aarch64's
+    enable_compact_unwind_abi) in about a quarter of cases; compact unwind
+    only from 0.133, and never on a target whose table does not name it."""
     from fuzz.gen.generate import SHARED_FLAG_PCT
 
-    def share(target: str, version: tuple[int, int, int] | None) -> float:
+    def share(target: str, flag: str, version: tuple[int, int, int] | None = None) -> float:
         texts = [
             generate(RandomSource(seed), TARGETS[target], version=version).text
             for seed in range(400)
         ]
-        return sum("set enable_compact_unwind_abi=true" in t for t in texts) / len(texts)
+        return sum(f"set {flag}=true" in t for t in texts) / len(texts)
 
-    assert abs(share("aarch64", None) - SHARED_FLAG_PCT / 100) < 0.08
-    assert share("aarch64", (0, 132, 3)) == 0
-    assert share("x86_64", None) == 0
+    for target in TARGETS.values():
+        assert target.fuzz_shared_flags
+        for flag in target.fuzz_shared_flags:
+            assert abs(share(target.name, flag) - SHARED_FLAG_PCT / 100) < 0.08, (target, flag)
+    assert share("aarch64", "enable_compact_unwind_abi", (0, 132, 3)) == 0
+    assert share("x86_64", "enable_compact_unwind_abi") == 0
