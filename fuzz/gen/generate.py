@@ -351,7 +351,7 @@ class Generator:
             # an sret or sarg pointer is an address: never folded, never passed on
             params.append(b.value(p.ty if not p.purpose else None))
         typed = ", ".join(f"{v}: {p.ty}" for v, p in zip(params, sig.params, strict=True))
-        # `block0:` when there are none: before 0.106 the reader rejects `block0():`
+        # `block0:` when there are none: before 0.109 the reader rejects `block0():`
         head = f"block0({typed}):" if typed else "block0:"
         acc = b.const64(0x0123_4567_89AB_CDEF + depth)
         salt = 1
