@@ -36,7 +36,7 @@ from fuzz.gen.cells import PLAIN_FORMS, TAIL_FORMS, TRY_FORMS, Cell, call_cells
 from fuzz.gen.choices import Source, boolean, choice
 from fuzz.pipeline import unwind
 from fuzz.targets import Target
-from fuzz.values import NARROW_INT_TYPES, type_info
+from fuzz.values import NARROW_INT_TYPES, is_sarg, sarg_size, type_info
 
 MAX_PARAMS = 40
 MAX_RETURNS = 16
@@ -89,14 +89,6 @@ class Param:
 
     def __str__(self) -> str:
         return " ".join(p for p in (self.ty, self.ext, self.purpose) if p)
-
-
-def is_sarg(purpose: str) -> bool:
-    return purpose.startswith("sarg(")
-
-
-def sarg_size(purpose: str) -> int:
-    return int(purpose[len("sarg(") : -1])
 
 
 def sarg_offsets(size: int) -> list[int]:
