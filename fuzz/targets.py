@@ -452,7 +452,8 @@ class Target:
     int_ret_reg: str = ""
     # bound on what a `callee_pops_convs` callee pops where the bridge cannot
     # say exactly (its `stack_args`: a Cranelift before 0.126, or a probe
-    # that failed)
+    # that failed); raised for a signature that could fill more
+    # (fuzz.pipeline.contract.pop_bound: struct arguments)
     max_popped: int = 4096
     # --- libcalls (fuzz.pipeline.libcalls): the linker places one stub per
     # libcall, a bare return, and the emulator computes the call at its address

@@ -76,6 +76,16 @@ def type_info(name: str) -> TypeInfo:
     return TypeInfo(name, bits * lanes, bits, lanes, is_float)
 
 
+def is_sarg(purpose: str) -> bool:
+    """Whether an ABI parameter's purpose is a struct argument, `sarg(N)`."""
+    return purpose.startswith("sarg(")
+
+
+def sarg_size(purpose: str) -> int:
+    """The bytes of a struct argument `sarg(N)`: N."""
+    return int(purpose[len("sarg(") : -1])
+
+
 def is_nan(bits: int, width: int) -> bool:
     exp_bits = _EXP_BITS[width]
     mant_bits = width - 1 - exp_bits

@@ -281,3 +281,43 @@ def _explicit_signatures(f: Func) -> None:
         else:
             decls.append(d)
     f.decls = decls
+
+
+_SLOT = re.compile(r"\b(ss\d+)\b")
+_LOADS = re.compile(r"^[us]?load(\d+(x\d+)?)?$")  # load, uload8, sload16x4, ...
+_STORES = re.compile(r"^(store|istore\d+)$")
+
+
+def unwritten_slot_reads(m: Module) -> set[tuple[str, str]]:
+    """(function, slot) for each explicit slot a function reads but never
+    writes: Cranelift's interpreter reads zeros there, machine code whatever
+    an earlier frame left, and when that frame was the program's own (no
+    fill byte the harness varies) the difference is a deterministic `wrong
+    result`, not `undefined behaviour`. A slot whose address goes anywhere
+    but a load's or store's address (a call, arithmetic) counts as written."""
+    out: set[tuple[str, str]] = set()
+    for f in m.funcs:
+        address_of: dict[str, str] = {}  # value -> the slot it addresses
+        read: set[str] = set()
+        written: set[str] = set()
+        for _block, _i, inst in f.all_insts():
+            slot = _SLOT.search(inst.rhs)
+            if inst.opcode == "stack_addr" and slot and inst.results:
+                address_of[inst.results[0]] = slot[1]
+            elif inst.opcode == "stack_load" and slot:
+                read.add(slot[1])
+            elif inst.opcode == "stack_store" and slot:
+                written.add(slot[1])
+        for _block, _i, inst in f.all_insts():
+            uses = inst.uses()
+            addressed = [address_of[v] for v in uses if v in address_of]
+            if not addressed:
+                continue
+            if _LOADS.match(inst.opcode) and len(uses) == 1:
+                read.update(addressed)
+            elif _STORES.match(inst.opcode) and uses[-1] in address_of and len(addressed) == 1:
+                written.add(address_of[uses[-1]])
+            else:
+                written.update(addressed)  # the address escapes
+        out |= {(f.name, slot) for slot in read - written}
+    return out

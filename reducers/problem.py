@@ -1,8 +1,9 @@
 """The reduction problem: everything a reduction knows, in one object.
 
 The interestingness test (text -> bool), its cache by text and the number of
-tests it ran, the clock and time limit, the progress callback, the constraint
-that run lines must keep calling functions that return something, and the
+tests it ran, the clock and time limit, the progress callback, the constraints
+that run lines must keep calling functions that return something and that no
+stack slot be read without being written, and the
 best module so far. Passes (`reducers.passes`) ask `accepts` about every
 candidate; the driver (`reducers.reduce`) keeps `best` up to date.
 """
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from reducers.clif import Module
+from reducers.clif import Module, unwritten_slot_reads
 
 # Called with (CLIF lines of the case so far, tests run, seconds) after every
 # test, so a progress line can move while candidates are being turned down.
@@ -49,6 +50,10 @@ class Problem:
     # set when the input's run lines all call functions that return something
     # (an export needs `; run: f() == value` lines): candidates must keep that
     runs_return: bool = False
+    # the (function, slot) reads of never-written stack slots the input has:
+    # a candidate may have no other (a deleted `store` would turn the bug
+    # into a read of leftover stack, a divergence of its own)
+    slot_reads: set[tuple[str, str]] = field(default_factory=set)
     best: Module | None = None
     size: int = 0  # CLIF lines of the newest accepted text (the case so far)
     cache: dict[str, bool] = field(default_factory=dict)
@@ -79,9 +84,12 @@ class Problem:
     def accepts(self, candidate: Module | None) -> bool:
         """Whether a pass may keep `candidate`: there is one (an edit can
         fail), there is time left, it keeps the run-line constraint, and it is
-        interesting."""
+        interesting, and reads no stack slot it never writes (unless the
+        input did)."""
         if candidate is None or self.out_of_time():
             return False
         if self.runs_return and not runs_return(candidate):
+            return False
+        if unwritten_slot_reads(candidate) - self.slot_reads:
             return False
         return self.interesting(candidate.text())

@@ -19,7 +19,7 @@ from fuzz import _cranelift
 from fuzz.bridge.load import under_test
 from fuzz.pipeline.filetest import BadInput
 from reducers import reference
-from reducers.clif import parse_module
+from reducers.clif import parse_module, unwritten_slot_reads
 from reducers.passes import FINISH, PASSES, Pass
 from reducers.problem import Problem, Progress, clif_lines, runs_return
 from reducers.same_bucket import Goal, SameBucket
@@ -49,6 +49,7 @@ def reduce_problem(problem: Problem, text: str, passes: list[Pass] = PASSES) -> 
     best = parse_module(text, value_types=_value_types(text))
     problem.best = best
     problem.runs_return = runs_return(best)
+    problem.slot_reads = unwritten_slot_reads(best)
     before = problem.size = clif_lines(text)
     passes_used: list[str] = []
     while not problem.out_of_time():

@@ -15,7 +15,7 @@ from fuzz import _cranelift
 from fuzz.campaign.worker import C_ABI_EVERY, C_ABI_SEEDS, c_abi_seed
 from fuzz.gen.choices import RandomSource
 from fuzz.gen.generate import generate
-from fuzz.pipeline.cabi import build, check
+from fuzz.pipeline.cabi import build, check, clif
 from fuzz.pipeline.cabi.build import compiler_path
 from fuzz.pipeline.cabi.declare import CSignature, NoCounterpart, c_signature
 from fuzz.pipeline.cabi.mismatch import (
@@ -86,6 +86,16 @@ def test_c_types_follow_the_psabi() -> None:
         "double",
     ]
     assert sig.sret_index == 3 and len(sig.returns) == 4
+
+
+def test_a_recorder_without_parameters_opens_its_block_without_parentheses() -> None:
+    """cranelift-reader before 0.109 rejects `block0():` ("block argument
+    must be a value"): the glue of a signature without parameters was a
+    harness error on every 0.108 line that drew one (9 in 2,000 cases)."""
+    sig = signature_of(fn("() -> i64 system_v"), TARGETS["x86_64"])
+    text = clif.callee_clif(sig, "k0")
+    assert text.splitlines()[1] == "block0:"
+    assert _cranelift.parse(text).functions()[0]["name"] == "%cf_cl_callee_k0"
 
 
 def runner(target: Target) -> check.RunRaw:

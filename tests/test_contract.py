@@ -25,6 +25,7 @@ from fuzz.pipeline.contract import (
     Function,
     Violation,
     layout,
+    pop_bound,
     sp_violation,
 )
 from fuzz.pipeline.filetest import TargetLine, parse_text
@@ -556,6 +557,27 @@ def test_an_unknown_stack_argument_size_is_bounded() -> None:
     bad = sp_violation(t, known, "e", entry, back + 48)
     assert bad is not None and (bad.expected, bad.actual, bad.cc) == (back + 32, back + 48, "tail")
     assert sp_violation(t, Function("%f", "system_v"), "e", entry, back + 16) is not None
+
+
+def test_the_bound_makes_room_for_struct_arguments() -> None:
+    """A 0.108 `tail` callee with `sarg(4096)` and `sarg(24)` pops their
+    4120 bytes rounded up, 4128, past a fixed 4096 (a false `abi violation
+    (tail): stack pointer` bucket on 0.108 and 0.111): the bound grows with
+    the signature, and still holds a pop beyond what it could fill."""
+    t = TARGETS["x86_64"]
+    params = (("f32x4", "", "normal"), ("i64", "", "sarg(4096)"), ("i64", "", "normal"))
+    params += (("i64", "", "sarg(24)"), ("i128", "", "normal"))
+    returns = (("i64x2", "", "normal"), ("f64", "", "normal"), ("i128", "", "normal"))
+    callee = Function("%f3", "tail", params, returns)
+    entry = 0x7000_0000
+    back = entry + t.ra_slot
+    assert sp_violation(t, callee, "e", entry, back + 4128) is None
+    bound = pop_bound(t, callee)
+    # the structs rounded up, 16 bytes for each of the other six values, and
+    # an alignment's worth: never unbounded
+    assert 4128 <= bound <= 4096 + 32 + 6 * 16 + 16
+    assert sp_violation(t, callee, "e", entry, back + bound + 16) is not None
+    assert pop_bound(t, Function("%g", "tail", params[:1])) == t.max_popped
 
 
 # --- self-recursive tail calls -----------------------------------------------------

@@ -16,11 +16,11 @@ from fuzz.gen.generate import generate
 from fuzz.pipeline.filetest import parse_text
 from fuzz.targets import TARGETS
 from fuzz.triage.export import filetest, run_lines_parsed
-from reducers.clif import parse_module
+from reducers.clif import parse_module, unwritten_slot_reads
 from reducers.edits import forward_operand, forwardable
 from reducers.passes import ddmin
-from reducers.problem import clif_lines
-from reducers.reduce import goal_for, reduce_text
+from reducers.problem import Problem, clif_lines
+from reducers.reduce import goal_for, reduce_problem, reduce_text
 from reducers.same_bucket import SameBucket
 
 CORPUS = Path(__file__).parents[1] / "corpus"
@@ -185,3 +185,55 @@ block0(v0: i64):
     forwarded = forward_operand(module, "%main", "v3", 0)
     assert forwarded is not None and "return v2" in forwarded.text()
     assert "iadd" not in forwarded.text()
+
+
+SLOT_CASE = """\
+function %f(i64) -> i64 {
+    ss0 = explicit_slot 8
+    ss1 = explicit_slot 8
+block0(v0: i64):
+    v1 = stack_addr.i64 ss0
+    store v0, v1
+    v2 = load.i64 v1
+    v3 = stack_addr.i64 ss1
+    v4 = iadd v3, v0
+    v5 = load.i64 v3
+    v6 = iadd v2, v5
+    return v6
+}
+; print: %f(1)
+"""
+
+
+def test_a_stack_slot_read_before_any_write_is_seen() -> None:
+    """ss0 is stored before it is loaded; ss1's address escapes (an iadd),
+    so it may be written elsewhere: neither is an unwritten read. Without
+    the store, or the escape, it is."""
+    assert unwritten_slot_reads(parse_module(SLOT_CASE)) == set()
+    no_store = SLOT_CASE.replace("    store v0, v1\n", "")
+    assert unwritten_slot_reads(parse_module(no_store)) == {("%f", "ss0")}
+    no_escape = SLOT_CASE.replace("    v4 = iadd v3, v0\n", "")
+    assert unwritten_slot_reads(parse_module(no_escape)) == {("%f", "ss1")}
+
+
+def test_the_reducer_never_deletes_the_store_a_load_reads() -> None:
+    """A reduction of the 0.111 campaign's riscv64 wrong result deleted the
+    store that initialised a slot and kept a divergence of its own: the
+    interpreter reads zeros there, the code an earlier frame's leftovers
+    (still a divergence on 0.122, which fixed the bug). With a test that
+    only wants a load from the slot, the store it reads stays."""
+    text = """\
+function %f(i64) -> i64 {
+    ss0 = explicit_slot 8
+block0(v0: i64):
+    v1 = stack_addr.i64 ss0
+    store v0, v1
+    v2 = load.i64 v1
+    return v2
+}
+; print: %f(1)
+"""
+    problem = Problem(lambda candidate: "stack_addr" in candidate and "= load" in candidate)
+    reduced = reduce_problem(problem, text).text
+    assert "= load.i64" in reduced and not unwritten_slot_reads(parse_module(reduced)), reduced
+    assert "store" in reduced

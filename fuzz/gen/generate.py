@@ -36,7 +36,7 @@ from fuzz.gen.cells import PLAIN_FORMS, TAIL_FORMS, TRY_FORMS, Cell, call_cells
 from fuzz.gen.choices import Source, boolean, choice
 from fuzz.pipeline import unwind
 from fuzz.targets import Target
-from fuzz.values import NARROW_INT_TYPES, type_info
+from fuzz.values import NARROW_INT_TYPES, is_sarg, sarg_size, type_info
 
 MAX_PARAMS = 40
 MAX_RETURNS = 16
@@ -90,14 +90,6 @@ class Param:
 
     def __str__(self) -> str:
         return " ".join(p for p in (self.ty, self.ext, self.purpose) if p)
-
-
-def is_sarg(purpose: str) -> bool:
-    return purpose.startswith("sarg(")
-
-
-def sarg_size(purpose: str) -> int:
-    return int(purpose[len("sarg(") : -1])
 
 
 def sarg_offsets(size: int) -> list[int]:
@@ -352,7 +344,7 @@ class Generator:
             # an sret or sarg pointer is an address: never folded, never passed on
             params.append(b.value(p.ty if not p.purpose else None))
         typed = ", ".join(f"{v}: {p.ty}" for v, p in zip(params, sig.params, strict=True))
-        # `block0:` when there are none: before 0.106 the reader rejects `block0():`
+        # `block0:` when there are none: before 0.109 the reader rejects `block0():`
         head = f"block0({typed}):" if typed else "block0:"
         acc = b.const64(0x0123_4567_89AB_CDEF + depth)
         salt = 1

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from fuzz._cranelift import AbiParam
 
 from fuzz.targets import Reg, Target
-from fuzz.values import INT_TYPES, NARROW_INT_TYPES, type_info
+from fuzz.values import INT_TYPES, NARROW_INT_TYPES, is_sarg, sarg_size, type_info
 
 # Kinds of violation (the first part of an `abi violation` bucket key).
 CALLEE_SAVED = "callee-saved register"
@@ -92,6 +92,24 @@ def popped(target: Target, function: Function) -> int | None:
     if function.cc not in target.callee_pops_convs:
         return 0
     return function.stack_args
+
+
+def pop_bound(target: Target, function: Function) -> int:
+    """The most a callee-pops `function` may pop where the bridge cannot say
+    exactly (`popped` is None): `max_popped`, or more where its signature
+    could fill more: each parameter and return 16 bytes at most, a struct
+    argument its size rounded up to 16, and an alignment's worth (x86_64
+    `tail` with `sarg(4096)` and `sarg(24)` pops 4128 bytes, past a fixed
+    4096)."""
+    area = sum(_stack_bytes(p) for p in (*function.params, *function.returns))
+    return max(target.max_popped, area + target.entry_sp_align)
+
+
+def _stack_bytes(param: AbiParam) -> int:
+    """What one parameter or return can take in the stack-argument area."""
+    ty, _ext, purpose = param
+    size = sarg_size(purpose) if is_sarg(purpose) else type_info(ty).bits // 8
+    return -(-max(size, 8) // 16) * 16
 
 
 @dataclass(frozen=True)
@@ -366,12 +384,12 @@ def sp_violation(
     """The stack pointer back at the return address of a call that entered
     `callee` with `entry_sp`: where it was before the call, past what the
     callee pops (its stack arguments, in a callee-pops convention). Where
-    that amount is unknown it is bounded: at most `max_popped`, aligned."""
+    that amount is unknown it is bounded: at most `pop_bound`, aligned."""
     expected = entry_sp + target.ra_slot
     pops = popped(target, callee)
     if pops is None:
         extra = sp - expected
-        if 0 <= extra <= target.max_popped and extra % target.entry_sp_align == 0:
+        if 0 <= extra <= pop_bound(target, callee) and extra % target.entry_sp_align == 0:
             return None
     elif sp == expected + pops:
         return None

@@ -26,7 +26,10 @@ def callee_clif(sig: CSignature, key: str) -> str:
     values = [f"v{i}" for i in range(len(params))]
     block = ", ".join(f"{v}: {ty}" for v, ty in zip(values, params, strict=True))
     n = len(params)
-    lines = [f"function {callee_name(key)}{sig.text} {{", f"block0({block}):"]
+    # `block0:` without parentheses when it takes nothing: cranelift-reader
+    # before 0.109 rejects `block0():` ("block argument must be a value")
+    header = f"block0({block}):" if block else "block0:"
+    lines = [f"function {callee_name(key)}{sig.text} {{", header]
     lines.append(f"    v{n} = iconst.i64 {layout.absolute(0):#x}")
     area = f"v{n}"
     nxt = n + 1
