@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from reducers.clif import Module
+from reducers.struct_args import struct_arguments_addressed
 
 # Called with (CLIF lines of the case so far, tests run, seconds) after every
 # test, so a progress line can move while candidates are being turned down.
@@ -49,6 +50,9 @@ class Problem:
     # set when the input's run lines all call functions that return something
     # (an export needs `; run: f() == value` lines): candidates must keep that
     runs_return: bool = False
+    # set when the input passes each struct argument from a stack slot of its
+    # own (`reducers.struct_args`): candidates must keep that
+    struct_args_addressed: bool = False
     best: Module | None = None
     size: int = 0  # CLIF lines of the newest accepted text (the case so far)
     cache: dict[str, bool] = field(default_factory=dict)
@@ -78,10 +82,12 @@ class Problem:
 
     def accepts(self, candidate: Module | None) -> bool:
         """Whether a pass may keep `candidate`: there is one (an edit can
-        fail), there is time left, it keeps the run-line constraint, and it is
-        interesting."""
+        fail), there is time left, it keeps the run-line and struct-argument
+        constraints, and it is interesting."""
         if candidate is None or self.out_of_time():
             return False
         if self.runs_return and not runs_return(candidate):
+            return False
+        if self.struct_args_addressed and not struct_arguments_addressed(candidate):
             return False
         return self.interesting(candidate.text())

@@ -23,6 +23,7 @@ from reducers.clif import parse_module
 from reducers.passes import FINISH, PASSES, Pass
 from reducers.problem import Problem, Progress, clif_lines, runs_return
 from reducers.same_bucket import Goal, SameBucket
+from reducers.struct_args import struct_arguments_addressed
 
 __all__ = ["Goal", "Reduction", "goal_for", "reduce_problem", "reduce_text"]
 
@@ -49,6 +50,7 @@ def reduce_problem(problem: Problem, text: str, passes: list[Pass] = PASSES) -> 
     best = parse_module(text, value_types=_value_types(text))
     problem.best = best
     problem.runs_return = runs_return(best)
+    problem.struct_args_addressed = struct_arguments_addressed(best)
     before = problem.size = clif_lines(text)
     passes_used: list[str] = []
     while not problem.out_of_time():
