@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from reducers.clif import Module, unwritten_slot_reads
+from reducers.struct_args import struct_arguments_addressed
 
 # Called with (CLIF lines of the case so far, tests run, seconds) after every
 # test, so a progress line can move while candidates are being turned down.
@@ -54,6 +55,9 @@ class Problem:
     # a candidate may have no other (a deleted `store` would turn the bug
     # into a read of leftover stack, a divergence of its own)
     slot_reads: set[tuple[str, str]] = field(default_factory=set)
+    # set when the input passes each struct argument from a stack slot of its
+    # own (`reducers.struct_args`): candidates must keep that
+    struct_args_addressed: bool = False
     best: Module | None = None
     size: int = 0  # CLIF lines of the newest accepted text (the case so far)
     cache: dict[str, bool] = field(default_factory=dict)
@@ -83,12 +87,14 @@ class Problem:
 
     def accepts(self, candidate: Module | None) -> bool:
         """Whether a pass may keep `candidate`: there is one (an edit can
-        fail), there is time left, it keeps the run-line constraint, and it is
-        interesting, and reads no stack slot it never writes (unless the
-        input did)."""
+        fail), there is time left, it keeps the run-line and struct-argument
+        constraints, it reads no stack slot it never writes (unless the input
+        did), and it is interesting."""
         if candidate is None or self.out_of_time():
             return False
         if self.runs_return and not runs_return(candidate):
+            return False
+        if self.struct_args_addressed and not struct_arguments_addressed(candidate):
             return False
         if unwritten_slot_reads(candidate) - self.slot_reads:
             return False

@@ -23,6 +23,7 @@ from reducers.clif import parse_module, unwritten_slot_reads
 from reducers.passes import FINISH, PASSES, Pass
 from reducers.problem import Problem, Progress, clif_lines, runs_return
 from reducers.same_bucket import Goal, SameBucket
+from reducers.struct_args import struct_arguments_addressed
 
 __all__ = ["Goal", "Reduction", "goal_for", "reduce_problem", "reduce_text"]
 
@@ -50,6 +51,7 @@ def reduce_problem(problem: Problem, text: str, passes: list[Pass] = PASSES) -> 
     problem.best = best
     problem.runs_return = runs_return(best)
     problem.slot_reads = unwritten_slot_reads(best)
+    problem.struct_args_addressed = struct_arguments_addressed(best)
     before = problem.size = clif_lines(text)
     passes_used: list[str] = []
     while not problem.out_of_time():

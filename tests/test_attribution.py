@@ -85,3 +85,23 @@ def test_the_f16_store_bug_depends_on_the_lowering_without_zfhmin(name: str) -> 
     assert keys and set(keys) == {"riscv64|wrong result|without has_zfhmin"}
     entry = load(CORPUS / "known.toml").get("riscv64-f16-store-large-offset")
     assert entry is not None and entry.key is not None and entry.key.fullmatch(keys[0])
+
+
+def test_the_struct_argument_edit_passes_each_sarg_as_a_pointer() -> None:
+    """Every generated x86_64 case with struct arguments, each `sarg(N)`
+    parameter made a plain pointer, still parses, verifies and compiles (the
+    edit that names x86_64-sarg-memcpy-tail-registers-wrong-result on
+    0.105-0.106), and the edit is tried after the others."""
+    target = TARGETS["x86_64"]
+    edited = 0
+    for seed in range(120):
+        ft = parse_text(generated(seed, [target]))
+        names = [edit.name for edit in edits(ft)]
+        for edit in edits(ft):
+            if edit.name != "struct arguments":
+                continue
+            assert "sarg(" not in edit.text and "sarg(" in ft.text
+            assert names[-1] == "struct arguments"
+            Runner().prepare_file(parse_text(edit.text), [TargetLine(target)])
+            edited += 1
+    assert edited >= 5

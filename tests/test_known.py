@@ -231,3 +231,41 @@ def test_a_known_bug_after_its_fix_is_a_regression_in_a_new_bucket() -> None:
     assert "fixed in 0.131.3, seen again on Cranelift 0.135.8" in after.regression_note
     checkout = REGISTRY.apply(preserve_all_violation("0.136.0-dev"))
     assert checkout.bucket_key.endswith("|regression:aarch64-preserve-all-vector-low-half")
+
+
+def memcpy_finding(verdict: str, shape: str, key_tail: str) -> FindingRecord:
+    fault = "in libcall Memcpy: read of unmapped memory at 0x6000"
+    return FindingRecord(
+        clif="",
+        target="x86_64",
+        flags=[],
+        verdict=verdict,
+        details={
+            "call_shape": shape,
+            "outcomes": {"x86_64": {"kind": verdict, "text": "", "detail": fault}},
+        },
+        blame=["x86_64"],
+        bucket_key=f"x86_64|{verdict}|{key_tail}",
+        bucket_title="",
+        cranelift_version="0.105.4",
+    )
+
+
+def test_the_struct_argument_memcpy_of_a_tail_call_is_known_on_0_105() -> None:
+    """0.105's Memcpy of a struct argument in a tail callee's registers: the
+    crash by its fault and a tail call in the case (a fastcall case stays the
+    fastcall entry's), the wrong result by its `struct arguments` attribution."""
+    crash = "in libcall Memcpy: read of unmapped memory at 0x_"
+    assert known_as(memcpy_finding("crash", "tail:call,tail:func_addr", crash)) == (
+        "x86_64-sarg-memcpy-tail-registers"
+    )
+    assert known_as(memcpy_finding("crash", "tail:call,windows_fastcall:call", crash)) == (
+        "x86_64-sarg-memcpy-fastcall"
+    )
+    assert known_as(memcpy_finding("crash", "system_v:call", crash)) is None
+    wrong = memcpy_finding("wrong result", "system_v:call,tail:call", "struct arguments")
+    assert known_as(wrong) == "x86_64-sarg-memcpy-tail-registers-wrong-result"
+    assert known_as(dataclasses.replace(wrong, bucket_key="x86_64|wrong result|0:i64")) is None
+    # on the release that changed tail's registers it is a regression, not known
+    after = REGISTRY.apply(dataclasses.replace(wrong, cranelift_version="0.107.2"))
+    assert after.bucket_key.endswith("|regression:x86_64-sarg-memcpy-tail-registers-wrong-result")

@@ -20,7 +20,13 @@ or None when it does not apply):
   registers), the text unchanged; tried before tail calls, which a lowering
   bug in their argument stores also depends on;
 - `tail calls`: every `return_call`/`return_call_indirect` becomes a plain
-  call followed by a return of its results.
+  call followed by a return of its results;
+- `struct arguments`: every `sarg(N)` parameter becomes a plain pointer (the
+  callee reads the caller's bytes in place instead of a copy the call makes
+  with the `Memcpy` libcall), so only a bug in that copy goes away: x86_64
+  0.105-0.106 calls the libcall in a `tail` callee's convention, whose
+  argument registers were not System V's. Tried last, after the edits that
+  name a convention or a call form.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ _TAIL = re.compile(
 # each `function` line, keeping it)
 _FUNCTION = re.compile(r"(?=^function )", re.MULTILINE)
 _DECL = re.compile(r"^\s*(?P<name>(?:fn|sig)\d+)\s*=\s*(?P<decl>.*)$", re.MULTILINE)
+# the purpose of a struct-argument parameter: `i64 sarg(16)`
+_SARG = re.compile(r"[ \t]+sarg\(\d+\)")
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,9 @@ def edits(ft: FileTest, line: TargetLine | None = None) -> Iterator[Edit]:
     plain = _plain_tail_calls(text)
     if plain is not None:
         yield Edit("tail calls", plain)
+    by_pointer, count = _SARG.subn("", text)
+    if count:
+        yield Edit("struct arguments", by_pointer)
 
 
 def _plain_tail_calls(text: str) -> str | None:
