@@ -13,6 +13,7 @@ import capstone
 import pytest
 from click.testing import CliRunner, Result
 
+from fuzz import _cranelift
 from fuzz.commands.cli import cli
 from fuzz.pipeline.filetest import TargetLine, parse_text
 from fuzz.pipeline.runner import Runner
@@ -256,6 +257,34 @@ def test_show_prints_the_reproducer_differences_and_marked_disassembly(
     assert re.search(r"^%mix @ 0x[0-9a-f]+ \(\d+ bytes\):$", out, re.M)
     assert re.search(r"^%via_pointer @ ", out, re.M)  # the run's function, too
     assert "callfuzz_trampoline" not in out
+    assert "compiled by Cranelift" not in out  # the finding's own release
+
+
+def test_show_says_when_it_disassembles_another_release_than_the_finding(
+    tmp_path: Path, pc: int
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    db = open_db(url)
+    cid = db.start_campaign(
+        host="h",
+        cranelift_version="0.121.2",
+        targets=["x86_64"],
+        flags={},
+        engine="random",
+        seed=1,
+        jobs=1,
+    )
+    old = dataclasses.replace(crash_record(pc), cranelift_version="0.121.2")
+    db.record_batch(cid, [old], Progress(1, 1, {}, {}, 1.0))
+    db.close()
+    [bucket] = bucket_ids(url).values()
+    out = triage("show", str(bucket), "--db", url).stdout
+    # its pc is an offset into 0.121.2's code: the installed release's may differ
+    assert (
+        f"compiled by Cranelift {_cranelift.version()}, not 0.121.2 as the finding: the"
+        " marked pc may be"
+        f" another instruction (`callfuzz --cranelift 0.121.2 triage show {bucket}`)"
+    ) in " ".join(out.split())
 
 
 def test_show_a_compile_panic_prints_the_panic_and_the_smaller_case(db_url: str) -> None:

@@ -126,6 +126,8 @@ def classify(goal: Goal, ran: Ran) -> tuple[Kind, str]:
         return Kind.SKIP, f"unreadable step output: {ran.stdout[:80]!r}"
     if any(o["verdict"] == "bad input" for o in outcomes):
         return Kind.SKIP, f"bad input: {outcomes[0]['detail'][:160]}"
+    if any(o["verdict"] == "not for this release" for o in outcomes):
+        return Kind.SKIP, outcomes[0]["detail"][:160]
     if any(same_bug(goal, o) for o in outcomes):
         return Kind.REPRODUCES, _summary(outcomes)
     if goal.verdict not in _COMPILE_TIME:

@@ -6,7 +6,9 @@ as a JSON list on stdout: an outcome per run of the file on the target,
 
 `key` the bucket key (fuzz.triage.buckets) of a finding, `message` a
 compile panic's message, masked. A file this release cannot read or verify
-gives one outcome of verdict `bad input` (never a finding).
+gives one outcome of verdict `bad input` (never a finding); one the feature
+table says the release cannot run on the target (`callfuzz run` skips it as
+"not for this release") one of verdict `not for this release`.
 
     python -m fuzz.commands.bisect_step FILE TARGET [--c-abi]"""
 
@@ -18,7 +20,7 @@ from typing import Any
 
 from fuzz.pipeline.filetest import BadInput, TargetLine, parse_file
 from fuzz.pipeline.oracle import Verdict, is_finding
-from fuzz.pipeline.runner import C_ABI_DIRECTIVE, Runner, default_lines
+from fuzz.pipeline.runner import C_ABI_DIRECTIVE, Runner, default_lines, release_lines
 from fuzz.targets import lookup
 from fuzz.triage.attribution import attributed_bucket
 from fuzz.triage.buckets import mask
@@ -31,6 +33,7 @@ def panic_message(detail: str) -> str:
 
 
 BAD_INPUT = "bad input"
+NOT_FOR_RELEASE = "not for this release"
 
 
 def outcome(verdict: str, detail: str, key: str = "", message: str = "") -> dict[str, Any]:
@@ -47,7 +50,14 @@ def outcomes(path: str, target: str, c_abi: bool = False) -> list[dict[str, Any]
     try:
         ft = parse_file(path)
         runner = Runner(c_abi=c_abi or C_ABI_DIRECTIVE in ft.text)
-        lines = default_lines(ft, [TargetLine(lookup(target))])
+        # the gate `callfuzz run` applies: what the table says the release
+        # lacks is not run (compiled anyway, it gives the harness's failure
+        # to use it, e.g. a throw with no try_call site known, not Cranelift's)
+        lines, too_new = release_lines(
+            ft, default_lines(ft, [TargetLine(lookup(target))]), runner.release
+        )
+        if too_new and not lines:
+            return [outcome(NOT_FOR_RELEASE, too_new[0].reason)]
         results = runner.run_file(ft, lines)
     except BadInput as err:  # an older reader may not read it
         return [outcome(BAD_INPUT, str(err))]

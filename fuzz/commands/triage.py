@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from fuzz import _cranelift
 from fuzz.commands.common import bucket_or_fail, fail, opened_db, target_name
 from fuzz.pipeline.filetest import BadInput, FileTest, TargetLine, parse_text
 from fuzz.pipeline.link import Image, LinkError, link
@@ -211,6 +212,15 @@ def show(bucket: str, db_url: str | None) -> None:
         out.print(reduced.rstrip("\n"), markup=False)
     _print_details(out, best)
     _section(out, f"disassembly ({best.target})")
+    compiler = _cranelift.version()
+    if best.cranelift_version and best.cranelift_version != compiler:
+        # the recorded pc is an offset into the finding's code, not this one's
+        out.print(
+            f"compiled by Cranelift {compiler}, not {best.cranelift_version} as the finding:"
+            f" the marked pc may be another instruction (`callfuzz --cranelift"
+            f" {best.cranelift_version} triage show {info.id}`)",
+            markup=False,
+        )
     for line in disassembly(best.clif, best.target, best.flags, _fault_pc(best)):
         out.print(line, markup=False)
 
