@@ -115,9 +115,10 @@ FEATURES: dict[str, Feature] = {
         Feature("f16:abi", "type", (0, 128, 0), "rejected 0.115.1, accepted 0.128.4"),
         # Exceptions (issue 24): `try_call`/`try_call_indirect` with exception
         # tables, read from cranelift-reader's parser and CallConv::
-        # supports_exceptions at each cached release (0.121.2 the oldest with
-        # them; 0.120 not checked); `exceptions:CC` is a callee convention
-        Feature("try_call", "instruction", (0, 121, 0), "parser.rs of 0.121.2 parses try_call"),
+        # supports_exceptions at each cached release (0.120.2 the oldest with
+        # them: 0.119.1 parses no TryCall); `exceptions:CC` is a callee convention
+        Feature("try_call", "instruction", (0, 120, 0), "parser.rs of 0.120.2 parses try_call"),
+        Feature("try_call_indirect", "instruction", (0, 120, 0), "parser.rs of 0.120.2 parses it"),
         Feature(
             "try_call_context",
             "syntax",

@@ -27,19 +27,19 @@ const FLAGS: &[(&str, u32, u32, &str)] = &[
     (
         "cranelift_no_try_call",
         0,
-        120,
-        "no try_call / try_call_indirect (present in 0.121.2; 0.120 not checked)",
+        119,
+        "no try_call / try_call_indirect (0.120.2 parses and compiles them)",
     ),
     (
         "cranelift_handler_pairs",
-        121,
+        120,
         122,
         "call-site exception handlers are (Option<ExceptionTag>, offset) pairs \
          (FinalizedMachExceptionHandler from 0.123)",
     ),
     (
         "cranelift_no_call_site_frame_offset",
-        121,
+        120,
         123,
         "FinalizedMachCallSite has no frame_offset (added in 0.124)",
     ),
