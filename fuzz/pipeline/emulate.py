@@ -43,7 +43,6 @@ import unicorn as uc
 from fuzz.pipeline import libcalls, unwind
 from fuzz.pipeline.contract import (
     CALLER_FRAME,
-    FRAME_OFFSET,
     CallMap,
     Checker,
     Violation,
@@ -362,12 +361,8 @@ class Emulator:
             self._libcall_fault = RawOutcome("crash", detail=f"unwind: {err}", pc=address)
             mu.emu_stop()
             return
-        if landing.fp_sp is not None:
-            where = image.function_at(landing.pc)
-            edge = f"{where[0] if where else '?'} -> {unwind.thrower(cc)}"
-            self.checker.record(
-                Violation(FRAME_OFFSET, edge, "sp", "sp", landing.sp, landing.fp_sp, cc)
-            )
+        if found := unwind.frame_offset_violation(landing, image.function_at, cc):
+            self.checker.record(found)
         for reg, value in landing.writes:
             mu.reg_write(reg.uc, value)
         mu.reg_write(t.sp_reg, landing.sp)

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from fuzz.pipeline.contract import FRAME_OFFSET, Violation
 from fuzz.targets import Reg, Target
 
 PREFIX = "%Throw_"
@@ -145,3 +146,16 @@ def land(
         if fp_sp == sp_after:
             fp_sp = None
     return Landing(pc, sp_after, tuple(writes.values()), fp_sp)
+
+
+def frame_offset_violation(
+    landing: Landing, function_at: Callable[[int], tuple[str, int] | None], cc: str
+) -> Violation | None:
+    """The `call-site frame offset` violation of a landing whose SP is not
+    FP - frame_offset (None when they agree or cannot be compared);
+    `function_at` names the image's function at an address."""
+    if landing.fp_sp is None:
+        return None
+    where = function_at(landing.pc)
+    edge = f"{where[0] if where else '?'} -> {thrower(cc)}"
+    return Violation(FRAME_OFFSET, edge, "sp", "sp", landing.sp, landing.fp_sp, cc)

@@ -97,11 +97,10 @@ def qemu_version() -> str | None:
 
 
 @dataclass
-class QemuProcess:
-    """A running qemu-user and the connection to its gdbstub."""
+class _Child:
+    """A running qemu-user process."""
 
     proc: subprocess.Popen[bytes]
-    sock: socket.socket
 
     @property
     def pid(self) -> int:
@@ -109,12 +108,19 @@ class QemuProcess:
 
     def died(self) -> bool:
         """Whether qemu-user is gone (waiting a little: a killed process
-        closes its socket before it can be reaped)."""
+        closes its connections before it can be reaped)."""
         try:
             self.proc.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
             return False
         return True
+
+
+@dataclass
+class QemuProcess(_Child):
+    """A running qemu-user and the connection to its gdbstub."""
+
+    sock: socket.socket
 
     def stop(self) -> None:
         self.sock.close()
@@ -161,25 +167,13 @@ def start(binary: str, cpu: str, program: bytes, extra: Sequence[str] = ()) -> Q
 
 
 @dataclass
-class LoopProcess:
+class LoopProcess(_Child):
     """A running qemu-user serving the run loop (fuzz.pipeline.qemu.guest):
     its stdin takes requests, the pipe `bulk` (the guest's fd `bulk_fd`)
     the data they read, its stdout gives reports."""
 
-    proc: subprocess.Popen[bytes]
     bulk: int  # the write end
     bulk_fd: int  # the read end's number, in the guest too
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def died(self) -> bool:
-        try:
-            self.proc.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):

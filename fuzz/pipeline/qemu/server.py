@@ -32,7 +32,6 @@ from typing import Literal
 
 from fuzz.pipeline import libcalls, unwind
 from fuzz.pipeline.contract import (
-    FRAME_OFFSET,
     MAX_VIOLATIONS,
     CallMap,
     Violation,
@@ -579,12 +578,9 @@ class QemuServer:
             )
         except (unwind.Uncaught, RemoteError) as err:
             return RawOutcome("crash", detail=f"unwind: {err}", pc=pc)
-        if landing.fp_sp is not None and len(self._landing_violations) < MAX_VIOLATIONS:
-            where = image.function_at(landing.pc)
-            edge = f"{where[0] if where else '?'} -> {unwind.thrower(cc)}"
-            self._landing_violations.append(
-                Violation(FRAME_OFFSET, edge, "sp", "sp", landing.sp, landing.fp_sp, cc)
-            )
+        found = unwind.frame_offset_violation(landing, image.function_at, cc)
+        if found and len(self._landing_violations) < MAX_VIOLATIONS:
+            self._landing_violations.append(found)
         for reg, value in landing.writes:
             registers.set(reg, value)
         raw = bytearray(remote.read_registers())
